@@ -1,0 +1,47 @@
+# One command per habit; CI calls the same targets (.ci/run → make test).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_KEY := .demo/keys/demo-ed25519.pem
+
+.PHONY: help install demo test lint fmt bench clean
+
+help:
+	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
+	@echo "make test   - install and run the whole test suite"
+	@echo "make lint   - ruff + mypy (strict on gateway/)"
+	@echo "make fmt    - format with ruff"
+	@echo "make bench  - benchmark"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO_KEY): | $(STAMP)
+	$(BIN)/gateway keys generate --alg EdDSA --out $(DEMO_KEY) --if-missing
+
+demo: $(STAMP) $(DEMO_KEY)
+	@$(BIN)/python deploy/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway tests deploy
+	$(BIN)/ruff format --check gateway tests deploy
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix gateway tests deploy
+	$(BIN)/ruff format gateway tests deploy
+
+bench: $(STAMP)
+	@echo "The benchmark is not built yet."
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,244 @@
+"""The gateway's exception tree; every error knows its HTTP face.
+
+    GatewayError                      status, OAuth-style code, description, headers
+    ├── ClientFault (4xx)             the client sent something we refuse
+    │   ├── InvalidRequest            400 invalid_request
+    │   ├── InvalidGrant              400 invalid_grant
+    │   │   └── BadCredentials        401 invalid_grant (login: unknown user = wrong password)
+    │   ├── UnsupportedGrantType      400 unsupported_grant_type
+    │   ├── AuthenticationRequired    401, no error code in WWW-Authenticate (RFC 6750 §3.1)
+    │   ├── InvalidToken              401 invalid_token, with a machine-readable reason
+    │   ├── InvalidClient             401 invalid_client (admin API keys)
+    │   ├── InsufficientScope         403 insufficient_scope
+    │   ├── NotFound                  404 not_found
+    │   ├── MethodNotAllowed          405 method_not_allowed
+    │   ├── PayloadTooLarge           413 payload_too_large
+    │   ├── RateLimited               429 rate_limited (+ Retry-After)
+    │   └── HeadersTooLarge           431 request_header_fields_too_large
+    ├── ServiceFault (5xx)            our side, Redis or the upstream failed
+    │   ├── StoreUnavailable          503 temporarily_unavailable
+    │   ├── Overloaded                503 temporarily_unavailable
+    │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
+    │   ├── UpstreamUnavailable       502 bad_gateway
+    │   └── UpstreamTimeout           504 gateway_timeout
+    └── ConfigError                   start-up only; never reaches a client
+
+`errors_middleware` in `gateway.middleware` is the one place that turns these into the
+JSON error body; everything else just raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+DEFAULT_REALM = "gateway"
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "server_error"
+    default_description: ClassVar[str] = "internal error"
+
+    def __init__(self, description: str | None = None, *, headers: Mapping[str, str] | None = None):
+        self.description = description or self.default_description
+        self.extra_headers: dict[str, str] = dict(headers or {})
+        super().__init__(self.description)
+
+    def headers(self) -> dict[str, str]:
+        """Headers the error response carries besides Content-Type."""
+        return dict(self.extra_headers)
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid; raised at start-up only."""
+
+
+class ClientFault(GatewayError):
+    status = 400
+    code = "invalid_request"
+    default_description = "invalid request"
+
+
+class InvalidRequest(ClientFault):
+    pass
+
+
+class InvalidGrant(ClientFault):
+    code = "invalid_grant"
+    default_description = "the grant is invalid, expired or revoked"
+
+    def __init__(self, description: str | None = None, *, reason: str = "invalid"):
+        super().__init__(description)
+        self.reason = reason  # for metrics and logs: unknown, expired, reuse_detected, …
+
+
+class BadCredentials(InvalidGrant):
+    """Wrong password or unknown user: one answer for both (SPEC §3 asks for 401)."""
+
+    status = 401
+    default_description = "invalid username or password"
+
+    def __init__(self, description: str | None = None):
+        super().__init__(description, reason="bad_credentials")
+
+    def headers(self) -> dict[str, str]:
+        return {**self.extra_headers, "WWW-Authenticate": f'Bearer realm="{DEFAULT_REALM}"'}
+
+
+class UnsupportedGrantType(ClientFault):
+    code = "unsupported_grant_type"
+    default_description = "unsupported grant_type"
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "").replace('"', "'")
+
+
+class AuthenticationRequired(ClientFault):
+    """No bearer token at all: RFC 6750 says the challenge carries no error code."""
+
+    status = 401
+    code = "invalid_request"
+    default_description = "a bearer access token is required"
+
+    def __init__(self, description: str | None = None, *, realm: str = DEFAULT_REALM):
+        super().__init__(description)
+        self.realm = realm
+
+    def headers(self) -> dict[str, str]:
+        return {**self.extra_headers, "WWW-Authenticate": f'Bearer realm="{_quote(self.realm)}"'}
+
+
+class InvalidToken(ClientFault):
+    """A bearer token was presented and refused; `reason` feeds metrics and logs."""
+
+    status = 401
+    code = "invalid_token"
+    default_description = "the access token is invalid"
+
+    def __init__(
+        self, description: str | None = None, *, reason: str = "invalid", realm: str = DEFAULT_REALM
+    ):
+        super().__init__(description)
+        self.reason = reason
+        self.realm = realm
+
+    def headers(self) -> dict[str, str]:
+        challenge = (
+            f'Bearer realm="{_quote(self.realm)}", error="invalid_token", '
+            f'error_description="{_quote(self.description)}"'
+        )
+        return {**self.extra_headers, "WWW-Authenticate": challenge}
+
+
+class MalformedAuthorization(ClientFault):
+    """The Authorization header itself is malformed (e.g. sent twice): RFC 6750 §3.1 400."""
+
+    default_description = "malformed Authorization header"
+
+    def __init__(self, description: str | None = None, *, realm: str = DEFAULT_REALM):
+        super().__init__(description)
+        self.realm = realm
+
+    def headers(self) -> dict[str, str]:
+        challenge = (
+            f'Bearer realm="{_quote(self.realm)}", error="invalid_request", '
+            f'error_description="{_quote(self.description)}"'
+        )
+        return {**self.extra_headers, "WWW-Authenticate": challenge}
+
+
+class InvalidClient(ClientFault):
+    status = 401
+    code = "invalid_client"
+    default_description = "client authentication failed"
+
+    def headers(self) -> dict[str, str]:
+        return {**self.extra_headers, "WWW-Authenticate": 'Bearer realm="admin"'}
+
+
+class InsufficientScope(ClientFault):
+    status = 403
+    code = "insufficient_scope"
+    default_description = "the access token lacks a required role or scope"
+
+    def __init__(self, description: str | None = None, *, realm: str = DEFAULT_REALM):
+        super().__init__(description)
+        self.realm = realm
+
+    def headers(self) -> dict[str, str]:
+        challenge = (
+            f'Bearer realm="{_quote(self.realm)}", error="insufficient_scope", '
+            f'error_description="{_quote(self.description)}"'
+        )
+        return {**self.extra_headers, "WWW-Authenticate": challenge}
+
+
+class NotFound(ClientFault):
+    status = 404
+    code = "not_found"
+    default_description = "not found"
+
+
+class MethodNotAllowed(ClientFault):
+    status = 405
+    code = "method_not_allowed"
+    default_description = "method not allowed"
+
+
+class PayloadTooLarge(ClientFault):
+    status = 413
+    code = "payload_too_large"
+    default_description = "request body too large"
+
+
+class RateLimited(ClientFault):
+    status = 429
+    code = "rate_limited"
+    default_description = "too many requests, retry later"
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 60):
+        super().__init__(description, headers={"Retry-After": str(max(1, int(retry_after)))})
+        self.retry_after = retry_after
+
+
+class HeadersTooLarge(ClientFault):
+    status = 431
+    code = "request_header_fields_too_large"
+    default_description = "request header fields too large"
+
+
+class ServiceFault(GatewayError):
+    status = 503
+    code = "temporarily_unavailable"
+    default_description = "service temporarily unavailable"
+
+
+class StoreUnavailable(ServiceFault):
+    default_description = "the token store is temporarily unavailable"
+
+
+class Overloaded(ServiceFault):
+    default_description = "the upstream is at its concurrency limit"
+
+    def __init__(self, description: str | None = None):
+        super().__init__(description, headers={"Retry-After": "1"})
+
+
+class RevocationStale(ServiceFault):
+    default_description = "revocation state is stale; refusing protected requests"
+
+
+class UpstreamUnavailable(ServiceFault):
+    status = 502
+    code = "bad_gateway"
+    default_description = "the upstream could not be reached"
+
+
+class UpstreamTimeout(ServiceFault):
+    status = 504
+    code = "gateway_timeout"
+    default_description = "the upstream did not answer in time"

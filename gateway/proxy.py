@@ -1,0 +1,269 @@
+"""Streaming forwarder: one pooled client session, bodies streamed both ways, WebSockets piped.
+
+Only this module catches `aiohttp.ClientError` and upstream timeouts; they leave it as
+UpstreamUnavailable (502), UpstreamTimeout (504) or, after the response has started, as an
+aborted client connection (never a truncated response that looks complete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.config import ProxySettings
+from gateway.errors import (
+    InvalidRequest,
+    Overloaded,
+    PayloadTooLarge,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.headers import HeaderPolicy
+from gateway.routing import Route
+from gateway.tokens import Principal
+
+log = logging.getLogger("gateway.proxy")
+
+CHUNK: Final = 64 * 1024
+NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the access log wants to know about one forwarded request."""
+
+    upstream_status: int | None = None
+    upstream_seconds: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+def create_client_session(settings: ProxySettings) -> aiohttp.ClientSession:
+    """The one pooled upstream client: our own deadlines, no decompression, no invented headers."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_concurrency,
+        keepalive_timeout=min(settings.keepalive_timeout, 30),
+        enable_cleanup_closed=False,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+class Forwarder:
+    """Forwards one authorized request to its route's upstream and streams the answer back."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, policy: HeaderPolicy, settings: ProxySettings
+    ):
+        self._session = session
+        self._policy = policy
+        self._max_body = settings.max_body_size
+        self._max_concurrency = settings.max_concurrency
+        self._read_timeout = settings.read_timeout
+        self.in_flight = 0
+
+    async def forward(
+        self,
+        request: web.Request,
+        route: Route,
+        path: str,
+        principal: Principal | None,
+        request_id: str,
+        exchange: Exchange,
+    ) -> web.StreamResponse:
+        declared = request.content_length
+        if self._max_body and declared is not None and declared > self._max_body:
+            raise PayloadTooLarge()
+        if self.in_flight >= self._max_concurrency:
+            raise Overloaded()
+        url = URL.build(
+            scheme=route.upstream.scheme,
+            authority=route.upstream.raw_authority,
+            path=route.upstream_path(path),
+            query_string=request.rel_url.raw_query_string,
+            encoded=True,
+        )
+        headers = self._policy.upstream_request_headers(
+            request.headers,
+            principal=principal,
+            request_id=request_id,
+            remote=request.remote,
+            scheme=request.scheme,
+            host=request.host,
+            upstream_host=None if route.preserve_host else route.upstream.raw_authority,
+        )
+        if _is_websocket_upgrade(request):
+            if not route.websocket:
+                raise InvalidRequest("WebSocket upgrades are not enabled on this route")
+            return await self._forward_websocket(request, url, headers)
+        self.in_flight += 1
+        try:
+            return await self._forward_http(request, url, headers, declared, request_id, exchange)
+        finally:
+            self.in_flight -= 1
+
+    async def _forward_http(
+        self,
+        request: web.Request,
+        url: URL,
+        headers: CIMultiDict[str],
+        declared: int | None,
+        request_id: str,
+        exchange: Exchange,
+    ) -> web.StreamResponse:
+        body: AsyncIterator[bytes] | None = None
+        too_large = False
+        if request.body_exists:
+            if declared is not None:
+                headers["Content-Length"] = str(declared)  # one framing header, ours
+
+            async def limited() -> AsyncIterator[bytes]:
+                nonlocal too_large
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    exchange.bytes_in += len(chunk)
+                    if self._max_body and exchange.bytes_in > self._max_body:
+                        too_large = True
+                        raise PayloadTooLarge()
+                    yield chunk
+
+            body = limited()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            upstream = await self._session.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            )
+        except Exception as exc:
+            if too_large:
+                raise PayloadTooLarge() from None
+            raise _upstream_error(exc) from None
+        exchange.upstream_status = upstream.status
+        try:
+            response = web.StreamResponse(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=self._policy.downstream_response_headers(upstream.headers),
+            )
+            response.headers["X-Request-Id"] = request_id
+            length = upstream.content_length
+            has_body = request.method != "HEAD" and upstream.status not in NO_BODY_STATUSES
+            if length is not None and "Transfer-Encoding" not in upstream.headers:
+                response.content_length = length
+            await response.prepare(request)
+            if has_body and not await self._stream_body(request, upstream, response, exchange):
+                return response
+            await response.write_eof()
+            return response
+        finally:
+            exchange.upstream_seconds = loop.time() - started
+            upstream.release()
+
+    async def _stream_body(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        response: web.StreamResponse,
+        exchange: Exchange,
+    ) -> bool:
+        """Copy the body; on an upstream fault mid-body, abort the client connection."""
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+                exchange.bytes_out += len(chunk)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # The status line is gone already: the only honest signal left is to cut the
+            # connection without the final chunk, so the client cannot mistake it for success.
+            log.warning(
+                "upstream failed mid-body (%s); aborting client connection", type(exc).__name__
+            )
+            upstream.close()
+            if request.transport is not None:
+                request.transport.close()
+            return False
+        return True
+
+    async def _forward_websocket(
+        self, request: web.Request, url: URL, headers: CIMultiDict[str]
+    ) -> web.StreamResponse:
+        for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
+            headers.pop(name, None)
+        protocols = tuple(
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        )
+        headers.pop("Sec-WebSocket-Protocol", None)
+        try:
+            upstream = await self._session.ws_connect(
+                url,
+                headers=headers,
+                protocols=protocols,
+                autoping=False,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self._read_timeout),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise UpstreamUnavailable(
+                f"upstream refused the WebSocket upgrade ({exc.status})"
+            ) from None
+        except Exception as exc:
+            raise _upstream_error(exc) from None
+        client = web.WebSocketResponse(
+            protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False
+        )
+        await client.prepare(request)
+        try:
+            await asyncio.gather(_pipe(client, upstream), _pipe(upstream, client))
+        finally:
+            await upstream.close()
+            await client.close()
+        return client
+
+
+def _is_websocket_upgrade(request: web.Request) -> bool:
+    return (
+        request.headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in request.headers.get("Connection", "").lower()
+    )
+
+
+async def _pipe(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    async for message in source:
+        if message.type == WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif message.type == WSMsgType.PING:
+            await sink.ping(message.data)
+        elif message.type == WSMsgType.PONG:
+            await sink.pong(message.data)
+        else:
+            break
+    await sink.close()
+
+
+def _upstream_error(exc: BaseException) -> Exception:
+    """Map a client-side failure before the response started to 502/504."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout()
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamUnavailable()
+    raise exc

@@ -1,0 +1,225 @@
+"""Run the gateway: listeners, event loop, signals, graceful shutdown and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventType
+from typing import Final
+
+from aiohttp import web
+
+from gateway.admin import create_admin_app
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.errors import ConfigError
+from gateway.store.client import is_memory_url
+
+log = logging.getLogger("gateway")
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_START_TIMEOUT: Final = 30.0
+RESTART_DELAY: Final = 1.0
+
+
+def worker_count(settings: Settings, requested: int | None) -> int:
+    """How many processes to run; refuses several workers on the in-process store."""
+    memory = is_memory_url(settings.redis.url)
+    count = requested if requested is not None else settings.listen.workers
+    if count and count > 1 and memory:
+        raise ConfigError(
+            f"--workers {count} needs a shared Redis: redis.url memory:// is an in-process "
+            "store, so each worker would have its own sessions and revocations. Use "
+            "--workers 1 or a redis:// URL"
+        )
+    if count:
+        return count
+    return 1 if memory else len(os.sched_getaffinity(0))
+
+
+async def serve(
+    settings: Settings, *, reuse_port: bool = False, on_ready: Callable[[], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop accepting and drain in-flight requests."""
+    shutdown_timeout = settings.proxy.drain_timeout
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()  # starts the app's components (store, revocation view, clients)
+    admin_runner = web.AppRunner(
+        create_admin_app(settings, app), access_log=None, shutdown_timeout=shutdown_timeout
+    )
+    await admin_runner.setup()
+    site = web.TCPSite(
+        runner,
+        settings.listen.host,
+        settings.listen.port,
+        reuse_address=True,
+        reuse_port=reuse_port or None,
+    )
+    await site.start()
+    admin_site = web.TCPSite(
+        admin_runner, settings.admin.host, settings.admin.port, reuse_port=reuse_port or None
+    )
+    await admin_site.start()
+    log.info(
+        "gateway listening on http://%s:%d (%d routes, environment %s); admin on http://%s:%d",
+        settings.listen.host,
+        settings.listen.port,
+        len(settings.routes),
+        settings.environment,
+        settings.admin.host,
+        settings.admin.port,
+    )
+    if not settings.admin.keys:
+        log.warning("admin.keys is empty: every admin API call will be refused")
+    if on_ready is not None:
+        on_ready()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: draining in-flight requests (up to %.0fs)", shutdown_timeout)
+    finally:
+        # Stop accepting on both listeners, let in-flight requests and streams finish (up to
+        # the drain timeout), then close the store and upstream pools (the app's cleanup).
+        await admin_runner.cleanup()
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def run(settings: Settings, *, workers: int = 1) -> int:
+    """Blocking entry point: one process, or a supervisor of `workers` processes."""
+    if workers <= 1:
+        _run_loop(settings, reuse_port=False)
+        return 0
+    return Supervisor(settings, workers).run()
+
+
+def _run_loop(
+    settings: Settings, *, reuse_port: bool, on_ready: Callable[[], None] | None = None
+) -> None:
+    main = serve(settings, reuse_port=reuse_port, on_ready=on_ready)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay runnable
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def _worker_main(settings: Settings, ready: EventType) -> None:
+    """A worker process: its own event loop, store pool and revocation view."""
+    from gateway.observability import configure_logging
+
+    configure_logging(
+        level=settings.logging.level,
+        json_format=settings.logging.format == "json",
+        access=settings.logging.access_log,
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
+
+    _run_loop(settings, reuse_port=True, on_ready=ready.set)
+
+
+class Supervisor:
+    """Starts N workers on one port (SO_REUSEPORT), restarts crashed ones, drains on SIGTERM.
+
+    Workers are spawned (not forked) so that each one imports prometheus-client with the
+    shared multiprocess directory set: /metrics then adds up every worker's counters.
+    """
+
+    def __init__(self, settings: Settings, workers: int):
+        self._settings = settings
+        self._count = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[BaseProcess] = []
+        self._stopping = False
+
+    def run(self) -> int:
+        metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+        previous = {
+            signum: signal.signal(signum, self._request_stop)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            if not self._start_all():
+                self._stop_all()
+                return 1
+            log.info("%d workers serving on port %d", self._count, self._settings.listen.port)
+            self._supervise()
+            return 0 if self._stop_all() else 1
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _request_stop(self, signum: int, _frame: object) -> None:
+        self._stopping = True
+
+    def _spawn(self) -> tuple[BaseProcess, EventType]:
+        ready = self._context.Event()
+        process = self._context.Process(
+            target=_worker_main, args=(self._settings, ready), name="gateway-worker"
+        )
+        process.start()
+        return process, ready
+
+    def _start_all(self) -> bool:
+        started = [self._spawn() for _ in range(self._count)]
+        self._workers = [process for process, _ in started]
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        for process, ready in started:
+            while not ready.wait(0.1):
+                if not process.is_alive() or time.monotonic() > deadline or self._stopping:
+                    log.error("a worker failed to start (exit code %s)", process.exitcode)
+                    return False
+        return True
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            time.sleep(0.2)
+            for index, process in enumerate(self._workers):
+                if process.is_alive() or self._stopping:
+                    continue
+                log.error("worker %s exited with %s; restarting it", process.pid, process.exitcode)
+                self._forget_metrics(process)
+                time.sleep(RESTART_DELAY)
+                self._workers[index] = self._spawn()[0]
+
+    def _stop_all(self) -> bool:
+        """SIGTERM every worker (each drains), wait for them; True when all exited cleanly."""
+        for process in self._workers:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self._settings.proxy.drain_timeout + 10
+        clean = True
+        for process in self._workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.error("worker %s did not stop in time; killing it", process.pid)
+                process.kill()
+                process.join()
+                clean = False
+            elif process.exitcode != 0:
+                clean = False
+        log.info("all workers stopped")
+        return clean
+
+    @staticmethod
+    def _forget_metrics(process: BaseProcess) -> None:
+        if process.pid is not None and os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,36 @@
+"""Everything Redis: key names and TTLs, Lua scripts, pub/sub. Nothing else talks to Redis."""
+
+from gateway.store.audit import AuditEntry, AuditLog
+from gateway.store.client import connect_redis, is_memory_url
+from gateway.store.keys import (
+    SID_RE,
+    KeySpace,
+    new_refresh_token,
+    new_sid,
+    parse_refresh_token,
+    refresh_token_hash,
+)
+from gateway.store.ratelimit import RateLimiter
+from gateway.store.revocations import Feed, Revocation, RevocationStore
+from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
+
+__all__ = [
+    "SID_RE",
+    "AuditEntry",
+    "AuditLog",
+    "CreateResult",
+    "Feed",
+    "KeySpace",
+    "RateLimiter",
+    "Revocation",
+    "RevocationStore",
+    "RotateResult",
+    "Session",
+    "SessionStore",
+    "connect_redis",
+    "is_memory_url",
+    "new_refresh_token",
+    "new_sid",
+    "parse_refresh_token",
+    "refresh_token_hash",
+]

@@ -1,0 +1,88 @@
+"""Audit trail: a capped Redis stream with a retention TTL, newest first on read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.store._errors import translated
+from gateway.store.keys import KeySpace
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    at: float
+    actor: str
+    action: str
+    target: str
+    source: str | None
+    detail: dict[str, Any]
+
+
+class AuditLog:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        clock: Callable[[], float],
+        prefix: str = "gw",
+        maxlen: int = 100_000,
+        retention: int = 90 * 86400,
+    ):
+        self._redis = redis
+        self._clock = clock
+        self._key = KeySpace(prefix).audit
+        self._maxlen = maxlen
+        self._retention = retention
+
+    @translated
+    async def record(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        source: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> str:
+        """Append one entry; raises StoreUnavailable when it could not be written."""
+        fields = {
+            "at": repr(self._clock()),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "source": source or "",
+            "detail": json.dumps(detail or {}, separators=(",", ":")),
+        }
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        pipe.expire(self._key, self._retention)
+        entry_id, _ = await pipe.execute()
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    @translated
+    async def recent(self, *, count: int = 100, before: str | None = None) -> list[AuditEntry]:
+        """Newest first; `before` pages back from an entry id (exclusive)."""
+        upper = f"({before}" if before else "+"
+        rows: Any = await self._redis.xrevrange(self._key, max=upper, min="-", count=count)
+        return [_entry(entry_id, fields) for entry_id, fields in rows or []]
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> AuditEntry:
+    def text(name: str) -> str:
+        return fields.get(name.encode(), b"").decode()
+
+    return AuditEntry(
+        id=entry_id.decode(),
+        at=float(text("at") or 0),
+        actor=text("actor"),
+        action=text("action"),
+        target=text("target"),
+        source=text("source") or None,
+        detail=json.loads(text("detail") or "{}"),
+    )

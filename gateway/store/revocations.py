@@ -1,0 +1,198 @@
+"""Revocation records (denylist keys with TTLs), their pub/sub feed and a version counter.
+
+Each revocation: SET the record with an expiry no earlier than the token it blocks, INCR the
+version, PUBLISH the record with that version. Instances detect a lost message as a version
+they never received, and reload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from gateway.errors import StoreUnavailable
+from gateway.store._errors import FOREIGN_ERRORS, translated
+from gateway.store.keys import KeySpace, sub_key
+
+Kind = Literal["jti", "sid", "sub"]
+KINDS: Final = frozenset({"jti", "sid", "sub"})
+VERSION_TTL: Final = 90 * 86400
+MAX_MESSAGE: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    kind: Kind
+    id: str
+    until: float  # when the record may be forgotten (every token it blocks has expired)
+    at: float | None = None  # kind "sub": tokens issued before this instant are rejected
+    version: int = 0
+
+
+def encode(record: Revocation) -> bytes:
+    body = {"kind": record.kind, "id": record.id, "until": record.until, "at": record.at}
+    if record.version:
+        body["version"] = record.version
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode(data: bytes | str) -> Revocation | None:
+    """A record from untrusted bytes (pub/sub, Redis values); None when malformed."""
+    if len(data) > MAX_MESSAGE:
+        return None
+    try:
+        body = json.loads(data)
+        kind, ident, until = body["kind"], body["id"], float(body["until"])
+        at = None if body.get("at") is None else float(body["at"])
+        version = int(body.get("version", 0))
+    except (ValueError, TypeError, KeyError):
+        return None
+    if kind not in KINDS or not isinstance(ident, str) or not ident or not math.isfinite(until):
+        return None
+    return Revocation(kind, ident, until, at, version)
+
+
+def stored_value(record: Revocation) -> bytes:
+    """The Redis value: the expiry alone for jti/sid (the key names them), JSON for users."""
+    if record.kind == "sub":
+        return encode(record)
+    return repr(record.until).encode()
+
+
+def parse_stored(suffix: bytes, value: bytes | str) -> Revocation | None:
+    """A record from `KIND:ID` (the key after the prefix) and its stored value."""
+    kind, _, ident = suffix.decode(errors="replace").partition(":")
+    if kind == "sub":
+        return decode(value)
+    if kind not in KINDS or not ident:
+        return None
+    try:
+        until = float(value)
+    except ValueError:
+        return None
+    return Revocation(kind, ident, until) if math.isfinite(until) else None  # type: ignore[arg-type]
+
+
+class Feed:
+    """A live subscription to the revocation channel."""
+
+    def __init__(self, pubsub: PubSub):
+        self._pubsub = pubsub
+
+    async def get(self, timeout: float) -> Revocation | None:
+        """The next record, or None after `timeout` seconds (or on a malformed message)."""
+        try:
+            message = await self._pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=timeout
+            )
+        except FOREIGN_ERRORS as exc:
+            raise StoreUnavailable() from exc
+        if not message or message.get("type") != "message":
+            return None
+        data = message.get("data")
+        return decode(data) if isinstance(data, bytes | str) else None
+
+
+class RevocationStore:
+    def __init__(self, redis: Redis, *, clock: Callable[[], float], prefix: str = "gw"):
+        self._redis = redis
+        self._clock = clock
+        self._keys = KeySpace(prefix)
+
+    async def revoke_jti(self, jti: str, *, exp: float, leeway: float) -> Revocation | None:
+        """Deny one access token until exp + leeway; None (nothing written) if already past."""
+        until = exp + leeway
+        if until <= self._clock():
+            return None
+        return await self._write(Revocation("jti", jti, until), self._keys.revocation("jti", jti))
+
+    async def revoke_session(self, sid: str, *, until: float) -> Revocation:
+        return await self._write(Revocation("sid", sid, until), self._keys.revocation("sid", sid))
+
+    async def revoke_user(self, sub: str, *, at: float, until: float) -> Revocation:
+        """Watermark: tokens of `sub` issued before `at` are rejected; never moved back."""
+        key = self._keys.revocation("sub", sub_key(sub))
+        current = decode(raw) if (raw := await self._get(key)) else None
+        if current is not None and current.at is not None:
+            at, until = max(at, current.at), max(until, current.until)
+        return await self._write(Revocation("sub", sub, until, at), key)
+
+    @translated
+    async def _get(self, key: str) -> bytes | None:
+        value = await self._redis.get(key)
+        return value.encode() if isinstance(value, str) else value
+
+    @translated
+    async def _write(self, record: Revocation, key: str) -> Revocation:
+        pipe = self._redis.pipeline(transaction=False)
+        # SECURITY: the record lives at least as long as the tokens it blocks (rounded up).
+        pipe.set(key, stored_value(record), exat=math.ceil(record.until) + 1)
+        pipe.incr(self._keys.revocation_version)
+        pipe.expire(self._keys.revocation_version, VERSION_TTL)
+        _, version, _ = await pipe.execute()
+        published = replace(record, version=int(version))
+        await self._redis.publish(self._keys.revocation_channel, encode(published))
+        return published
+
+    @translated
+    async def version(self) -> int:
+        value = await self._redis.get(self._keys.revocation_version)
+        return int(value) if value is not None else 0
+
+    async def load_all(self, *, batch: int = 20_000) -> list[Revocation]:
+        """Every live record (SCAN + MGET per batch, never KEYS)."""
+        return [record async for records in self.batches(batch=batch) for record in records]
+
+    async def batches(self, *, batch: int = 20_000) -> AsyncIterator[list[Revocation]]:
+        """Live records in batches, so a million of them never sit in memory twice."""
+        prefix = self._keys.revocation_pattern[:-1].encode()
+        keys: list[bytes] = []
+        try:
+            async for key in self._redis.scan_iter(
+                match=self._keys.revocation_pattern, count=batch
+            ):
+                keys.append(key)
+                if len(keys) >= batch:
+                    yield await self._fetch(keys, prefix)
+                    keys = []
+            if keys:
+                yield await self._fetch(keys, prefix)
+        except FOREIGN_ERRORS as exc:
+            raise StoreUnavailable() from exc
+
+    async def _fetch(self, keys: list[bytes], prefix: bytes) -> list[Revocation]:
+        now = self._clock()
+        values = await self._redis.mget(keys)
+        out = []
+        for key, value in zip(keys, values, strict=True):
+            record = parse_stored(key[len(prefix) :], value) if value is not None else None
+            if record is not None and record.until > now:
+                out.append(record)
+        return out
+
+    @asynccontextmanager
+    async def subscription(self) -> AsyncIterator[Feed]:
+        """Subscribed to the revocation channel for the duration of the block."""
+        pubsub = self._redis.pubsub()
+        try:
+            try:
+                await pubsub.subscribe(self._keys.revocation_channel)
+            except FOREIGN_ERRORS as exc:
+                raise StoreUnavailable() from exc
+            yield Feed(pubsub)
+        finally:
+            with contextlib.suppress(*FOREIGN_ERRORS):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @translated
+    async def ping(self) -> bool:
+        result: Any = await self._redis.ping()
+        return bool(result)

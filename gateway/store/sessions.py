@@ -1,0 +1,357 @@
+"""Sessions and refresh-token rotation; each state change is one Lua script in one slot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from redis.asyncio import Redis
+
+from gateway.store._errors import translated
+from gateway.store.keys import SID_RE, KeySpace
+
+Outcome = Literal["rotated", "grace", "reuse", "expired", "unknown"]
+
+# Lua helpers shared by the scripts: delete one session (and its index/device entries).
+_LUA_COMMON: Final = """
+local unpack = unpack or table.unpack
+local function drop(pfx, sid, idx, dev)
+  local skey = pfx .. 'session:' .. sid
+  local device = redis.call('HGET', skey, 'device_id')
+  redis.call('DEL', skey, pfx .. 'spent:' .. sid)
+  if idx then redis.call('ZREM', idx, sid) end
+  if dev and device and device ~= '' and redis.call('HGET', dev, device) == sid then
+    redis.call('HDEL', dev, device)
+  end
+end
+local function extend(key, target)
+  local ttl = redis.call('TTL', key)
+  if ttl < target then redis.call('EXPIRE', key, target) end
+end
+"""
+
+# KEYS: session, spent, index, devices. ARGV: now, expires_at, sid, device_id, slot prefix,
+# then field/value pairs of the new session.
+_CREATE: Final = (
+    _LUA_COMMON
+    + """
+local now, exp, sid, device, pfx = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+  drop(pfx, old, KEYS[3], KEYS[4])
+end
+local replaced = ''
+if device ~= '' then
+  local old = redis.call('HGET', KEYS[4], device)
+  if old and redis.call('EXISTS', pfx .. 'session:' .. old) == 1 then
+    drop(pfx, old, KEYS[3], KEYS[4])
+    replaced = old
+  end
+  redis.call('HSET', KEYS[4], device, sid)
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('EXPIREAT', KEYS[1], math.ceil(exp))
+redis.call('ZADD', KEYS[3], exp, sid)
+local ttl = math.ceil(exp - now)
+extend(KEYS[3], ttl)
+if redis.call('EXISTS', KEYS[4]) == 1 then extend(KEYS[4], ttl) end
+return replaced
+"""
+)
+
+# KEYS: session, spent. ARGV: now, presented hash, new hash, successor box, grace, slot prefix.
+_ROTATE: Final = (
+    _LUA_COMMON
+    + """
+local now, presented, newh, box = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local grace, pfx = tonumber(ARGV[5]), ARGV[6]
+local s = KEYS[1]
+if redis.call('EXISTS', s) == 0 then return {'unknown'} end
+local idx, dev = redis.call('HGET', s, 'idx'), redis.call('HGET', s, 'devk')
+local exp = tonumber(redis.call('HGET', s, 'expires_at'))
+local sid = redis.call('HGET', s, 'sid')
+if now >= exp then
+  drop(pfx, sid, idx, dev)
+  return {'expired'}
+end
+if presented == redis.call('HGET', s, 'rt') then
+  redis.call('SADD', KEYS[2], presented)
+  redis.call('EXPIREAT', KEYS[2], math.ceil(exp))
+  redis.call('HSET', s, 'prev', presented, 'prev_until', string.format('%.6f', now + grace),
+             'succ', box, 'rt', newh, 'last_used_at', string.format('%.6f', now))
+  redis.call('HINCRBY', s, 'gen', 1)
+  return {'rotated', redis.call('HGETALL', s)}
+end
+local prev_until = tonumber(redis.call('HGET', s, 'prev_until') or '0')
+if grace > 0 and presented == redis.call('HGET', s, 'prev') and now < prev_until then
+  redis.call('HSET', s, 'last_used_at', string.format('%.6f', now))
+  return {'grace', redis.call('HGETALL', s)}
+end
+if redis.call('SISMEMBER', KEYS[2], presented) == 1 then
+  local before = redis.call('HGETALL', s)
+  drop(pfx, sid, idx, dev)
+  return {'reuse', before}
+end
+return {'unknown'}
+"""
+)
+
+# KEYS: session. ARGV: slot prefix. Deletes one session; returns what it held.
+_DELETE: Final = (
+    _LUA_COMMON
+    + """
+local s = KEYS[1]
+local before = redis.call('HGETALL', s)
+if #before == 0 then return before end
+local sid, idx = redis.call('HGET', s, 'sid'), redis.call('HGET', s, 'idx')
+local dev = redis.call('HGET', s, 'devk')
+drop(ARGV[1], sid, idx, dev)
+return before
+"""
+)
+
+# KEYS: index, devices. ARGV: slot prefix. Deletes every session of the user.
+_DELETE_ALL: Final = (
+    _LUA_COMMON
+    + """
+local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, sid in ipairs(sids) do drop(ARGV[1], sid, nil, nil) end
+redis.call('DEL', KEYS[1], KEYS[2])
+return sids
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    sub: str
+    created_at: float
+    last_used_at: float
+    expires_at: float
+    device_id: str | None = None
+    device_name: str | None = None
+    client_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    roles: tuple[str, ...] = ()
+    scope: str | None = None
+    extra_claims: dict[str, Any] = field(default_factory=dict)
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    session: Session
+    replaced_sid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RotateResult:
+    outcome: Outcome
+    session: Session | None = None
+    successor_box: bytes | None = None
+
+
+class SessionStore:
+    """One hash per session; refresh tokens only as SHA-256 hashes; TTL = absolute lifetime."""
+
+    def __init__(self, redis: Redis, *, clock: Callable[[], float], prefix: str = "gw"):
+        self._redis = redis
+        self._clock = clock
+        self._keys = KeySpace(prefix)
+        self._create = redis.register_script(_CREATE)
+        self._rotate = redis.register_script(_ROTATE)
+        self._delete = redis.register_script(_DELETE)
+        self._delete_all = redis.register_script(_DELETE_ALL)
+
+    @translated
+    async def create(
+        self,
+        *,
+        sub: str,
+        sid: str,
+        refresh_hash: str,
+        lifetime: float,
+        device_id: str | None = None,
+        device_name: str | None = None,
+        client_id: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        roles: Sequence[str] = (),
+        scope: str | None = None,
+        extra_claims: dict[str, Any] | None = None,
+    ) -> CreateResult:
+        """Write a new session atomically; the same device's previous session is removed."""
+        now = self._clock()
+        k = self._keys
+        session = Session(
+            sid=sid,
+            sub=sub,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + lifetime,
+            device_id=device_id,
+            device_name=device_name,
+            client_id=client_id,
+            ip=ip,
+            user_agent=user_agent,
+            roles=tuple(roles),
+            scope=scope,
+            extra_claims=dict(extra_claims or {}),
+        )
+        fields = [
+            *_encode(session),
+            *("rt", refresh_hash, "gen", "0"),
+            *("idx", k.user_sessions(sub), "devk", k.user_devices(sub)),
+        ]
+        replaced = await self._create(
+            keys=[k.session(sid), k.spent(sid), k.user_sessions(sub), k.user_devices(sub)],
+            args=[
+                repr(now),
+                repr(session.expires_at),
+                sid,
+                device_id or "",
+                k.session_prefix(sub),
+                *fields,
+            ],
+        )
+        replaced_sid = replaced.decode() if replaced else None
+        return CreateResult(session, replaced_sid or None)
+
+    @translated
+    async def rotate(
+        self,
+        *,
+        sid: str,
+        presented_hash: str,
+        new_hash: str,
+        successor_box: bytes,
+        grace: float,
+        now: float | None = None,
+    ) -> RotateResult:
+        """Spend the presented refresh token and record its successor, in one step."""
+        if not SID_RE.match(sid):
+            return RotateResult("unknown")
+        k = self._keys
+        moment = self._clock() if now is None else now
+        reply = await self._rotate(
+            keys=[k.session(sid), k.spent(sid)],
+            args=[
+                repr(moment),
+                presented_hash,
+                new_hash,
+                successor_box,
+                repr(grace),
+                k.session_prefix_of_sid(sid),
+            ],
+        )
+        outcome: Outcome = reply[0].decode()
+        if len(reply) < 2:
+            return RotateResult(outcome)
+        raw = _pairs(reply[1])
+        box = raw.get(b"succ") if outcome == "grace" else None
+        return RotateResult(outcome, _decode(raw), box)
+
+    @translated
+    async def owner(self, sid: str, presented_hash: str) -> Session | None:
+        """The live session whose current refresh token has this hash, else None."""
+        if not SID_RE.match(sid):
+            return None
+        raw = _pairs_from_dict(await self._redis.hgetall(self._keys.session(sid)))
+        if not raw or raw.get(b"rt") != presented_hash.encode():
+            return None
+        session = _decode(raw)
+        return session if session.expires_at > self._clock() else None
+
+    @translated
+    async def get(self, sid: str) -> Session | None:
+        if not SID_RE.match(sid):
+            return None
+        raw = _pairs_from_dict(await self._redis.hgetall(self._keys.session(sid)))
+        if not raw:
+            return None
+        session = _decode(raw)
+        return session if session.expires_at > self._clock() else None
+
+    @translated
+    async def list_for_user(self, sub: str) -> list[Session]:
+        """Live sessions of `sub`, oldest first."""
+        now = self._clock()
+        index = self._keys.user_sessions(sub)
+        sids = await self._redis.zrangebyscore(index, f"({now!r}", "+inf")
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hgetall(self._keys.session(_text(sid)))
+        sessions = [_decode(_pairs_from_dict(raw)) for raw in await pipe.execute() if raw]
+        return sorted(sessions, key=lambda s: s.created_at)
+
+    @translated
+    async def delete(self, sid: str) -> Session | None:
+        """Remove one session (and its index/device entries); what it was, or None."""
+        if not SID_RE.match(sid):
+            return None
+        k = self._keys
+        reply = await self._delete(keys=[k.session(sid)], args=[k.session_prefix_of_sid(sid)])
+        return _decode(_pairs(reply)) if reply else None
+
+    @translated
+    async def delete_all_for_user(self, sub: str) -> list[str]:
+        k = self._keys
+        reply = await self._delete_all(
+            keys=[k.user_sessions(sub), k.user_devices(sub)], args=[k.session_prefix(sub)]
+        )
+        return [sid.decode() for sid in reply]
+
+
+def _encode(session: Session) -> list[str]:
+    pairs: dict[str, str] = {
+        "sid": session.sid,
+        "sub": session.sub,
+        "created_at": repr(session.created_at),
+        "last_used_at": repr(session.last_used_at),
+        "expires_at": repr(session.expires_at),
+        "roles": json.dumps(list(session.roles)),
+        "claims": json.dumps(session.extra_claims),
+    }
+    for name in ("device_id", "device_name", "client_id", "ip", "user_agent", "scope"):
+        value = getattr(session, name)
+        if value is not None:
+            pairs[name] = value
+    return [item for pair in pairs.items() for item in pair]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _pairs_from_dict(raw: dict[Any, Any]) -> dict[bytes, bytes]:
+    return {(k if isinstance(k, bytes) else str(k).encode()): v for k, v in raw.items()}
+
+
+def _decode(raw: dict[bytes, bytes]) -> Session:
+    def text(name: str) -> str | None:
+        value = raw.get(name.encode())
+        return value.decode() if value is not None else None
+
+    return Session(
+        sid=text("sid") or "",
+        sub=text("sub") or "",
+        created_at=float(text("created_at") or 0),
+        last_used_at=float(text("last_used_at") or 0),
+        expires_at=float(text("expires_at") or 0),
+        device_id=text("device_id"),
+        device_name=text("device_name"),
+        client_id=text("client_id"),
+        ip=text("ip"),
+        user_agent=text("user_agent"),
+        roles=tuple(json.loads(text("roles") or "[]")),
+        scope=text("scope"),
+        extra_claims=json.loads(text("claims") or "{}"),
+        generation=int(text("gen") or 0),
+    )

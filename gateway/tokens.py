@@ -1,0 +1,253 @@
+"""Access tokens: TokenIssuer signs RFC 9068 JWTs, TokenVerifier checks them with a fixed policy.
+
+Only this module catches `jwt.*` exceptions; they leave it as `InvalidToken` with a reason.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import jwt
+
+from gateway.errors import InvalidToken
+from gateway.keys import KeyRing
+
+Clock = Callable[[], float]
+
+ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
+REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "iat", "exp", "jti", "sid")
+RESERVED_CLAIMS: Final = frozenset(
+    {*REQUIRED_CLAIMS, "nbf", "roles", "scope", "auth_time", "client_id", "typ"}
+)
+MAX_TOKEN_LENGTH: Final = 8192
+
+# PyJWT's exception tree, mapped once to our reasons (metrics/logs) and client-facing text.
+_JWT_ERRORS: Final[tuple[tuple[type[jwt.PyJWTError], str, str], ...]] = (
+    (jwt.ExpiredSignatureError, "expired", "the access token has expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid", "the access token is not valid yet"),
+    (jwt.InvalidAudienceError, "wrong_audience", "the access token has the wrong audience"),
+    (jwt.InvalidIssuerError, "wrong_issuer", "the access token has the wrong issuer"),
+    (jwt.MissingRequiredClaimError, "missing_claim", "the access token lacks a required claim"),
+    (jwt.InvalidSignatureError, "bad_signature", "the access token signature is invalid"),
+    (jwt.InvalidAlgorithmError, "bad_algorithm", "the access token algorithm is not allowed"),
+    (jwt.DecodeError, "malformed", "the access token is malformed"),
+    (jwt.PyJWTError, "invalid", "the access token is invalid"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified access token speaks for."""
+
+    sub: str
+    sid: str
+    jti: str
+    iat: float
+    exp: float
+    auth_time: float
+    roles: tuple[str, ...]
+    scopes: frozenset[str]
+    claims: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    jti: str
+    iat: int
+    exp: int
+
+
+class TokenIssuer:
+    """Signs access tokens with the active key (header `typ: at+jwt`, `kid`)."""
+
+    def __init__(
+        self, keyring: KeyRing, *, issuer: str, audience: str, access_ttl: float, clock: Clock
+    ):
+        if keyring.active is None:
+            raise ValueError("no active signing key configured")
+        self._key = keyring.active
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = int(access_ttl)
+        self._clock = clock
+
+    def issue(
+        self,
+        *,
+        sub: str,
+        sid: str,
+        roles: Sequence[str] = (),
+        scope: str | None = None,
+        auth_time: float | None = None,
+        client_id: str | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> IssuedToken:
+        now = int(self._clock())
+        exp = now + int(ttl if ttl is not None else self._ttl)
+        jti = secrets.token_urlsafe(16)
+        claims: dict[str, Any] = {
+            k: v for k, v in (extra_claims or {}).items() if k not in RESERVED_CLAIMS
+        }
+        claims.update(
+            iss=self._issuer,
+            aud=self._audience,
+            sub=sub,
+            iat=now,
+            nbf=now,
+            exp=exp,
+            jti=jti,
+            sid=sid,
+            roles=list(roles),
+            auth_time=int(auth_time if auth_time is not None else now),
+        )
+        if scope:
+            claims["scope"] = scope
+        if client_id:
+            claims["client_id"] = client_id
+        headers = {"kid": self._key.kid, "typ": "at+jwt"}
+        assert self._key.sign_key is not None  # KeyRing refuses an active key without one
+        token = jwt.encode(claims, self._key.sign_key, algorithm=self._key.alg, headers=headers)
+        return IssuedToken(token=token, jti=jti, iat=now, exp=exp)
+
+
+class TokenVerifier:
+    """Verifies access tokens against a policy fixed at construction; caches successes until exp."""
+
+    def __init__(
+        self,
+        keyring: KeyRing,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: float,
+        clock: Clock,
+        cache_size: int = 100_000,
+    ):
+        self._keyring = keyring
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+        self._clock = clock
+        self._cache_size = cache_size
+        self._cache: dict[str, Principal] = {}
+        # Time claims are checked below against our own clock (PyJWT would use the wall clock).
+        self._options: Any = {
+            "require": list(REQUIRED_CLAIMS),
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+        }
+
+    def verify(self, token: str) -> Principal:
+        """The token's Principal, or InvalidToken saying why. Revocation is checked elsewhere."""
+        cached = self._cache.get(token)
+        if cached is not None:
+            # SECURITY: a cache hit is only as good as the token's own lifetime; never beyond exp.
+            if self._clock() <= cached.exp + self._leeway:
+                return cached
+            del self._cache[token]
+        principal = self._verify_uncached(token)
+        self._remember(token, principal)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> None:
+        if self._cache_size <= 0:
+            return
+        if len(self._cache) >= self._cache_size:
+            self._cache.pop(next(iter(self._cache)))  # oldest insertion first
+        self._cache[token] = principal
+
+    def _verify_uncached(self, token: str, *, check_expiry: bool = True) -> Principal:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("the access token is malformed", reason="malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("the access token is malformed", reason="malformed") from None
+        # SECURITY: the header only *selects* a configured key; the algorithm must be on the
+        # allowlist AND equal to the key's own algorithm, so `none`, HS256-with-a-public-key
+        # and similar confusions are refused. jku/x5u/jwk headers are never consulted.
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("the token is not an access token", reason="wrong_type")
+        alg = header.get("alg")
+        if alg not in self._keyring.algorithms:
+            raise InvalidToken("the access token algorithm is not allowed", reason="bad_algorithm")
+        key = self._keyring.verification_key(header.get("kid"))
+        if key is None:
+            raise InvalidToken(
+                "the access token was signed by an unknown key", reason="unknown_key"
+            )
+        if key.alg != alg:
+            raise InvalidToken("the access token algorithm is not allowed", reason="bad_algorithm")
+        try:
+            claims = jwt.decode(
+                token,
+                key.verify_key,
+                algorithms=[key.alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options=self._options,
+            )
+        except jwt.PyJWTError as exc:
+            raise _translate(exc) from None
+        self._check_times(claims, check_expiry=check_expiry)
+        return self._principal(claims)
+
+    def _check_times(self, claims: dict[str, Any], *, check_expiry: bool) -> None:
+        now, leeway = self._clock(), self._leeway
+        times = [claims["exp"], claims["iat"], claims.get("nbf", 0)]
+        if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
+            raise InvalidToken("the access token has malformed claims", reason="malformed")
+        exp, iat, nbf = times
+        if check_expiry and now > exp + leeway:
+            raise InvalidToken("the access token has expired", reason="expired")
+        if nbf > now + leeway or iat > now + leeway:
+            raise InvalidToken("the access token is not valid yet", reason="not_yet_valid")
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        sub, sid, jti = claims["sub"], claims["sid"], claims["jti"]
+        iat, exp = claims["iat"], claims["exp"]
+        if not all(isinstance(v, str) and v for v in (sub, sid, jti)):
+            raise InvalidToken("the access token has malformed claims", reason="malformed")
+        roles = claims.get("roles", [])
+        scope = claims.get("scope", "")
+        auth_time = claims.get("auth_time", iat)
+        if (
+            not isinstance(roles, list)
+            or not all(isinstance(r, str) for r in roles)
+            or not isinstance(scope, str)
+            or not isinstance(auth_time, int | float)
+        ):
+            raise InvalidToken("the access token has malformed claims", reason="malformed")
+        return Principal(
+            sub=sub,
+            sid=sid,
+            jti=jti,
+            iat=float(iat),
+            exp=float(exp),
+            auth_time=float(auth_time),
+            roles=tuple(roles),
+            scopes=frozenset(scope.split()),
+            claims=claims,
+        )
+
+    def forget(self, token: str) -> None:
+        self._cache.pop(token, None)
+
+    def inspect(self, token: str) -> Principal:
+        """Verify everything but expiry (for revoking a token that may have expired)."""
+        return self._verify_uncached(token, check_expiry=False)
+
+
+def _translate(exc: jwt.PyJWTError) -> InvalidToken:
+    for kind, reason, description in _JWT_ERRORS:
+        if isinstance(exc, kind):
+            return InvalidToken(description, reason=reason)
+    return InvalidToken(reason="invalid")  # pragma: no cover - PyJWTError is the last row
