@@ -1,0 +1,333 @@
+"""Shared fixtures: settings with fresh keys, a recording upstream, the gateway, redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.keys import generate_key_material, write_secret_file
+
+AUDIENCE = "test-api"
+ISSUER = "http://gateway.test"
+
+
+@pytest.fixture(autouse=True)
+def _clean_gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GATEWAY_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def key_files(tmp_path: Path) -> dict[str, Path]:
+    """Fresh key material for each algorithm, written like `gateway keys generate` does."""
+    files = {}
+    for alg in ("EdDSA", "ES256", "HS256"):
+        path = tmp_path / f"{alg}.key"
+        write_secret_file(path, generate_key_material(alg))
+        files[alg] = path
+    return files
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body_size: int
+
+
+@dataclass
+class Upstream:
+    """A real aiohttp server on loopback that records what it received."""
+
+    url: str
+    received: list[Recorded] = field(default_factory=list)
+
+    def headers_of(self, index: int = -1) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, value in self.received[index].headers:
+            out.setdefault(name.lower(), []).append(value)
+        return out
+
+
+UPSTREAM = web.AppKey("upstream", Upstream)
+
+
+async def _upstream_handler(request: web.Request) -> web.StreamResponse:
+    upstream = request.app[UPSTREAM]
+    size = 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+    upstream.received.append(
+        Recorded(
+            request.method,
+            request.rel_url.raw_path,
+            request.rel_url.raw_query_string,
+            list(request.headers.items()),
+            size,
+        )
+    )
+    path = request.rel_url.raw_path
+    leaf = path.rsplit("/", 1)[-1]
+    if leaf == "slow":
+        await asyncio.sleep(float(request.query.get("s", "5")))
+    if leaf == "download":
+        total = int(request.query.get("size", "1048576"))
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        if request.query.get("framing") != "chunked":
+            response.content_length = total
+        await response.prepare(request)
+        block = b"x" * (256 * 1024)
+        sent = 0
+        cut = int(request.query.get("cut", "0"))
+        while sent < total:
+            piece = block[: min(len(block), total - sent)]
+            await response.write(piece)
+            sent += len(piece)
+            if cut and sent >= cut:
+                assert request.transport is not None
+                request.transport.abort()  # the upstream dies mid-body
+                return response
+        await response.write_eof()
+        return response
+    headers = {"X-Upstream": "yes", "Connection": "X-Drop-Me", "X-Drop-Me": "1", "Keep-Alive": "5"}
+    return web.json_response(
+        {"path": path, "query": request.rel_url.raw_query_string, "body_size": size},
+        headers=headers,
+    )
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    recorder = Upstream(url="")
+    app = web.Application()
+    app[UPSTREAM] = recorder
+    app.router.add_route("*", "/{tail:.*}", _upstream_handler)
+    # no access log of its own: log assertions are about the gateway's lines only
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(access_log=None)
+    recorder.url = f"http://127.0.0.1:{server.port}"
+    yield recorder
+    await server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_settings(key_files: dict[str, Path], upstream_url: str, **sections: Any) -> Settings:
+    """Settings with an EdDSA signer, an ES256 and an HS256 verification key, and demo routes."""
+    data: dict[str, Any] = {
+        "tokens": {"issuer": ISSUER, "audience": AUDIENCE},
+        "keys": {
+            "active": "ed1",
+            "algorithms": ["EdDSA", "ES256", "HS256"],
+            "items": [
+                {"kid": "ed1", "alg": "EdDSA", "private_key_file": str(key_files["EdDSA"])},
+                {"kid": "es1", "alg": "ES256", "private_key_file": str(key_files["ES256"])},
+                {"kid": "hs1", "alg": "HS256", "secret_file": str(key_files["HS256"])},
+            ],
+        },
+        "routes": [
+            {"prefix": "/public/", "upstream": upstream_url, "policy": "public"},
+            {"prefix": "/optional/", "upstream": upstream_url, "policy": "optional"},
+            {"prefix": "/reports/", "upstream": upstream_url, "roles": ["reports"]},
+            {"prefix": "/scoped/", "upstream": upstream_url, "scopes": ["read:scoped"]},
+            {"prefix": "/", "upstream": upstream_url},
+        ],
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(name), dict):
+            data[name] = {**data[name], **value}
+        else:
+            data[name] = value
+    return Settings(**data)
+
+
+@pytest.fixture
+def settings_factory(key_files: dict[str, Path], upstream: Upstream) -> Callable[..., Settings]:
+    def make(**sections: Any) -> Settings:
+        return base_settings(key_files, upstream.url, **sections)
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory()
+
+
+GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def gateway_factory(aiohttp_client: Any) -> GatewayFactory:
+    """Start the gateway app on a real loopback socket; `create_app` kwargs pass through."""
+
+    async def make(settings: Settings, **kwargs: Any) -> TestClient[Any, Any]:
+        app = create_app(settings, **kwargs)
+        # as `gateway serve` runs it: aiohttp's own access log (which prints queries) is off
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server(access_log=None)
+        client: TestClient[Any, Any] = await aiohttp_client(server)
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def gateway(gateway_factory: GatewayFactory, settings: Settings) -> TestClient[Any, Any]:
+    return await gateway_factory(settings)
+
+
+# ---- real redis-server ------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        """(Re)start on the same port, e.g. after stop() in an outage test."""
+        self.process = _spawn_redis(self.port, self.directory)
+
+
+def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            # AOF: a restart in an outage test keeps the data, as production Redis would
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(directory),
+            "--maxmemory-policy",
+            "noeviction",
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port (never the machine's 6379)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required under CI but is not installed")
+        pytest.skip("redis-server binary not found (install redis-server to run this test)")
+    port = free_port()
+    server = RedisServer(port, _spawn_redis(port, tmp_path), tmp_path)
+    yield server
+    server.stop()
+
+
+# ---- the gateway as a real process ---------------------------------------------------
+
+
+@pytest.fixture
+async def gateway_process(
+    tmp_path: Path, key_files: dict[str, Path], upstream: Upstream
+) -> AsyncIterator[Callable[..., Any]]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    async def start(
+        *args: str, redis_url: str = "memory://", **proxy: Any
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """`gateway serve` in a child process; returns it once /healthz answers."""
+        port = free_port()
+        config = {
+            "redis": {"url": redis_url},
+            "listen": {"port": port},
+            "admin": {"port": free_port()},
+            "keys": {
+                "active": "k",
+                "items": [{"kid": "k", "private_key_file": str(key_files["EdDSA"])}],
+            },
+            "proxy": proxy,
+            "routes": [{"prefix": "/", "upstream": upstream.url, "policy": "public"}],
+        }
+        path = tmp_path / f"config-{port}.yaml"
+        path.write_text(json.dumps(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(path), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"{base}/healthz") as resp:
+                        if resp.status == 200:
+                            return process, base
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+        raise RuntimeError("gateway did not start")
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()

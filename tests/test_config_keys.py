@@ -1,0 +1,218 @@
+"""Configuration and keys: bad settings stop the start naming the key; env beats YAML."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+import yaml
+
+from gateway.config import Settings, load_settings
+from gateway.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
+from gateway.keys import load_keyring
+from gateway.proxy import _upstream_error
+from gateway.tokens import _translate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, data: object, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def keys_section(key_file: Path, **extra: object) -> dict[str, object]:
+    return {
+        "active": "k1",
+        "items": [{"kid": "k1", "alg": "EdDSA", "private_key_file": str(key_file), **extra}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"tokens": {"access_ttl": -1}}, "tokens.access_ttl"),
+        ({"tokens": {"access_ttl": "soon"}}, "tokens.access_ttl"),
+        ({"tokens": {"acess_ttl": 5}}, "tokens.acess_ttl"),
+        ({"unknown_section": {}}, "unknown_section"),
+        ({"listen": {"port": 70000}}, "listen.port"),
+        ({"routes": [{"prefix": "api", "upstream": "http://x"}]}, "routes.0.prefix"),
+        ({"routes": [{"prefix": "/", "upstream": "ftp://x"}]}, "routes.0.upstream"),
+        (
+            {"routes": [{"prefix": "/", "upstream": "http://x", "policy": "maybe"}]},
+            "routes.0.policy",
+        ),
+        ({"keys": {"active": "nope", "items": []}}, "keys"),
+        ({"redis": {"socket_timeout": 0}}, "redis.socket_timeout"),
+        ({"revocation": {"fail_mode": "sometimes"}}, "revocation.fail_mode"),
+        ({"proxy": {"identity_headers": {"sub": "X User"}}}, "proxy.identity_headers"),
+    ],
+)
+def test_invalid_configuration_names_the_key(tmp_path: Path, data: object, named: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write(tmp_path, data))
+    assert named in exc.value.description
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listen: [unclosed")
+    with pytest.raises(ConfigError):
+        load_settings(bad)
+
+
+def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, {"tokens": {"access_ttl": 900}, "listen": {"port": 8080}})
+    monkeypatch.setenv("GATEWAY_TOKENS__ACCESS_TTL", "60")
+    monkeypatch.setenv("GATEWAY_LISTEN__PORT", "9090")
+    monkeypatch.setenv("GATEWAY_REDIS__URL", "redis://127.0.0.1:1/0")
+    settings = load_settings(path)
+    assert settings.tokens.access_ttl == 60
+    assert settings.listen.port == 9090
+    assert settings.redis.url == "redis://127.0.0.1:1/0"
+    monkeypatch.setenv("GATEWAY_TOKENS__LEEWAY", "-3")
+    with pytest.raises(ConfigError, match=r"tokens\.leeway"):
+        load_settings(path)
+
+
+def test_shipped_config_is_valid() -> None:
+    settings = load_settings(ROOT / "config.yaml")
+    assert settings.redis.url == "memory://"
+    assert [r.prefix for r in settings.routes] == ["/public/", "/reports/", "/"]
+
+
+def test_key_problems(tmp_path: Path, key_files: dict[str, Path]) -> None:
+    def keyring(section: dict[str, object]) -> None:
+        load_keyring(Settings(keys=section).keys, environ={})  # type: ignore[arg-type]
+
+    with pytest.raises(ConfigError, match="cannot read key file"):
+        keyring(keys_section(tmp_path / "missing.pem"))
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    with pytest.raises(ConfigError, match="not an unencrypted PEM"):
+        keyring(keys_section(not_pem))
+    with pytest.raises(ConfigError, match="does not match alg"):
+        keyring(
+            {
+                "active": "k1",
+                "items": [
+                    {"kid": "k1", "alg": "ES256", "private_key_file": str(key_files["EdDSA"])}
+                ],
+            }
+        )
+    short = tmp_path / "short.secret"
+    short.write_text("too-short")
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        keyring(
+            {
+                "active": "k1",
+                "algorithms": ["HS256"],
+                "items": [{"kid": "k1", "alg": "HS256", "secret_file": str(short)}],
+            }
+        )
+    with pytest.raises(ConfigError, match=r"not in keys\.algorithms"):
+        keyring(
+            {
+                "active": "k1",
+                "algorithms": ["ES256"],
+                "items": [
+                    {"kid": "k1", "alg": "EdDSA", "private_key_file": str(key_files["EdDSA"])}
+                ],
+            }
+        )
+    with pytest.raises(ConfigError, match="GATEWAY_SIGNING_KEY is not set"):
+        keyring(
+            {
+                "active": "k1",
+                "items": [{"kid": "k1", "alg": "EdDSA", "private_key_env": "GATEWAY_SIGNING_KEY"}],
+            }
+        )
+
+
+def test_key_from_environment(key_files: dict[str, Path]) -> None:
+    section = {
+        "active": "k1",
+        "items": [{"kid": "k1", "alg": "EdDSA", "private_key_env": "SIGNING_PEM"}],
+    }
+    ring = load_keyring(
+        Settings(keys=section).keys,  # type: ignore[arg-type]
+        environ={"SIGNING_PEM": key_files["EdDSA"].read_text()},
+    )
+    assert ring.active is not None and ring.active.kid == "k1"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_cli_check_config(tmp_path: Path) -> None:
+    bad = write(tmp_path, {"tokens": {"access_ttl": -1}})
+    result = run_cli("check-config", "--config", str(bad))
+    assert result.returncode == 2
+    assert "tokens.access_ttl" in result.stderr
+    good = run_cli("check-config", "--config", str(ROOT / "config.yaml"))
+    assert good.returncode in (0, 2)  # 2 only if the demo key was never generated
+    if good.returncode == 0:
+        assert "(masked)" in good.stdout  # admin key hashes are masked
+
+
+def test_cli_keys_generate(tmp_path: Path) -> None:
+    out = tmp_path / "k" / "es.pem"
+    result = run_cli("keys", "generate", "--alg", "ES256", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert b"PRIVATE KEY" in out.read_bytes()
+    again = run_cli("keys", "generate", "--alg", "ES256", "--out", str(out))
+    assert again.returncode == 1
+    assert "refusing to overwrite" in again.stderr
+
+
+def test_every_pyjwt_error_is_mapped() -> None:
+    def subclasses(cls: type) -> list[type]:
+        out = []
+        for sub in cls.__subclasses__():
+            out.append(sub)
+            out.extend(subclasses(sub))
+        return out
+
+    for kind in [jwt.PyJWTError, *subclasses(jwt.PyJWTError)]:
+        try:
+            error = kind("x")
+        except TypeError:
+            error = kind("x", "y")  # type: ignore[call-arg]
+        mapped = _translate(error)
+        assert mapped.status == 401
+        assert mapped.reason != "", kind
+
+
+def test_every_client_error_maps_to_502_or_504() -> None:
+    def subclasses(cls: type) -> list[type]:
+        out = []
+        for sub in cls.__subclasses__():
+            out.append(sub)
+            out.extend(subclasses(sub))
+        return out
+
+    for kind in [aiohttp.ClientError, *subclasses(aiohttp.ClientError), asyncio.TimeoutError]:
+        try:
+            error = kind()
+        except TypeError:
+            error = kind.__new__(kind)  # only the type matters to the mapping
+        mapped = _upstream_error(error)
+        assert isinstance(mapped, UpstreamUnavailable | UpstreamTimeout), kind

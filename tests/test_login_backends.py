@@ -1,0 +1,120 @@
+"""Credential sources: bcrypt hashes in the user file, delegation to the backend's login, RS256."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import bcrypt
+import fakeredis
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.config import Settings
+from gateway.keys import generate_key_material, write_secret_file
+from tests.conftest import GatewayFactory, Upstream, free_port
+from tests.helpers import bearer
+
+LEGACY_USERS = {"dave": "letmein"}
+
+
+async def legacy_login(request: web.Request) -> web.Response:
+    body = await request.json()
+    if LEGACY_USERS.get(body.get("login")) == body.get("secret"):
+        return web.json_response({"user": {"id": "u-42", "groups": ["staff"]}})
+    return web.json_response({"error": "nope"}, status=401)
+
+
+async def test_bcrypt_hashes_are_accepted(
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    users = tmp_path / "users.yaml"
+    hashed = bcrypt.hashpw(b"old-system-pass", bcrypt.gensalt(rounds=4)).decode()
+    users.write_text(yaml.safe_dump({"users": {"erin": {"password_hash": hashed}}}))
+    client = await gateway_factory(
+        settings_factory(auth={"users_file": str(users)}), redis=fakeredis.FakeAsyncRedis()
+    )
+    ok = await client.post("/auth/login", json={"username": "erin", "password": "old-system-pass"})
+    assert ok.status == 200
+    bad = await client.post("/auth/login", json={"username": "erin", "password": "nope"})
+    assert bad.status == 401
+
+
+async def test_login_delegated_to_the_legacy_backend(
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings], upstream: Upstream
+) -> None:
+    legacy = web.Application()
+    legacy.router.add_post("/login", legacy_login)
+    server = TestServer(legacy, host="127.0.0.1")
+    await server.start_server()
+    try:
+        backend = {
+            "url": f"http://127.0.0.1:{server.port}/login",
+            "username_field": "login",
+            "password_field": "secret",
+            "subject_field": "user.id",
+            "roles_field": "user.groups",
+        }
+        client = await gateway_factory(
+            settings_factory(auth={"backend": backend}), redis=fakeredis.FakeAsyncRedis()
+        )
+        resp = await client.post("/auth/login", json={"username": "dave", "password": "letmein"})
+        assert resp.status == 200
+        token = (await resp.json())["access_token"]
+        await client.get("/api", headers=bearer(token))
+        seen = upstream.headers_of()
+        assert seen["x-user-id"] == ["u-42"]
+        assert seen["x-user-roles"] == ["staff"]
+        resp = await client.post("/auth/login", json={"username": "dave", "password": "wrong"})
+        assert resp.status == 401
+        assert (await resp.json())["error"] == "invalid_grant"
+    finally:
+        await server.close()
+
+
+async def test_login_backend_down_is_503(
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
+) -> None:
+    backend = {"url": f"http://127.0.0.1:{free_port()}/login", "timeout": 1}
+    client = await gateway_factory(
+        settings_factory(auth={"backend": backend}), redis=fakeredis.FakeAsyncRedis()
+    )
+    resp = await client.post("/auth/login", json={"username": "dave", "password": "letmein"})
+    assert resp.status == 503
+    assert (await resp.json())["error"] == "temporarily_unavailable"
+
+
+async def test_rs256_signing_and_verification(
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    key = tmp_path / "rs.pem"
+    write_secret_file(key, generate_key_material("RS256"))
+    users = tmp_path / "users.yaml"
+    users.write_text(
+        yaml.safe_dump(
+            {
+                "users": {
+                    "frank": {
+                        "password_hash": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+                    }
+                }
+            }
+        )
+    )
+    settings = settings_factory(
+        keys={
+            "active": "rs1",
+            "algorithms": ["RS256"],
+            "items": [{"kid": "rs1", "alg": "RS256", "private_key_file": str(key)}],
+        },
+        auth={"users_file": str(users)},
+    )
+    client = await gateway_factory(settings, redis=fakeredis.FakeAsyncRedis())
+    resp = await client.post("/auth/login", json={"username": "frank", "password": "pw"})
+    token = (await resp.json())["access_token"]
+    assert (await client.get("/api", headers=bearer(token))).status == 200
+    jwks = await (await client.get("/.well-known/jwks.json")).json()
+    assert [(k["kid"], k["kty"], k["alg"]) for k in jwks["keys"]] == [("rs1", "RSA", "RS256")]

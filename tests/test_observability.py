@@ -1,0 +1,87 @@
+"""Metrics and access logs: what operators see, and that no token ever reaches a log line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import bearer
+from tests.test_auth_endpoints import (
+    auth_settings,
+    client,
+    clock,
+    fake_server,
+    login,
+    users_file,
+)
+
+__all__ = ["auth_settings", "client", "clock", "fake_server", "users_file"]
+
+
+async def test_metrics_count_requests_rejections_and_refreshes(
+    client: Any, key_files: dict[str, Path]
+) -> None:
+    body = await login(client)
+    await client.get("/api", headers=bearer(body["access_token"]))
+    await client.get("/api", headers=bearer("garbage"))
+    await client.get("/api")
+    await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    await client.post("/auth/login", json={"username": "alice", "password": "bad"})
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.content_type == "text/plain"
+    text = await resp.text()
+    assert 'gateway_requests_total{method="GET",route="/",status_class="2xx"} 1.0' in text
+    assert 'gateway_auth_rejections_total{reason="malformed"} 1.0' in text
+    assert 'gateway_refresh_total{outcome="rotated"} 1.0' in text
+    assert 'gateway_refresh_total{outcome="grace_replay"} 1.0' in text
+    assert 'gateway_logins_total{outcome="success"} 1.0' in text
+    assert 'gateway_logins_total{outcome="bad_credentials"} 1.0' in text
+    assert "gateway_upstream_latency_seconds_bucket" in text
+    assert "gateway_revocation_staleness_seconds" in text
+    assert "gateway_revocations 0.0" in text
+    assert body["access_token"] not in text
+
+
+async def test_metrics_are_monotonic_under_load(client: Any) -> None:
+    seen = []
+    for _ in range(5):
+        for _ in range(20):
+            await client.get("/public/x")
+        text = await (await client.get("/metrics")).text()
+        line = next(
+            ln
+            for ln in text.splitlines()
+            if ln.startswith('gateway_requests_total{method="GET",route="/public/"')
+        )
+        seen.append(float(line.rsplit(" ", 1)[1]))
+    assert seen == sorted(seen) and seen[-1] == 100
+
+
+async def test_logs_never_contain_tokens_or_passwords(
+    client: Any, caplog: pytest.LogCaptureFixture, key_files: dict[str, Path]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = await login(client)
+    secrets = [body["access_token"], body["refresh_token"], "wonderland"]
+    await client.get(
+        "/api?access_token=" + body["access_token"], headers=bearer(body["access_token"])
+    )
+    resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    second = await resp.json()
+    secrets += [second["access_token"], second["refresh_token"]]
+    await client.post("/auth/refresh", json={"refresh_token": "gwrt_bogus-token-value"})
+    await client.post("/auth/login", json={"username": "alice", "password": "wrong-password"})
+    secrets.append("wrong-password")
+    await client.post("/auth/logout", headers=bearer(second["access_token"]))
+    await client.get("/api", headers=bearer(second["access_token"]))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "gateway.access" in {r.name for r in caplog.records}
+    for secret in secrets:
+        assert secret not in logged
+        assert secret.split(".")[-1] not in logged  # not even the signature or secret part
+    assert body["session_id"] in logged  # ids are logged instead

@@ -1,0 +1,19 @@
+"""Bodies stream through a real gateway process with flat memory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from measure_streaming import measure
+
+
+@pytest.mark.slow
+async def test_256_mib_each_way_with_flat_memory() -> None:
+    result = await measure(256)
+    assert result["uploaded"] == 256 << 20
+    assert result["downloaded"] == 256 << 20
+    assert result["peak_rss_growth_mib"] < 50, result

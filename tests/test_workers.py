@@ -1,0 +1,68 @@
+"""`gateway serve --workers N`: N processes on one port, metrics added up, clean refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import RedisServer, free_port
+
+
+def test_several_workers_refuse_the_in_memory_store(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"redis": {"url": "memory://"}, "listen": {"port": free_port()}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--workers 2 needs a shared Redis" in result.stderr
+    assert "memory://" in result.stderr
+
+
+def _series(metrics: str, name: str) -> dict[str, float]:
+    found = {}
+    for line in metrics.splitlines():
+        match = re.match(rf"^{name}(\{{[^}}]*\}})? (\S+)$", line)
+        if match:
+            found[match.group(1) or ""] = float(match.group(2))
+    return found
+
+
+async def test_two_workers_share_the_port_and_add_up_metrics(
+    gateway_process: Any, redis_server: RedisServer
+) -> None:
+    process, base = await gateway_process("--workers", "2", redis_url=redis_server.url)
+    sent = 60
+    connector = aiohttp.TCPConnector(force_close=True)  # new connections spread over workers
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(sent):
+            async with session.get(f"{base}/public-thing") as resp:
+                assert resp.status == 200
+        pids: set[str] = set()
+        totals: set[float] = set()
+        for _ in range(20):  # whichever worker answers the scrape reports the same totals
+            async with session.get(f"{base}/metrics") as resp:
+                text = await resp.text()
+            for labels in _series(text, "gateway_worker_start_time_seconds"):
+                pids.update(re.findall(r'pid="(\d+)"', labels))
+            proxied = _series(text, "gateway_requests_total")
+            totals.add(sum(v for key, v in proxied.items() if 'route="gateway"' not in key))
+    assert len(pids) == 2  # both workers alive and reporting
+    assert totals == {sent}  # every worker's counts, not just the answering one's
+    assert len(pids) == 2
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 30) == 0
