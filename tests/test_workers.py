@@ -49,6 +49,13 @@ async def test_two_workers_share_the_port_and_add_up_metrics(
     sent = 60
     connector = aiohttp.TCPConnector(force_close=True)  # new connections spread over workers
     async with aiohttp.ClientSession(connector=connector) as session:
+        # /healthz answers as soon as the first worker listens; wait for the second one.
+        for _ in range(200):
+            async with session.get(f"{base}/metrics") as resp:
+                started = _series(await resp.text(), "gateway_worker_start_time_seconds")
+            if len(started) == 2:
+                break
+            await asyncio.sleep(0.05)
         for _ in range(sent):
             async with session.get(f"{base}/public-thing") as resp:
                 assert resp.status == 200
@@ -63,6 +70,5 @@ async def test_two_workers_share_the_port_and_add_up_metrics(
             totals.add(sum(v for key, v in proxied.items() if 'route="gateway"' not in key))
     assert len(pids) == 2  # both workers alive and reporting
     assert totals == {sent}  # every worker's counts, not just the answering one's
-    assert len(pids) == 2
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 30) == 0
