@@ -252,16 +252,24 @@ def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        _wait_for_ping(port)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process
+
+
+def _wait_for_ping(port: int) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
-                    return process
+                    return
         except OSError:
             time.sleep(0.05)
-    process.kill()
     raise RuntimeError(f"redis-server did not start on port {port}")
 
 
@@ -331,3 +339,91 @@ async def gateway_process(
         process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+@dataclass
+class RedisClusterNodes:
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+
+def _cluster_is_ready(port: int) -> bool:
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True
+    ).stdout
+    return "cluster_state:ok" in info
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """Three cluster-mode masters on free loopback ports, slots spread by redis-cli."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server and redis-cli are required under CI")
+        pytest.skip("redis-server/redis-cli not found (install redis-server to run this test)")
+    ports = [free_port() for _ in range(3)]
+    processes = []
+    for port in ports:
+        directory = tmp_path / f"node-{port}"
+        directory.mkdir()
+        processes.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(directory),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                    # the bus port defaults to port + 10000, which may be taken or past 65535
+                    "--cluster-port",
+                    str(free_port()),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        for port in ports:
+            _wait_for_ping(port)
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 15
+        while not all(_cluster_is_ready(p) for p in ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        yield RedisClusterNodes(ports, processes)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)

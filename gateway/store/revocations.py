@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.errors import StoreUnavailable
 from gateway.store._errors import FOREIGN_ERRORS, translated
@@ -170,7 +171,10 @@ class RevocationStore:
 
     async def _fetch(self, keys: list[bytes], prefix: bytes) -> list[Revocation]:
         now = self._clock()
-        values = await self._redis.mget(keys)
+        if isinstance(self._redis, RedisCluster):  # keys of many slots: one MGET per slot
+            values = await self._redis.mget_nonatomic(keys)
+        else:
+            values = await self._redis.mget(keys)
         out = []
         for key, value in zip(keys, values, strict=True):
             record = parse_stored(key[len(prefix) :], value) if value is not None else None
