@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 
-.PHONY: help install demo test lint fmt bench clean
+.PHONY: help install demo test lint fmt docs bench clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
 	@echo "make test   - install and run the whole test suite"
 	@echo "make lint   - ruff + mypy (strict on gateway/)"
 	@echo "make fmt    - format with ruff"
+	@echo "make docs   - regenerate README's configuration reference from the settings models"
 	@echo "make bench  - benchmark"
 
 $(STAMP): pyproject.toml
@@ -35,6 +36,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check gateway tests deploy
 	$(BIN)/ruff format --check gateway tests deploy
 	$(BIN)/mypy
+
+docs: $(STAMP)
+	$(BIN)/python -m gateway.config_reference README.md
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix gateway tests deploy

@@ -1,4 +1,5 @@
-"""Command line: `gateway serve | check-config | keys generate | token mint`."""
+"""Command line: `gateway serve`, configuration checks, keys, users, admin keys, operator
+revocations and the development-only `token mint`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
@@ -54,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration and print it")
     _config_arg(check)
     check.set_defaults(func=cmd_check_config)
+
+    reference = sub.add_parser(
+        "config-reference", help="print every configuration key (markdown, from the models)"
+    )
+    reference.set_defaults(func=cmd_config_reference)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
@@ -180,12 +187,36 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_reference(_args: argparse.Namespace) -> int:
+    from gateway.config_reference import render_reference
+
+    print(render_reference(), end="")
+    return 0
+
+
 def masked(settings: Settings) -> dict[str, object]:
-    """The effective settings with anything secret-looking masked."""
+    """The effective settings with secrets masked: admin key hashes and URL passwords.
+
+    Key material never appears: settings hold only the files and variables it comes from.
+    """
     data = settings.model_dump(mode="json")
     for key in data["admin"]["keys"]:
         key["hash"] = key["hash"][:15] + "...(masked)"
+    data["redis"]["url"] = _without_password(data["redis"]["url"])
+    if data["auth"]["backend"]:
+        data["auth"]["backend"]["url"] = _without_password(data["auth"]["backend"]["url"])
+    for route in data["routes"]:
+        route["upstream"] = _without_password(route["upstream"])
     return data
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:(masked)@{host}"))
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:

@@ -35,12 +35,14 @@ Policy = Literal["public", "optional", "required"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ListenSettings(_Section):
     host: str = "127.0.0.1"
+    """address of the public listener (0.0.0.0 in containers)"""
     port: Port = 8080
+    """port of the public listener: proxied routes, /auth/*, /.well-known/*, health, metrics"""
     workers: int = Field(
         default=0,
         ge=0,
@@ -51,13 +53,17 @@ class ListenSettings(_Section):
 
 class AdminKeySettings(_Section):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    """name of the key, recorded in the audit trail"""
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the key")
 
 
 class AdminSettings(_Section):
     host: str = "127.0.0.1"
+    """address of the admin listener; keep it off public networks"""
     port: Port = 8081
+    """port of the admin listener (/admin/*)"""
     keys: list[AdminKeySettings] = Field(default_factory=list)
+    """admin API keys, as hashes (`gateway admin-key create`); empty = every admin call refused"""
     block_public_path: bool = Field(
         default=True, description="answer 404 for /admin/* on the public listener"
     )
@@ -65,23 +71,36 @@ class AdminSettings(_Section):
 
 class RedisSettings(_Section):
     url: str = "memory://"
+    """memory://, redis://, rediss://, unix://, redis+sentinel://, redis+cluster://"""
     connect_timeout: PositiveSeconds = 1.0
+    """seconds to open a connection"""
     socket_timeout: PositiveSeconds = 1.0
+    """seconds any Redis reply may take"""
     max_connections: int = Field(default=64, ge=1)
+    """connection pool size per worker"""
     prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    """first segment of every key and of the pub/sub channel"""
 
 
 class KeySettings(_Section):
     """One signing/verification key; material comes from a file or an environment variable."""
 
     kid: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    """key id, sent in the token header and published in the JWKS"""
     alg: Algorithm = "EdDSA"
+    """EdDSA, ES256, RS256 or HS256; the key verifies tokens of this algorithm only"""
     private_key_file: Path | None = None
+    """PEM private key (can sign and verify)"""
     private_key_env: str | None = None
+    """environment variable holding a PEM private key"""
     public_key_file: Path | None = None
+    """PEM public key (verifies only)"""
     public_key_env: str | None = None
+    """environment variable holding a PEM public key"""
     secret_file: Path | None = None
+    """HS256 secret file (at least 32 bytes); never published"""
     secret_env: str | None = None
+    """environment variable holding an HS256 secret"""
 
     @model_validator(mode="after")
     def _one_source_of_material(self) -> KeySettings:
@@ -121,6 +140,7 @@ class KeysSettings(_Section):
         description="verification allowlist; never 'none'",
     )
     items: list[KeySettings] = Field(default_factory=list)
+    """every key that verifies; `active` also signs"""
 
     @model_validator(mode="after")
     def _consistent(self) -> KeysSettings:
@@ -136,39 +156,57 @@ class KeysSettings(_Section):
 
 class TokenSettings(_Section):
     issuer: str = "http://127.0.0.1:8080"
+    """`iss` of issued tokens, required on verified ones"""
     audience: str = "gateway"
+    """`aud` of issued tokens, required on verified ones"""
     access_ttl: PositiveSeconds = 900
+    """access token lifetime, seconds"""
     refresh_ttl: PositiveSeconds = 30 * 86400
+    """absolute session lifetime, seconds; rotation never extends it"""
     refresh_reuse_grace: NonNegativeSeconds = 10
+    """seconds a spent refresh token still yields the same successor (concurrent refreshes)"""
     leeway: NonNegativeSeconds = 30
+    """clock skew allowed on exp, nbf and iat, seconds"""
     verified_cache_size: int = Field(default=100_000, ge=0)
+    """verified tokens cached by their whole string (never past exp); 0 = off"""
 
 
 class RateLimit(_Section):
     limit: int = Field(ge=1)
-    window: int = Field(ge=1, description="seconds")
+    """attempts allowed per window"""
+    window: int = Field(ge=1, description="window length, seconds")
 
 
 class LoginRateLimits(_Section):
     per_ip: RateLimit = RateLimit(limit=60, window=60)
+    """login attempts per client IP"""
     failures_per_username: RateLimit = RateLimit(limit=10, window=900)
+    """failed logins per username"""
 
 
 class BackendLoginSettings(_Section):
     """Delegate credential checks to the legacy backend's own login endpoint (2xx = valid)."""
 
     url: str
+    """the backend's login endpoint (POST, JSON body)"""
     username_field: str = "username"
+    """JSON field the username is sent in"""
     password_field: str = "password"
+    """JSON field the password is sent in"""
     subject_field: str | None = Field(default=None, description="dotted JSON path; else username")
     roles_field: str | None = None
+    """dotted JSON path of a list of roles in the backend's answer"""
     timeout: PositiveSeconds = 5
+    """seconds the backend may take"""
 
 
 class AuthSettings(_Section):
     users_file: Path | None = None
+    """YAML/JSON user file (`gateway users add`); argon2id or bcrypt hashes"""
     backend: BackendLoginSettings | None = None
+    """delegate logins to the legacy backend instead of a user file"""
     rate_limits: LoginRateLimits = LoginRateLimits()
+    """login rate limits, counted in Redis"""
 
     @model_validator(mode="after")
     def _one_checker(self) -> AuthSettings:
@@ -191,13 +229,19 @@ class RevocationSettings(_Section):
 
 class RouteSettings(_Section):
     prefix: str
+    """path prefix, matched on whole segments of the normalized path"""
     upstream: str
+    """http(s):// base URL requests are forwarded to"""
     policy: Policy = "required"
+    """public, optional (identity when a valid token is sent) or required"""
     roles: list[str] = Field(default_factory=list, description="all of these roles are required")
     scopes: list[str] = Field(default_factory=list, description="all of these scopes are required")
     strip_prefix: bool = False
+    """remove the prefix before forwarding"""
     preserve_host: bool = False
+    """forward the client's Host instead of the upstream's"""
     websocket: bool = True
+    """allow WebSocket upgrades (after the same checks)"""
 
     @field_validator("prefix")
     @classmethod
@@ -216,21 +260,30 @@ class RouteSettings(_Section):
 
 class ProxySettings(_Section):
     connect_timeout: PositiveSeconds = 5
+    """seconds to connect to an upstream (else 502)"""
     read_timeout: PositiveSeconds = 60
+    """seconds an upstream may stay silent (else 504)"""
     keepalive_timeout: PositiveSeconds = 75
+    """seconds an idle client connection is kept open (idle upstream connections: at most 30)"""
     max_concurrency: int = Field(default=1024, ge=1)
+    """requests in flight per worker before 503"""
     max_body_size: int = Field(default=1 << 30, ge=0, description="bytes; 0 = unlimited")
     max_header_size: int = Field(default=16 * 1024, ge=1024, description="bytes, all headers")
     drain_timeout: PositiveSeconds = Field(
         default=30, description="on SIGTERM: seconds in-flight requests may take to finish"
     )
     forward_authorization: bool = False
+    """forward the client's Authorization header upstream"""
     trusted_proxies: list[str] = Field(default_factory=list)
+    """networks whose X-Forwarded-* headers are kept (CIDR)"""
     identity_headers: dict[str, str] = Field(
         default_factory=lambda: {"sub": "X-User-Id", "roles": "X-User-Roles", "sid": "X-Session-Id"}
     )
+    """claim → header set on forwarded requests (client copies removed)"""
     identity_header_prefixes: list[str] = Field(default_factory=lambda: ["X-User-", "X-Auth-"])
+    """client headers with these prefixes are always removed"""
     realm: str = "gateway"
+    """realm of the WWW-Authenticate challenge"""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -250,30 +303,47 @@ class ProxySettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """DEBUG, INFO, WARNING or ERROR"""
     format: Literal["json", "text"] = Field(
         default="json", description="access and event logs: one JSON object per line, or text"
     )
     access_log: bool = True
+    """one line per request"""
 
 
 class Settings(BaseSettings):
     """The whole configuration; sections mirror `config.yaml`."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
     environment: Literal["production", "demo", "development"] = "production"
+    """production, demo or development (the latter two are announced at start)"""
     listen: ListenSettings = ListenSettings()
+    """the public listener"""
     admin: AdminSettings = AdminSettings()
+    """the admin listener and its keys"""
     redis: RedisSettings = RedisSettings()
+    """the shared store"""
     tokens: TokenSettings = TokenSettings()
+    """issued and verified tokens"""
     keys: KeysSettings = KeysSettings()
+    """signing and verification keys"""
     auth: AuthSettings = AuthSettings()
+    """how logins are checked"""
     revocation: RevocationSettings = RevocationSettings()
+    """the in-memory revocation view"""
     logging: LoggingSettings = LoggingSettings()
+    """logs"""
     proxy: ProxySettings = ProxySettings()
+    """forwarding"""
     routes: list[RouteSettings] = Field(default_factory=list)
+    """longest prefix wins"""
 
     @field_validator("routes")
     @classmethod

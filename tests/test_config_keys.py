@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from gateway.config import Settings, load_settings
+from gateway.config_reference import render_reference, replace_section
 from gateway.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
 from gateway.keys import load_keyring
 from gateway.proxy import _upstream_error
@@ -166,10 +168,33 @@ def test_cli_check_config(tmp_path: Path) -> None:
     result = run_cli("check-config", "--config", str(bad))
     assert result.returncode == 2
     assert "tokens.access_ttl" in result.stderr
-    good = run_cli("check-config", "--config", str(ROOT / "config.yaml"))
-    assert good.returncode in (0, 2)  # 2 only if the demo key was never generated
-    if good.returncode == 0:
-        assert "(masked)" in good.stdout  # admin key hashes are masked
+
+
+def test_cli_check_config_masks_secrets(tmp_path: Path) -> None:
+    secret = "hs256-secret-" + "s" * 40
+    (tmp_path / "hs.key").write_text(secret)
+    admin_hash = "sha256:" + "ab" * 32
+    config = write(
+        tmp_path,
+        {
+            "redis": {"url": "redis://gw:redis-pass-123@127.0.0.1:6390/0"},
+            "admin": {"keys": [{"id": "ops", "hash": admin_hash}]},
+            "keys": {
+                "active": "h",
+                "algorithms": ["HS256"],
+                "items": [{"kid": "h", "alg": "HS256", "secret_file": str(tmp_path / "hs.key")}],
+            },
+            "auth": {"backend": {"url": "https://svc:backend-pass@legacy.example/login"}},
+        },
+    )
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["redis"]["url"] == "redis://gw:(masked)@127.0.0.1:6390/0"
+    assert printed["auth"]["backend"]["url"] == "https://svc:(masked)@legacy.example/login"
+    assert printed["admin"]["keys"][0]["hash"].endswith("(masked)")
+    for leaked in (secret, "redis-pass-123", "backend-pass", admin_hash):
+        assert leaked not in result.stdout + result.stderr
 
 
 def test_cli_keys_generate(tmp_path: Path) -> None:
@@ -216,3 +241,24 @@ def test_every_client_error_maps_to_502_or_504() -> None:
             error = kind.__new__(kind)  # only the type matters to the mapping
         mapped = _upstream_error(error)
         assert isinstance(mapped, UpstreamUnavailable | UpstreamTimeout), kind
+
+
+def test_readme_configuration_reference_matches_the_models() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert replace_section(readme, render_reference()) == readme, "run `make docs`"
+
+
+def test_configuration_reference_lists_every_key_of_the_example_config() -> None:
+    import yaml
+
+    reference = render_reference()
+
+    def keys(data: object, prefix: str = "") -> list[str]:
+        if isinstance(data, dict) and prefix not in ("proxy.identity_headers.",):
+            return [k for name, v in data.items() for k in keys(v, f"{prefix}{name}.")]
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            return [k for item in data for k in keys(item, prefix[:-1] + "[].")]
+        return [prefix[:-1]]
+
+    for key in keys(yaml.safe_load((ROOT / "config.yaml").read_text())):
+        assert f"| `{key}` |" in reference, key
