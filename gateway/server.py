@@ -28,6 +28,7 @@ log = logging.getLogger("gateway")
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_START_TIMEOUT: Final = 30.0
 RESTART_DELAY: Final = 1.0
+PARENT_CHECK_INTERVAL: Final = 0.5
 
 
 def worker_count(settings: Settings, requested: int | None) -> int:
@@ -46,9 +47,14 @@ def worker_count(settings: Settings, requested: int | None) -> int:
 
 
 async def serve(
-    settings: Settings, *, reuse_port: bool = False, on_ready: Callable[[], None] | None = None
+    settings: Settings,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    parent_pid: int | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then stop accepting and drain in-flight requests."""
+    """Serve until SIGINT/SIGTERM (or, for a worker, until its supervisor is gone), then
+    stop accepting and drain in-flight requests."""
     shutdown_timeout = settings.proxy.drain_timeout
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
@@ -86,15 +92,26 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    watchdog = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
     try:
         await stop.wait()
         log.info("shutting down: draining in-flight requests (up to %.0fs)", shutdown_timeout)
     finally:
         # Stop accepting on both listeners, let in-flight requests and streams finish (up to
         # the drain timeout), then close the store and upstream pools (the app's cleanup).
+        if watchdog is not None:
+            watchdog.cancel()
         await admin_runner.cleanup()
         await runner.cleanup()
         log.info("stopped")
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (even by SIGKILL) drains and exits, never lingers."""
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - no event exists for this; poll
+        await asyncio.sleep(PARENT_CHECK_INTERVAL)
+    log.warning("supervisor %d is gone: draining and exiting", parent_pid)
+    stop.set()
 
 
 def run(settings: Settings, *, workers: int = 1) -> int:
@@ -106,9 +123,13 @@ def run(settings: Settings, *, workers: int = 1) -> int:
 
 
 def _run_loop(
-    settings: Settings, *, reuse_port: bool, on_ready: Callable[[], None] | None = None
+    settings: Settings,
+    *,
+    reuse_port: bool,
+    on_ready: Callable[[], None] | None = None,
+    parent_pid: int | None = None,
 ) -> None:
-    main = serve(settings, reuse_port=reuse_port, on_ready=on_ready)
+    main = serve(settings, reuse_port=reuse_port, on_ready=on_ready, parent_pid=parent_pid)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but stay runnable
@@ -117,7 +138,7 @@ def _run_loop(
         uvloop.run(main)
 
 
-def _worker_main(settings: Settings, ready: EventType) -> None:
+def _worker_main(settings: Settings, ready: EventType, parent_pid: int) -> None:
     """A worker process: its own event loop, store pool and revocation view."""
     from gateway.observability import configure_logging
 
@@ -128,7 +149,7 @@ def _worker_main(settings: Settings, ready: EventType) -> None:
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
 
-    _run_loop(settings, reuse_port=True, on_ready=ready.set)
+    _run_loop(settings, reuse_port=True, on_ready=ready.set, parent_pid=parent_pid)
 
 
 class Supervisor:
@@ -171,7 +192,9 @@ class Supervisor:
     def _spawn(self) -> tuple[BaseProcess, EventType]:
         ready = self._context.Event()
         process = self._context.Process(
-            target=_worker_main, args=(self._settings, ready), name="gateway-worker"
+            target=_worker_main,
+            args=(self._settings, ready, os.getpid()),
+            name="gateway-worker",
         )
         process.start()
         return process, ready

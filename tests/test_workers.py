@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,25 @@ async def test_two_workers_share_the_port_and_add_up_metrics(
     assert totals == {sent}  # every worker's counts, not just the answering one's
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+async def test_workers_exit_when_the_supervisor_is_killed(
+    gateway_process: Any, redis_server: RedisServer
+) -> None:
+    process, base = await gateway_process("--workers", "2", redis_url=redis_server.url)
+    pids: set[int] = set()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            async with session.get(f"{base}/metrics") as resp:
+                started = _series(await resp.text(), "gateway_worker_start_time_seconds")
+            pids = {int(p) for labels in started for p in re.findall(r'pid="(\d+)"', labels)}
+            if len(pids) == 2:
+                break
+            await asyncio.sleep(0.05)
+    assert len(pids) == 2
+    process.kill()  # SIGKILL: the supervisor cannot pass anything on
+    await asyncio.to_thread(process.wait, 10)
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, "orphaned workers kept running"
+        await asyncio.sleep(0.1)
