@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 
-.PHONY: help install demo test lint fmt docs bench clean
+.PHONY: help install demo test lint fmt docs bench bench-quick clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
@@ -13,7 +13,8 @@ help:
 	@echo "make lint   - ruff + mypy (strict on gateway/)"
 	@echo "make fmt    - format with ruff"
 	@echo "make docs   - regenerate README's configuration reference from the settings models"
-	@echo "make bench  - benchmark"
+	@echo "make bench  - benchmark: direct, naive proxy, gateway, nginx in alternating rounds"
+	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,19 +34,22 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests deploy
-	$(BIN)/ruff format --check gateway tests deploy
+	$(BIN)/ruff check gateway tests deploy bench
+	$(BIN)/ruff format --check gateway tests deploy bench
 	$(BIN)/mypy
 
 docs: $(STAMP)
 	$(BIN)/python -m gateway.config_reference README.md
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix gateway tests deploy
-	$(BIN)/ruff format gateway tests deploy
+	$(BIN)/ruff check --fix gateway tests deploy bench
+	$(BIN)/ruff format gateway tests deploy bench
 
 bench: $(STAMP)
-	@echo "The benchmark is not built yet."
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

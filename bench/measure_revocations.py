@@ -1,7 +1,7 @@
 """Revocation figures on a private redis-server (not collected by pytest).
 
-python tests/measure_revocations.py propagation [N]   # revoke on A, time until B rejects
-python tests/measure_revocations.py load [N]          # load N revocations into a view
+python bench/measure_revocations.py propagation [N]   # revoke through A, time until B's view has it
+python bench/measure_revocations.py load [N]          # load N revocations into a view
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from gateway.revocation import RevocationSync, RevocationView
 from gateway.store import RevocationStore, connect_redis
 from gateway.store.revocations import Revocation, stored_value
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.conftest import _spawn_redis, free_port
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, spawn_redis
 
 
 async def propagation(count: int, url: str) -> dict[str, float]:
@@ -93,7 +93,7 @@ def main() -> None:
     assert shutil.which("redis-server")
     port = free_port()
     directory = Path(tempfile.mkdtemp())
-    process = _spawn_redis(port, directory)
+    process = spawn_redis(port, directory)
     url = f"redis://127.0.0.1:{port}/0"
     try:
         runner = propagation if what == "propagation" else load

@@ -1,6 +1,6 @@
 """Stream a large upload and download through a gateway process; report its peak RSS.
 
-    python tests/measure_streaming.py [MiB]      (default 1024)
+    python bench/measure_streaming.py [MiB]      (default 1024)
 
 Used by tests/test_streaming.py with a smaller size; run by hand for the 1 GiB figure.
 """

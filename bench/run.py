@@ -1,0 +1,764 @@
+"""The gateway benchmark: wrk against the upstream directly, a naive aiohttp proxy, the
+gateway with full auth and nginx, in alternating rounds of one run; then refresh
+throughput, revocation propagation and memory figures.
+
+    python bench/run.py            # make bench: 3 rounds of 10 s per target
+    python bench/run.py --quick    # make bench-quick: 3 rounds of 3 s, smaller memory runs
+
+Prints a markdown table and writes JSON (and the table) under bench/results/.
+Everything listens on 127.0.0.1 on free ports; every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import cpu_seconds, free_port, process_tree, spawn_redis, wait_for_port  # noqa: E402
+
+from gateway.admin import admin_key_hash  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.keys import generate_key_material, load_keyring, write_secret_file  # noqa: E402
+from gateway.store import RevocationStore, connect_redis  # noqa: E402
+from gateway.tokens import TokenIssuer  # noqa: E402
+from gateway.users import hash_password  # noqa: E402
+
+CONNECTIONS = 64
+ADMIN_KEY = "gwadm_bench-only-key"
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-password"
+SMALL_BODY = '{"ok":true,"items":[1,2,3],"message":"hello from the upstream"}'
+
+
+class BenchError(Exception):
+    """A clear, user-facing reason the benchmark cannot run."""
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    pid: int | None = None  # whose CPU time is counted (with its children)
+
+
+@dataclass
+class Run:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float | None
+    non_2xx: int
+    socket_errors: int
+
+
+@dataclass
+class Cores:
+    proxy: str | None  # the core the proxy under test has to itself
+    load: str | None  # wrk, the upstream and Redis share the rest
+
+    @classmethod
+    def detect(cls) -> Cores:
+        usable = sorted(os.sched_getaffinity(0))
+        if len(usable) < 2 or not shutil.which("taskset"):
+            return cls(None, None)
+        return cls(str(usable[-1]), ",".join(str(c) for c in usable[:-1]))
+
+
+@dataclass
+class Stack:
+    """Every process the benchmark started; all stopped on exit, whatever happens."""
+
+    workdir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, argv: list[str], *, cpu: str | None, port: int | None = None) -> int:
+        if cpu is not None:
+            argv = ["taskset", "-c", cpu, *argv]
+        log = open(self.workdir / f"proc-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.processes.append(process)
+        if port is not None:
+            try:
+                wait_for_port(port, process)
+            except RuntimeError as exc:
+                tail = (self.workdir / f"proc-{len(self.processes) - 1}.log").read_text()[-800:]
+                raise BenchError(
+                    f"{' '.join(argv)} did not start on port {port}: {exc}\n{tail}"
+                ) from None
+        return process.pid
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# ---- prerequisites -----------------------------------------------------------------------
+
+
+def ensure_wrk(install: bool) -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise BenchError(
+            "wrk is not installed and cannot be installed from here (installing needs root "
+            "and apt-get): run `sudo apt-get install -y wrk`, then `make bench` again"
+        )
+    print("wrk is missing: installing it with apt-get (Debian package wrk)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "wrk"]):
+        subprocess.run(step, check=False, env=env, stdout=subprocess.DEVNULL, timeout=600)
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError("apt-get could not install wrk; install it by hand and retry")
+    return found
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    nginx = shutil.which("nginx")
+    nginx_version = (
+        subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
+        if nginx
+        else None
+    )
+    return {
+        "cores": len(os.sched_getaffinity(0)),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nginx": nginx_version,
+    }
+
+
+# ---- the processes under test ------------------------------------------------------------
+
+
+def nginx_config(workdir: Path, name: str, server: str, workers: int, upstream: int) -> Path:
+    user = "user root;" if os.geteuid() == 0 else ""
+    temp = workdir / f"{name}-tmp"
+    temp.mkdir(exist_ok=True)
+    paths = " ".join(
+        f"{kind}_temp_path {temp}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = workdir / f"{name}.conf"
+    config.write_text(
+        f"""{user}
+worker_processes {workers};
+daemon off;
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  {paths}
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  server {{
+{server}
+  }}
+}}
+"""
+    )
+    return config
+
+
+def start_upstream(stack: Stack, cores: Cores) -> tuple[int, str]:
+    port = free_port()
+    nginx = shutil.which("nginx")
+    if nginx:
+        (stack.workdir / "64k").write_bytes(b"x" * 65536)
+        server = f"""    listen 127.0.0.1:{port};
+    location = /small {{ default_type application/json; return 200 '{SMALL_BODY}'; }}
+    location = /64k {{ default_type application/octet-stream; alias {stack.workdir}/64k; }}"""
+        config = nginx_config(stack.workdir, "upstream", server, 1, port)
+        stack.start(
+            [nginx, "-e", "stderr", "-p", str(stack.workdir), "-c", str(config)],
+            cpu=cores.load,
+            port=port,
+        )
+        return port, "nginx (static)"
+    stack.start(
+        [sys.executable, str(HERE / "upstream.py"), "--port", str(port)], cpu=cores.load, port=port
+    )
+    return port, "aiohttp (bench/upstream.py)"
+
+
+def start_nginx_proxy(stack: Stack, upstream: int, cpu: str | None, workers: int) -> Target | None:
+    nginx = shutil.which("nginx")
+    if not nginx:
+        return None
+    port = free_port()
+    server = f"""    listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; }}"""
+    name = f"nginx-proxy-{workers}"
+    config = nginx_config(stack.workdir, name, server, workers, upstream)
+    pid = stack.start(
+        [nginx, "-e", "stderr", "-p", str(stack.workdir), "-c", str(config)], cpu=cpu, port=port
+    )
+    return Target(f"nginx ×{workers}" if workers > 1 else "nginx", port, pid)
+
+
+def start_naive(stack: Stack, upstream: int, cpu: str | None) -> Target:
+    port = free_port()
+    pid = stack.start(
+        [
+            sys.executable,
+            str(HERE / "naive_proxy.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            f"http://127.0.0.1:{upstream}",
+        ],
+        cpu=cpu,
+        port=port,
+    )
+    return Target("naive proxy", port, pid)
+
+
+def gateway_settings(
+    workdir: Path, upstream: int, redis_url: str, *, cache: bool = True
+) -> dict[str, Any]:
+    users = workdir / "users.yaml"
+    if not users.exists():
+        users.write_text(
+            json.dumps(
+                {
+                    "users": {
+                        BENCH_USER: {
+                            "password_hash": hash_password(BENCH_PASSWORD),
+                            "roles": ["user"],
+                        }
+                    }
+                }
+            )
+        )
+    return {
+        "environment": "production",
+        "listen": {"port": free_port()},
+        "admin": {
+            "port": free_port(),
+            "keys": [{"id": "bench", "hash": admin_key_hash(ADMIN_KEY)}],
+        },
+        "redis": {"url": redis_url},
+        "keys": {
+            "active": "bench",
+            "items": [{"kid": "bench", "private_key_file": str(workdir / "signing.pem")}],
+        },
+        "tokens": {"verified_cache_size": 100_000 if cache else 0},
+        "auth": {
+            "users_file": str(users),
+            "rate_limits": {"per_ip": {"limit": 100_000, "window": 60}},
+        },
+        "logging": {"format": "json", "access_log": True},
+        "routes": [
+            {"prefix": "/", "upstream": f"http://127.0.0.1:{upstream}", "policy": "required"}
+        ],
+    }
+
+
+def start_gateway(
+    stack: Stack, name: str, config: dict[str, Any], cpu: str | None, workers: int = 1
+) -> Target:
+    path = stack.workdir / f"{name.replace(' ', '-')}.yaml"
+    path.write_text(json.dumps(config))
+    port = config["listen"]["port"]
+    pid = stack.start(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(path),
+            "--workers",
+            str(workers),
+        ],
+        cpu=cpu,
+        port=port,
+    )
+    if workers > 1:  # the first worker answers before the others listen
+        deadline = time.monotonic() + 30
+        while len(process_tree(pid)) < workers + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)
+    return Target(name, port, pid)
+
+
+# ---- measuring ---------------------------------------------------------------------------
+
+
+def write_tokens(path: Path, tokens: list[str]) -> Path:
+    path.write_text("\n".join(tokens) + "\n")
+    return path
+
+
+def run_wrk(
+    wrk: str, target: Target, path: str, tokens: Path, seconds: float, cpu: str | None
+) -> Run:
+    url = f"http://127.0.0.1:{target.port}{path}"
+    argv = [
+        wrk,
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(HERE / "tokens.lua"),
+        url,
+    ]
+    if cpu is not None:
+        argv = ["taskset", "-c", cpu, *argv]
+    pids = process_tree(target.pid) if target.pid else []
+    cpu_before = cpu_seconds(pids)
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        env={**os.environ, "TOKENS_FILE": str(tokens)},
+    )
+    cpu_after = cpu_seconds(pids)
+    match = re.search(r"^JSON (\{.*\})$", result.stdout, re.M)
+    if result.returncode != 0 or match is None:
+        raise BenchError(f"wrk failed against {target.name} ({url}):\n{result.stderr[-800:]}")
+    data = json.loads(match.group(1))
+    requests = data["requests"]
+    non_2xx = (
+        int(m.group(1))
+        if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout))
+        else 0
+    )
+    errors = sum(data[k] for k in ("errors_connect", "errors_read", "errors_timeout"))
+    return Run(
+        requests=requests,
+        rps=requests / (data["duration_us"] / 1e6),
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        cpu_us=(cpu_after - cpu_before) / requests * 1e6 if pids and requests else None,
+        non_2xx=non_2xx,
+        socket_errors=errors,
+    )
+
+
+async def check_answers(target: Target, path: str, token: str, expect: int) -> None:
+    url = f"http://127.0.0.1:{target.port}{path}"
+    try:
+        timeout = aiohttp.ClientTimeout(total=5)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers=headers) as resp,
+        ):
+            await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BenchError(
+            f"{target.name} on {url} is not answering ({type(exc).__name__})"
+        ) from None
+    if status != expect:
+        raise BenchError(f"{target.name} answered {status} on {url}, expected {expect}")
+
+
+async def refresh_throughput(target: Target, seconds: float, chains: int = 32) -> dict[str, Any]:
+    """Rotations per second: `chains` sessions, each refreshing its newest token in a loop."""
+    base = f"http://127.0.0.1:{target.port}"
+    connector = aiohttp.TCPConnector(limit=chains)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tokens = []
+        for i in range(chains):
+            body = {"username": BENCH_USER, "password": BENCH_PASSWORD, "device_id": f"d{i}"}
+            async with session.post(f"{base}/auth/login", json=body) as resp:
+                if resp.status != 200:
+                    raise BenchError(f"login for the refresh benchmark failed: {resp.status}")
+                tokens.append((await resp.json())["refresh_token"])
+        rotations, failures = 0, 0
+        deadline = time.monotonic() + seconds
+        pids = process_tree(target.pid) if target.pid else []
+
+        async def chain(index: int) -> None:
+            nonlocal rotations, failures
+            while time.monotonic() < deadline:
+                payload = {"refresh_token": tokens[index]}
+                async with session.post(f"{base}/auth/refresh", json=payload) as resp:
+                    if resp.status == 200:
+                        tokens[index] = (await resp.json())["refresh_token"]
+                        rotations += 1
+                    else:
+                        failures += 1
+                        return
+
+        cpu_before, started = cpu_seconds(pids), time.monotonic()
+        await asyncio.gather(*(chain(i) for i in range(chains)))
+        elapsed, cpu_used = time.monotonic() - started, cpu_seconds(pids) - cpu_before
+    return {
+        "rotations_per_s": round(rotations / elapsed),
+        "failures": failures,
+        "cpu_us_per_rotation": round(cpu_used / rotations * 1e6) if rotations else None,
+        "concurrent_chains": chains,
+    }
+
+
+async def propagation(
+    a_admin_port: int, b: Target, issuer: TokenIssuer, count: int
+) -> dict[str, Any]:
+    """Revoke a token through instance A's admin API; time until instance B answers 401."""
+    delays = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(count):
+            token = issuer.issue(sub=f"prop-{i}", sid=f"prop-sid-{i}", roles=[]).token
+            auth = {"Authorization": f"Bearer {token}"}
+            async with session.get(f"http://127.0.0.1:{b.port}/small", headers=auth) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise BenchError(f"instance B refused a fresh token ({resp.status})")
+            started = time.perf_counter()
+            async with session.post(
+                f"http://127.0.0.1:{a_admin_port}/admin/revoke/token",
+                json={"token": token},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            ) as resp:
+                if resp.status != 200:
+                    raise BenchError(f"admin revoke on instance A answered {resp.status}")
+            while True:
+                async with session.get(f"http://127.0.0.1:{b.port}/small", headers=auth) as resp:
+                    await resp.read()
+                    if resp.status == 401:
+                        break
+                if time.perf_counter() - started > 5:
+                    raise BenchError("a revocation did not reach instance B within 5 s")
+            delays.append((time.perf_counter() - started) * 1000)
+    delays.sort()
+    return {
+        "revocations": count,
+        "p50_ms": round(statistics.median(delays), 2),
+        "p99_ms": round(delays[max(0, int(len(delays) * 0.99) - 1)], 2),
+        "max_ms": round(delays[-1], 2),
+        "note": "from sending the admin call to A until B's first 401, HTTP round trips included",
+    }
+
+
+def run_script(argv: list[str], limit: float) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=limit,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+    )
+    if result.returncode != 0:
+        raise BenchError(f"{argv[0]} failed:\n{result.stderr[-800:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+# ---- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    rounds: int
+    seconds: float
+    stream_mib: int
+    revocations: int
+    propagations: int
+    refresh_seconds: float
+
+    @classmethod
+    def choose(cls, args: argparse.Namespace) -> Plan:
+        if args.smoke:
+            return cls(1, 1, 8, 1000, 20, 1)
+        if args.quick:
+            return cls(3, 3, 256, 100_000, 200, 3)
+        return cls(args.rounds, args.duration, 1024, 1_000_000, 1000, 10)
+
+
+def median_run(runs: list[Run]) -> dict[str, Any]:
+    def med(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    cpu = [r.cpu_us for r in runs if r.cpu_us is not None]
+    return {
+        "rps": round(statistics.median(r.rps for r in runs)),
+        "p50_ms": med([r.p50_ms for r in runs]),
+        "p99_ms": med([r.p99_ms for r in runs]),
+        "cpu_us": round(statistics.median(cpu), 1) if cpu else None,
+        "non_2xx": sum(r.non_2xx for r in runs),
+        "socket_errors": sum(r.socket_errors for r in runs),
+        "rounds": [round(r.rps) for r in runs],
+    }
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    wrk = ensure_wrk(install=not args.no_install)
+    plan = Plan.choose(args)
+    cores = Cores.detect()
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    stack = Stack(workdir)
+    try:
+        return _benchmark(stack, wrk, plan, cores, args)
+    finally:
+        stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _benchmark(
+    stack: Stack, wrk: str, plan: Plan, cores: Cores, args: argparse.Namespace
+) -> dict[str, Any]:
+    workdir = stack.workdir
+    if args.upstream_port:
+        upstream, upstream_kind = args.upstream_port, "external"
+    else:
+        upstream, upstream_kind = start_upstream(stack, cores)
+    redis_port = free_port()
+    redis_dir = workdir / "redis"
+    redis_dir.mkdir()
+    stack.processes.append(spawn_redis(redis_port, redis_dir))
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    write_secret_file(workdir / "signing.pem", generate_key_material("EdDSA"))
+
+    settings = gateway_settings(workdir, upstream, redis_url)
+    issuer = TokenIssuer(
+        load_keyring(Settings.model_validate(settings).keys),
+        issuer=Settings().tokens.issuer,
+        audience=Settings().tokens.audience,
+        access_ttl=3600,
+        clock=time.time,
+    )
+    warm = write_tokens(
+        workdir / "warm.txt",
+        [issuer.issue(sub=f"user-{i}", sid=f"warm-{i}", roles=["user"]).token for i in range(8)],
+    )
+    cold_count = 1000 if args.smoke else 10_000
+    cold = write_tokens(
+        workdir / "cold.txt",
+        [
+            issuer.issue(sub=f"user-{i}", sid=f"cold-{i}", roles=["user"]).token
+            for i in range(cold_count)
+        ],
+    )
+    revoked_tokens = [issuer.issue(sub="gone", sid="revoked-sid", roles=[]).token for _ in range(8)]
+    revoked = write_tokens(workdir / "revoked.txt", revoked_tokens)
+    first_token = warm.read_text().split()[0]
+
+    direct = Target("direct", upstream)
+    naive = start_naive(stack, upstream, cores.proxy)
+    gateway = start_gateway(stack, "gateway", settings, cores.proxy)
+    cold_gateway = start_gateway(
+        stack,
+        "gateway cold",
+        gateway_settings(workdir, upstream, redis_url, cache=False),
+        cores.proxy,
+    )
+    nginx = start_nginx_proxy(stack, upstream, cores.proxy, 1)
+
+    async def revoke_session() -> None:
+        client = connect_redis(redis_url, connect_timeout=1, socket_timeout=2, max_connections=2)
+        await RevocationStore(client, clock=time.time).revoke_session(
+            "revoked-sid", until=time.time() + 7200
+        )
+        await client.aclose()
+
+    asyncio.run(revoke_session())
+    pinned = [naive, gateway, cold_gateway, *([nginx] if nginx else [])]
+
+    async def preflight() -> None:
+        await check_answers(direct, "/small", first_token, 200)
+        for target in pinned:
+            await check_answers(target, "/small", first_token, 200)
+        await check_answers(gateway, "/small", revoked_tokens[0], 401)
+
+    asyncio.run(preflight())
+    scenarios: list[tuple[str, str, Path, list[Target]]] = [
+        (
+            "small JSON, same 8 tokens (cache-warm)",
+            "/small",
+            warm,
+            [direct, naive, gateway, *([nginx] if nginx else [])],
+        ),
+        ("64 KiB body", "/64k", warm, [direct, naive, gateway, *([nginx] if nginx else [])]),
+        (f"small JSON, {cold_count:,} tokens, cache off (cold)", "/small", cold, [cold_gateway]),
+        ("revoked tokens (401)", "/small", revoked, [gateway]),
+    ]
+    runs: dict[str, dict[str, list[Run]]] = {s[0]: {} for s in scenarios}
+    for round_index in range(plan.rounds):
+        print(f"round {round_index + 1}/{plan.rounds}", flush=True)
+        for title, path, tokens, targets in scenarios:
+            for target in targets:
+                run = run_wrk(wrk, target, path, tokens, plan.seconds, cores.load)
+                runs[title].setdefault(target.name, []).append(run)
+
+    # Both cores: the gateway with --workers 2 against nginx with 2 workers, nothing pinned.
+    two_cores: dict[str, list[Run]] = {}
+    gateway2 = start_gateway(
+        stack, "gateway ×2", gateway_settings(workdir, upstream, redis_url), None, workers=2
+    )
+    nginx2 = start_nginx_proxy(stack, upstream, None, 2)
+    for _ in range(plan.rounds):
+        for target in [gateway2, *([nginx2] if nginx2 else [])]:
+            two_cores.setdefault(target.name, []).append(
+                run_wrk(wrk, target, "/small", warm, plan.seconds, None)
+            )
+
+    print("refresh rotations", flush=True)
+    refresh = asyncio.run(refresh_throughput(gateway, plan.refresh_seconds))
+    print("revocation propagation", flush=True)
+    admin_port = settings["admin"]["port"]
+    spread = asyncio.run(propagation(admin_port, cold_gateway, issuer, plan.propagations))
+    print("memory", flush=True)
+    streaming = run_script([str(HERE / "measure_streaming.py"), str(plan.stream_mib)], 600)
+    load = run_script([str(HERE / "measure_revocations.py"), "load", str(plan.revocations)], 600)
+
+    results = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "pinning": {
+            "proxy_under_test": cores.proxy,
+            "wrk_upstream_redis": cores.load,
+            "two_core_scenario": "unpinned",
+        },
+        "plan": plan.__dict__,
+        "upstream": upstream_kind,
+        "wrk": f"-t1 -c{CONNECTIONS}, bearer token on every request (bench/tokens.lua)",
+        "throughput": {t: {n: median_run(r) for n, r in by.items()} for t, by in runs.items()},
+        "two_cores": {n: median_run(r) for n, r in two_cores.items()},
+        "refresh": refresh,
+        "propagation": spread,
+        "streaming": streaming,
+        "revocation_load": load,
+    }
+    results["ratios"] = ratios(results)
+    return results
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    warm_title, large_title, cold_title = list(results["throughput"])[:3]
+    warm = results["throughput"][warm_title]
+    large = results["throughput"][large_title]
+    cold = results["throughput"][cold_title]
+    naive, nginx = warm["naive proxy"]["rps"], warm.get("nginx", {}).get("rps")
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    two = results["two_cores"]
+    return {
+        "warm_vs_naive": ratio(warm["gateway"]["rps"], naive),
+        "warm_vs_nginx": ratio(warm["gateway"]["rps"], nginx),
+        "64k_vs_naive": ratio(large["gateway"]["rps"], large["naive proxy"]["rps"]),
+        "cold_vs_naive": ratio(cold["gateway cold"]["rps"], naive),
+        "workers2_vs_nginx2": ratio(two["gateway ×2"]["rps"], two.get("nginx ×2", {}).get("rps")),
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    pinning, host = results["pinning"], results["machine"]
+    lines = [
+        f"Measured {results['date']} on {host['cores']} cores ({host['cpu']}); "
+        f"proxy pinned to CPU {pinning['proxy_under_test']}, wrk + upstream "
+        f"({results['upstream']}) + Redis on CPU {pinning['wrk_upstream_redis']}; "
+        f"wrk {results['wrk']}; medians of {results['plan']['rounds']} alternating rounds of "
+        f"{results['plan']['seconds']} s.",
+        "",
+        "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | × naive | × nginx |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for title, by_target in [*results["throughput"].items(), ("both cores", results["two_cores"])]:
+        naive = (
+            by_target.get("naive proxy")
+            or results["throughput"][next(iter(results["throughput"]))]["naive proxy"]
+        )
+        nginx = by_target.get("nginx") or by_target.get("nginx ×2")
+        for name, m in by_target.items():
+            vs_naive = f"{m['rps'] / naive['rps']:.2f}" if name != "direct" else ""
+            vs_nginx = f"{m['rps'] / nginx['rps']:.2f}" if nginx and name != "direct" else ""
+            cpu = f"{m['cpu_us']:.0f}" if m["cpu_us"] else "—"
+            status = (
+                f" ({m['non_2xx']:,} non-2xx)" if m["non_2xx"] and "revoked" not in title else ""
+            )
+            lines.append(
+                f"| {title} | {name}{status} | {m['rps']:,} | {m['p50_ms']:.2f} | "
+                f"{m['p99_ms']:.2f} | {cpu} | {vs_naive} | {vs_nginx} |"
+            )
+    r, p, s, load = (results[k] for k in ("refresh", "propagation", "streaming", "revocation_load"))
+    lines += [
+        "",
+        f"* Refresh: {r['rotations_per_s']:,} rotations/s on one worker with real Redis "
+        f"({r['cpu_us_per_rotation']} µs CPU per rotation, {r['concurrent_chains']} chains, "
+        f"{r['failures']} failures).",
+        f"* Revocation propagation A → B over {p['revocations']:,}: p50 {p['p50_ms']} ms, "
+        f"p99 {p['p99_ms']} ms, max {p['max_ms']} ms ({p['note']}).",
+        f"* {s.get('uploaded', 0) >> 20} MiB streamed each way: peak RSS growth "
+        f"{s['peak_rss_growth_mib']} MiB.",
+        f"* {load['entries']:,} revocations loaded in {load['load_seconds']} s, "
+        f"+{load['peak_rss_growth_mib']} MiB.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 3 s, smaller memory runs")
+    parser.add_argument("--smoke", action="store_true", help="1 round of 1 s: checks the harness")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--upstream-port", type=int, help="use an upstream already on this port")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    args = parser.parse_args(argv)
+    if args.rounds < 3 and not args.smoke:
+        parser.error("--rounds must be at least 3 (medians of alternating rounds)")
+    try:
+        results = benchmark(args)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    rendered = table(results)
+    (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2))
+    (args.out / "latest.md").write_text(rendered)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2))
+    print(rendered)
+    print(f"written to {args.out}/{stamp}.json and latest.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
