@@ -103,7 +103,9 @@ async def measure(mib: int) -> dict[str, Any]:
 
             started = time.monotonic()
             async with session.post(f"{base}/upload", data=body()) as resp:
-                received = (await resp.json())["received"]
+                answer = await resp.json()
+                assert "received" in answer, (resp.status, answer)
+                received = answer["received"]
             upload_s = time.monotonic() - started
             started = time.monotonic()
             downloaded = 0

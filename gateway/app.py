@@ -53,6 +53,7 @@ from gateway.store import (
     is_memory_url,
 )
 from gateway.tokens import TokenIssuer, TokenVerifier
+from gateway.upstream import UpstreamPool
 from gateway.users import BackendLoginChecker, CredentialChecker, UserFileChecker
 
 log = logging.getLogger("gateway")
@@ -140,8 +141,14 @@ def _upstream_client(
     async def context(app: web.Application) -> AsyncIterator[None]:
         session = given or create_client_session(settings.proxy)
         app[HTTP_CLIENT] = session
-        app[FORWARDER] = Forwarder(session, HeaderPolicy(settings.proxy), settings.proxy)
+        pool = UpstreamPool(
+            connect_timeout=settings.proxy.connect_timeout,
+            read_timeout=settings.proxy.read_timeout,
+            keepalive_timeout=min(settings.proxy.keepalive_timeout, 30),
+        )
+        app[FORWARDER] = Forwarder(pool, session, HeaderPolicy(settings.proxy), settings.proxy)
         yield
+        pool.close()
         if given is None:
             await session.close()
 

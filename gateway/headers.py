@@ -125,7 +125,9 @@ class HeaderPolicy:
                     out[header] = text
         return out
 
-    def downstream_response_headers(self, headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    def downstream_response_headers(
+        self, headers: CIMultiDict[str] | CIMultiDictProxy[str]
+    ) -> CIMultiDict[str]:
         """Upstream response headers minus hop-by-hop ones and framing (the gateway frames)."""
         named = _connection_tokens(headers)
         out: CIMultiDict[str] = CIMultiDict()
@@ -162,9 +164,11 @@ class HeaderPolicy:
         return own
 
 
-def _connection_tokens(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> frozenset[str]:
+def _connection_tokens(
+    headers: Mapping[str, str] | CIMultiDict[str] | CIMultiDictProxy[str],
+) -> frozenset[str]:
     values: Iterable[str]
-    if isinstance(headers, CIMultiDictProxy):
+    if isinstance(headers, CIMultiDict | CIMultiDictProxy):
         values = headers.getall("Connection", [])
     else:
         single = headers.get("Connection")

@@ -1,8 +1,9 @@
-"""Streaming forwarder: one pooled client session, bodies streamed both ways, WebSockets piped.
+"""Streaming forwarder: bodies streamed both ways over pooled upstream connections
+(gateway.upstream), WebSockets piped through aiohttp's client.
 
-Only this module catches `aiohttp.ClientError` and upstream timeouts; they leave it as
-UpstreamUnavailable (502), UpstreamTimeout (504) or, after the response has started, as an
-aborted client connection (never a truncated response that looks complete).
+Only this module catches upstream failures; they leave it as UpstreamUnavailable (502),
+UpstreamTimeout (504) or, after the response has started, as an aborted client connection
+(never a truncated response that looks complete).
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from gateway.errors import (
 from gateway.headers import HeaderPolicy
 from gateway.routing import Route
 from gateway.tokens import Principal
+from gateway.upstream import (
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeoutError,
+)
 
 log = logging.getLogger("gateway.proxy")
 
@@ -69,9 +76,14 @@ class Forwarder:
     """Forwards one authorized request to its route's upstream and streams the answer back."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, policy: HeaderPolicy, settings: ProxySettings
+        self,
+        pool: UpstreamPool,
+        session: aiohttp.ClientSession,
+        policy: HeaderPolicy,
+        settings: ProxySettings,
     ):
-        self._session = session
+        self._pool = pool
+        self._session = session  # WebSocket upgrades only
         self._policy = policy
         self._max_body = settings.max_body_size
         self._max_concurrency = settings.max_concurrency
@@ -128,43 +140,52 @@ class Forwarder:
         exchange: Exchange,
     ) -> web.StreamResponse:
         body: AsyncIterator[bytes] | None = None
-        too_large = False
         if request.body_exists:
             if declared is not None:
                 headers["Content-Length"] = str(declared)  # one framing header, ours
-
-            async def limited() -> AsyncIterator[bytes]:
-                nonlocal too_large
-                async for chunk in request.content.iter_chunked(CHUNK):
-                    exchange.bytes_in += len(chunk)
-                    if self._max_body and exchange.bytes_in > self._max_body:
-                        too_large = True
-                        raise PayloadTooLarge()
-                    yield chunk
-
-            body = limited()
+            body = self._limited(request, exchange)
+        method = request.method
+        has_body = method != "HEAD"
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            upstream = await self._session.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False
+            upstream = await self._pool.request(
+                method,
+                url,
+                headers,
+                body,
+                chunked=body is not None and declared is None,
+                expect_body=has_body,
             )
-        except Exception as exc:
-            if too_large:
-                raise PayloadTooLarge() from None
-            raise _upstream_error(exc) from None
-        exchange.upstream_status = upstream.status
+        except UpstreamTimeoutError:
+            raise UpstreamTimeout() from None
+        except UpstreamError:
+            raise UpstreamUnavailable() from None
+        exchange.upstream_status = status = upstream.status
+        has_body = has_body and status not in NO_BODY_STATUSES
         try:
+            out_headers = self._policy.downstream_response_headers(upstream.headers)
+            out_headers["X-Request-Id"] = request_id
+            if has_body and upstream.complete:
+                # The whole answer is here already: one write with an exact Content-Length.
+                content = upstream.buffered_body()
+                exchange.bytes_out = len(content)
+                return web.Response(
+                    status=status,
+                    reason=upstream.reason or None,
+                    headers=out_headers,
+                    body=content,
+                )
             response = web.StreamResponse(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=self._policy.downstream_response_headers(upstream.headers),
+                status=status, reason=upstream.reason or None, headers=out_headers
             )
-            response.headers["X-Request-Id"] = request_id
-            length = upstream.content_length
-            has_body = request.method != "HEAD" and upstream.status not in NO_BODY_STATUSES
-            if length is not None and "Transfer-Encoding" not in upstream.headers:
-                response.content_length = length
+            length = upstream.headers.get("Content-Length")
+            if (
+                length is not None
+                and length.isdigit()
+                and "Transfer-Encoding" not in upstream.headers
+            ):
+                response.content_length = int(length)
             await response.prepare(request)
             if has_body and not await self._stream_body(request, upstream, response, exchange):
                 return response
@@ -174,28 +195,42 @@ class Forwarder:
             exchange.upstream_seconds = loop.time() - started
             upstream.release()
 
+    def _limited(self, request: web.Request, exchange: Exchange) -> AsyncIterator[bytes]:
+        """The client's body, cut off with 413 past proxy.max_body_size."""
+        max_body = self._max_body
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                exchange.bytes_in += len(chunk)
+                if max_body and exchange.bytes_in > max_body:
+                    raise PayloadTooLarge()
+                yield chunk
+
+        return chunks()
+
     async def _stream_body(
         self,
         request: web.Request,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         response: web.StreamResponse,
         exchange: Exchange,
     ) -> bool:
         """Copy the body; on an upstream fault mid-body, abort the client connection."""
         try:
-            async for chunk in upstream.content.iter_chunked(CHUNK):
+            async for chunk in upstream.iter_chunks():
                 await response.write(chunk)
                 exchange.bytes_out += len(chunk)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except UpstreamError as exc:
             # The status line is gone already: the only honest signal left is to cut the
             # connection without the final chunk, so the client cannot mistake it for success.
-            log.warning(
-                "upstream failed mid-body (%s); aborting client connection", type(exc).__name__
-            )
+            log.warning("upstream failed mid-body (%s); aborting client connection", exc)
             upstream.close()
             if request.transport is not None:
                 request.transport.close()
             return False
+        except BaseException:
+            upstream.close()  # the client went away: this connection cannot be reused
+            raise
         return True
 
     async def _forward_websocket(
