@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.config import AdminKeySettings, Settings
 from gateway.endpoints.auth import session_json
 from gateway.errors import InvalidClient, InvalidRequest, InvalidToken, NotFound
-from gateway.middleware import errors_middleware, request_id_middleware
+from gateway.middleware import edge_middleware
 from gateway.state import AUDIT, CLOCK, REVOCATIONS, REVOKER, VERIFIER
 from gateway.store import SID_RE
 
@@ -66,8 +66,7 @@ def create_admin_app(settings: Settings, public: web.Application) -> web.Applica
     """The admin API; it shares the public app's components (started by the public app)."""
     app = web.Application(
         middlewares=[
-            errors_middleware(),
-            request_id_middleware(),
+            edge_middleware(),
             admin_auth_middleware(settings.admin.keys),
         ],
         client_max_size=64 * 1024,

@@ -20,7 +20,7 @@ from gateway.errors import StoreUnavailable
 from gateway.headers import HeaderPolicy
 from gateway.keys import KeyRing, load_keyring
 from gateway.login import LoginService
-from gateway.middleware import errors_middleware, limits_middleware, request_id_middleware
+from gateway.middleware import edge_middleware
 from gateway.observability import METRICS, Metrics, metrics_handler, observability_middleware
 from gateway.proxy import Forwarder, create_client_session
 from gateway.revocation import RevocationSync, RevocationView
@@ -84,9 +84,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             observability_middleware(metrics, json_logs=settings.logging.format == "json"),
-            errors_middleware(),
-            request_id_middleware(),
-            limits_middleware(max_header_size=settings.proxy.max_header_size),
+            edge_middleware(max_header_size=settings.proxy.max_header_size),
         ],
         client_max_size=64 * 1024,  # bodies the gateway itself parses (auth endpoints)
         handler_args=server_limits(settings),

@@ -23,7 +23,7 @@
     │   └── UpstreamTimeout           504 gateway_timeout
     └── ConfigError                   start-up only; never reaches a client
 
-`errors_middleware` in `gateway.middleware` is the one place that turns these into the
+`edge_middleware` in `gateway.middleware` is the one place that turns these into the
 JSON error body; everything else just raises.
 """
 

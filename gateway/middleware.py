@@ -1,4 +1,4 @@
-"""The middleware stack, outermost first: errors → request id → request limits."""
+"""The edge of every request: request id, header size limit, errors as JSON."""
 
 from __future__ import annotations
 
@@ -37,43 +37,37 @@ def error_response(exc: GatewayError) -> web.Response:
     return web.json_response(body, status=exc.status, headers={**NO_STORE, **exc.headers()})
 
 
-def errors_middleware() -> Middleware:
-    """Turn GatewayErrors into JSON responses; anything unexpected is a logged, opaque 500."""
+def edge_middleware(*, max_header_size: int | None = None) -> Middleware:
+    """Request id, header size limit (431) and errors as JSON, in one layer.
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except GatewayError as exc:
-            request[ERROR] = exc
-            return error_response(exc)
-        except web.HTTPException as exc:  # the router's own 404/405, body limits
-            if exc.status < 400:
-                raise
-            error = _HTTP_EXCEPTIONS.get(exc.status, InvalidRequest)()
-            request[ERROR] = error
-            return error_response(error)
-        except Exception:
-            log.exception(
-                "unhandled error on %s %s", request.method, request.rel_url.raw_path[:200]
-            )
-            return error_response(GatewayError())
-
-    return middleware
-
-
-def request_id_middleware() -> Middleware:
-    """Keep a well-formed client X-Request-Id or make one; echo it on every response."""
+    One middleware rather than three: each aiohttp middleware layer costs a coroutine and a
+    handler wrapper on every request. The request id is kept from a well-formed client
+    X-Request-Id or made, and echoed on every response, errors included. GatewayErrors
+    become their JSON bodies; anything unexpected is a logged, opaque 500.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request_id_from(request.headers)
         request[REQUEST_ID] = request_id
         try:
+            if max_header_size is not None and _header_bytes(request) > max_header_size:
+                raise HeadersTooLarge()
             response = await handler(request)
         except GatewayError as exc:
-            exc.extra_headers["X-Request-Id"] = request_id
-            raise
+            request[ERROR] = exc
+            response = error_response(exc)
+        except web.HTTPException as exc:  # the router's own 404/405, body limits
+            if exc.status < 400:
+                raise
+            error = _HTTP_EXCEPTIONS.get(exc.status, InvalidRequest)()
+            request[ERROR] = error
+            response = error_response(error)
+        except Exception:
+            log.exception(
+                "unhandled error on %s %s", request.method, request.rel_url.raw_path[:200]
+            )
+            response = error_response(GatewayError())
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         return response
@@ -81,16 +75,8 @@ def request_id_middleware() -> Middleware:
     return middleware
 
 
-def limits_middleware(*, max_header_size: int) -> Middleware:
-    """431 when the request's headers exceed the configured total size."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        size = 0
-        for name, value in request.raw_headers:
-            size += len(name) + len(value) + 4
-        if size > max_header_size:
-            raise HeadersTooLarge()
-        return await handler(request)
-
-    return middleware
+def _header_bytes(request: web.Request) -> int:
+    size = 0
+    for name, value in request.raw_headers:
+        size += len(name) + len(value) + 4
+    return size

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Final
 
@@ -26,6 +27,8 @@ from gateway.state import ERROR, EXCHANGE, PRINCIPAL, REQUEST_ID, ROUTE_NAME
 access_log = logging.getLogger("gateway.access")
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 MAX_LABEL_SETS: Final = 10_000
+FLUSH_INTERVAL: Final = 0.2  # seconds an access line may wait in memory
+FLUSH_BYTES: Final = 64 * 1024
 
 
 class Metrics:
@@ -76,6 +79,7 @@ class Metrics:
         self.worker_started.set_to_current_time()
         # Children bound once: the hot path does a dict lookup, not a label resolution.
         self._request_children: dict[tuple[str, str, str], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
 
     def count_request(self, route: str, method: str, status: int) -> None:
         key = (route, method, STATUS_CLASSES[min(max(status // 100, 1), 5) - 1])
@@ -86,6 +90,12 @@ class Metrics:
             child = self.requests.labels(*key)
             self._request_children[key] = child
         child.inc()
+
+    def observe_upstream(self, route: str, seconds: float) -> None:
+        child = self._latency_children.get(route)
+        if child is None:  # routes come from the configuration: a bounded set
+            child = self._latency_children[route] = self.upstream_latency.labels(route)
+        child.observe(seconds)
 
     def watch_revocations(self, sync: RevocationSync, view: RevocationView) -> None:
         """Export the revocation view's state, read at scrape time (nothing on the hot path)."""
@@ -153,7 +163,7 @@ def observability_middleware(metrics: Metrics, *, json_logs: bool) -> Middleware
                 metrics.redis_errors.inc()
             exchange = request.get(EXCHANGE)
             if exchange is not None and exchange.upstream_status is not None:
-                metrics.upstream_latency.labels(route).observe(exchange.upstream_seconds)
+                metrics.observe_upstream(route, exchange.upstream_seconds)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(format_line(request, status, time.perf_counter() - started, route))
 
@@ -223,17 +233,70 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, separators=(",", ":"))
 
 
+class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes access lines in batches: at most every FLUSH_INTERVAL seconds or FLUSH_BYTES,
+    instead of one write system call per request. Flushed on exit (logging.shutdown)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[str] = []
+        self._size = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._flush_periodically, name="access-log", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with the handler lock held
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        self._size += len(line)
+        if self._size >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if not self._pending:
+                return
+            text = "\n".join(self._pending) + "\n"
+            self._pending.clear()
+            self._size = 0
+            self.stream.write(text)
+            self.stream.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+        super().close()
+
+    def _flush_periodically(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL):
+            self.flush()
+
+
 def configure_logging(*, level: str, json_format: bool, access: bool) -> None:
-    """Root logging for `gateway serve`; library loggers stay at WARNING."""
+    """Root logging for `gateway serve`; library loggers stay at WARNING. Access lines go
+    through a batching handler of their own (same stream, same format)."""
+    formatter: logging.Formatter = (
+        JsonFormatter()
+        if json_format
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
     handler = logging.StreamHandler()
-    if json_format:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("gateway").setLevel(level)
+    for old in access_log.handlers[:]:
+        access_log.removeHandler(old)
+        old.close()
+    if access:
+        batching = BatchingHandler()
+        batching.setFormatter(formatter)
+        access_log.addHandler(batching)
+    access_log.propagate = False
     access_log.setLevel(logging.INFO if access else logging.WARNING)
 
 

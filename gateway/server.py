@@ -149,7 +149,10 @@ def _worker_main(settings: Settings, ready: EventType, parent_pid: int) -> None:
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
 
-    _run_loop(settings, reuse_port=True, on_ready=ready.set, parent_pid=parent_pid)
+    try:
+        _run_loop(settings, reuse_port=True, on_ready=ready.set, parent_pid=parent_pid)
+    finally:
+        logging.shutdown()  # flush batched access lines: worker processes end in os._exit
 
 
 class Supervisor:
