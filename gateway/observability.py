@@ -165,7 +165,12 @@ def observability_middleware(metrics: Metrics, *, json_logs: bool) -> Middleware
             if exchange is not None and exchange.upstream_status is not None:
                 metrics.observe_upstream(route, exchange.upstream_seconds)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info(format_line(request, status, time.perf_counter() - started, route))
+                line = format_line(request, status, time.perf_counter() - started, route)
+                handlers = access_log.handlers
+                if json_logs and len(handlers) == 1 and isinstance(handlers[0], BatchingHandler):
+                    handlers[0].add_line(line)  # a JSON line needs no LogRecord or formatter
+                else:
+                    access_log.info(line)
 
     return middleware
 
@@ -244,15 +249,20 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._stop = threading.Event()
         threading.Thread(target=self._flush_periodically, name="access-log", daemon=True).start()
 
-    def emit(self, record: logging.LogRecord) -> None:  # called with the handler lock held
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
         except Exception:
             self.handleError(record)
             return
-        self._pending.append(line)
-        self._size += len(line)
-        if self._size >= FLUSH_BYTES:
+        self.add_line(line)
+
+    def add_line(self, line: str) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            self._size += len(line)
+            full = self._size >= FLUSH_BYTES
+        if full:
             self.flush()
 
     def flush(self) -> None:

@@ -85,3 +85,22 @@ async def test_logs_never_contain_tokens_or_passwords(
         assert secret not in logged
         assert secret.split(".")[-1] not in logged  # not even the signature or secret part
     assert body["session_id"] in logged  # ids are logged instead
+
+
+def test_access_lines_are_batched_and_flushed_periodically_and_on_close() -> None:
+    import io
+    import time as _time
+
+    from gateway.observability import FLUSH_INTERVAL, BatchingHandler
+
+    stream = io.StringIO()
+    handler = BatchingHandler()
+    handler.setStream(stream)
+    handler.add_line('{"request_id":"a"}')
+    deadline = _time.monotonic() + FLUSH_INTERVAL * 10
+    while not stream.getvalue() and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert stream.getvalue() == '{"request_id":"a"}\n'  # written without an explicit flush
+    handler.add_line('{"request_id":"b"}')
+    handler.close()  # exit: nothing pending is lost
+    assert stream.getvalue().splitlines() == ['{"request_id":"a"}', '{"request_id":"b"}']

@@ -92,6 +92,15 @@ async def test_workers_exit_when_the_supervisor_is_killed(
     process.kill()  # SIGKILL: the supervisor cannot pass anything on
     await asyncio.to_thread(process.wait, 10)
     deadline = time.monotonic() + 15
-    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+    while any(_running(pid) for pid in pids):
         assert time.monotonic() < deadline, "orphaned workers kept running"
         await asyncio.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited orphan waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
