@@ -314,12 +314,14 @@ async def gateway_process(
         path = tmp_path / f"config-{port}.yaml"
         path.write_text(json.dumps(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(path), *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # Logs go to a file: an unread pipe fills up and blocks the workers' log writes.
+        with (tmp_path / f"gateway-{port}.log").open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--config", str(path), *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
         processes.append(process)
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
@@ -337,8 +339,6 @@ async def gateway_process(
         if process.poll() is None:
             process.kill()
         process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 @dataclass
