@@ -1,0 +1,105 @@
+"""The benchmark harness starts, refuses bad setups clearly and tears everything down.
+
+Only the harness is checked here: no figure it measures is asserted (timing belongs to
+`make bench`, never to the test suite).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+def bench(
+    *args: str, path: str | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [sys.executable, str(RUN), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def bench_processes() -> list[str]:
+    """Command lines of processes still running from a benchmark work folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if "gateway-bench-" in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def test_missing_wrk_without_install_is_a_clear_refusal(tmp_path: Path) -> None:
+    only_python = tmp_path / "bin"
+    only_python.mkdir()
+    (only_python / "python").symlink_to(sys.executable)
+    result = bench("--smoke", "--no-install", "--out", str(tmp_path / "out"), path=str(only_python))
+    assert result.returncode == 2
+    assert "wrk is not installed" in result.stderr
+    assert "apt-get install -y wrk" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_upstream_not_running_is_a_clear_refusal_and_nothing_is_left(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None and not os.environ.get("CI"):
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    # The load generator is never started on this path: a stand-in lets the check run
+    # on machines without wrk.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake_wrk = fake_bin / "wrk"
+    fake_wrk.write_text("#!/bin/sh\nexit 1\n")
+    fake_wrk.chmod(0o755)
+    closed = free_port()
+    result = bench(
+        "--smoke",
+        "--no-install",
+        "--upstream-port",
+        str(closed),
+        "--out",
+        str(tmp_path / "out"),
+        path=f"{fake_bin}:{os.environ['PATH']}",
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"http://127.0.0.1:{closed}/small is not answering" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert bench_processes() == []
+
+
+@pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"
+)
+def test_smoke_run_writes_results_and_tears_down(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = bench("--smoke", "--no-install", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    latest = json.loads((out / "latest.json").read_text())
+    warm = latest["throughput"]["small JSON, same 8 tokens (cache-warm)"]
+    assert {"direct", "naive proxy", "gateway"} <= set(warm)
+    assert warm["gateway"]["rps"] > 0
+    assert "| scenario | target | req/s |" in (out / "latest.md").read_text()
+    assert bench_processes() == []
