@@ -11,8 +11,8 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as EventType
 from typing import Final
 
 from aiohttp import web
@@ -86,13 +86,13 @@ async def serve(
     )
     if not settings.admin.keys:
         log.warning("admin.keys is empty: every admin API call will be refused")
-    if on_ready is not None:
-        on_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     watchdog = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    if on_ready is not None:
+        on_ready()
     try:
         await stop.wait()
         log.info("shutting down: draining in-flight requests (up to %.0fs)", shutdown_timeout)
@@ -138,7 +138,7 @@ def _run_loop(
         uvloop.run(main)
 
 
-def _worker_main(settings: Settings, ready: EventType, parent_pid: int) -> None:
+def _worker_main(settings: Settings, ready: Connection, parent_pid: int) -> None:
     """A worker process: its own event loop, store pool and revocation view."""
     from gateway.observability import configure_logging
 
@@ -150,9 +150,22 @@ def _worker_main(settings: Settings, ready: EventType, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
 
     try:
-        _run_loop(settings, reuse_port=True, on_ready=ready.set, parent_pid=parent_pid)
+        _run_loop(
+            settings, reuse_port=True, on_ready=lambda: _report_ready(ready), parent_pid=parent_pid
+        )
     finally:
         logging.shutdown()  # flush batched access lines: worker processes end in os._exit
+
+
+def _report_ready(ready: Connection) -> None:
+    """One byte down a pipe: unlike a shared Event, it takes no lock a supervisor killed
+    while waiting could have left held, so a worker can never hang here."""
+    try:
+        ready.send_bytes(b"1")
+    except OSError:
+        pass  # the supervisor is gone; the parent watchdog takes it from here
+    finally:
+        ready.close()
 
 
 class Supervisor:
@@ -192,26 +205,39 @@ class Supervisor:
     def _request_stop(self, signum: int, _frame: object) -> None:
         self._stopping = True
 
-    def _spawn(self) -> tuple[BaseProcess, EventType]:
-        ready = self._context.Event()
+    def _spawn(self) -> tuple[BaseProcess, Connection]:
+        ready, ready_writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker_main,
-            args=(self._settings, ready, os.getpid()),
+            args=(self._settings, ready_writer, os.getpid()),
             name="gateway-worker",
         )
         process.start()
+        ready_writer.close()  # the worker holds the other copy: its exit reads as EOF here
         return process, ready
 
     def _start_all(self) -> bool:
         started = [self._spawn() for _ in range(self._count)]
         self._workers = [process for process, _ in started]
         deadline = time.monotonic() + WORKER_START_TIMEOUT
-        for process, ready in started:
-            while not ready.wait(0.1):
-                if not process.is_alive() or time.monotonic() > deadline or self._stopping:
+        try:
+            for process, ready in started:
+                if not self._wait_ready(process, ready, deadline):
                     log.error("a worker failed to start (exit code %s)", process.exitcode)
                     return False
-        return True
+            return True
+        finally:
+            for _, ready in started:
+                ready.close()
+
+    def _wait_ready(self, process: BaseProcess, ready: Connection, deadline: float) -> bool:
+        while not ready.poll(0.1):
+            if not process.is_alive() or time.monotonic() > deadline or self._stopping:
+                return False
+        try:
+            return ready.recv_bytes() == b"1"
+        except (EOFError, OSError):  # exited before it was ready
+            return False
 
     def _supervise(self) -> None:
         while not self._stopping:
@@ -222,7 +248,9 @@ class Supervisor:
                 log.error("worker %s exited with %s; restarting it", process.pid, process.exitcode)
                 self._forget_metrics(process)
                 time.sleep(RESTART_DELAY)
-                self._workers[index] = self._spawn()[0]
+                process, ready = self._spawn()
+                ready.close()
+                self._workers[index] = process
 
     def _stop_all(self) -> bool:
         """SIGTERM every worker (each drains), wait for them; True when all exited cleanly."""
