@@ -21,7 +21,7 @@ from gateway.headers import HeaderPolicy
 from gateway.keys import KeyRing, load_keyring
 from gateway.login import LoginService
 from gateway.middleware import edge_middleware
-from gateway.observability import METRICS, Metrics, metrics_handler, observability_middleware
+from gateway.observability import METRICS, Metrics, RequestObserver, metrics_handler
 from gateway.proxy import Forwarder, create_client_session
 from gateway.revocation import RevocationSync, RevocationView
 from gateway.routing import RouteTable
@@ -83,8 +83,10 @@ def create_app(
     metrics = Metrics()
     app = web.Application(
         middlewares=[
-            observability_middleware(metrics, json_logs=settings.logging.format == "json"),
-            edge_middleware(max_header_size=settings.proxy.max_header_size),
+            edge_middleware(
+                max_header_size=settings.proxy.max_header_size,
+                observer=RequestObserver(metrics, json_logs=settings.logging.format == "json"),
+            ),
         ],
         client_max_size=64 * 1024,  # bodies the gateway itself parses (auth endpoints)
         handler_args=server_limits(settings),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Final
+import time
+from typing import Final, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -16,8 +17,8 @@ from gateway.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from gateway.exchange import EXCHANGE, Exchange
 from gateway.headers import request_id_from
-from gateway.state import ERROR, REQUEST_ID
 
 log = logging.getLogger("gateway")
 
@@ -37,40 +38,63 @@ def error_response(exc: GatewayError) -> web.Response:
     return web.json_response(body, status=exc.status, headers={**NO_STORE, **exc.headers()})
 
 
-def edge_middleware(*, max_header_size: int | None = None) -> Middleware:
-    """Request id, header size limit (431) and errors as JSON, in one layer.
+class Observer(Protocol):
+    """Told when a request starts and how it ended (metrics, access log)."""
 
-    One middleware rather than three: each aiohttp middleware layer costs a coroutine and a
+    def started(self) -> None: ...
+
+    def finished(
+        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+    ) -> None: ...
+
+
+def edge_middleware(
+    *, max_header_size: int | None = None, observer: Observer | None = None
+) -> Middleware:
+    """Request id, header size limit (431), errors as JSON and observation, in one layer.
+
+    One middleware rather than four: each aiohttp middleware layer costs a coroutine and a
     handler wrapper on every request. The request id is kept from a well-formed client
     X-Request-Id or made, and echoed on every response, errors included. GatewayErrors
-    become their JSON bodies; anything unexpected is a logged, opaque 500.
+    become their JSON bodies; anything unexpected is a logged, opaque 500. The request's
+    Exchange (request[EXCHANGE]) collects what the observer reports once it is over.
     """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request_id_from(request.headers)
-        request[REQUEST_ID] = request_id
+        started = time.perf_counter()
+        exchange = Exchange(request_id_from(request.headers))
+        request[EXCHANGE] = exchange
+        if observer is not None:
+            observer.started()
+        status = 500
         try:
-            if max_header_size is not None and _header_bytes(request) > max_header_size:
-                raise HeadersTooLarge()
-            response = await handler(request)
-        except GatewayError as exc:
-            request[ERROR] = exc
-            response = error_response(exc)
-        except web.HTTPException as exc:  # the router's own 404/405, body limits
-            if exc.status < 400:
-                raise
-            error = _HTTP_EXCEPTIONS.get(exc.status, InvalidRequest)()
-            request[ERROR] = error
-            response = error_response(error)
-        except Exception:
-            log.exception(
-                "unhandled error on %s %s", request.method, request.rel_url.raw_path[:200]
-            )
-            response = error_response(GatewayError())
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
-        return response
+            try:
+                if max_header_size is not None and _header_bytes(request) > max_header_size:
+                    raise HeadersTooLarge()
+                response = await handler(request)
+            except GatewayError as exc:
+                exchange.error = exc
+                response = error_response(exc)
+            except web.HTTPException as exc:  # the router's own 404/405, body limits
+                if exc.status < 400:
+                    status = exc.status
+                    raise
+                error = _HTTP_EXCEPTIONS.get(exc.status, InvalidRequest)()
+                exchange.error = error
+                response = error_response(error)
+            except Exception:
+                log.exception(
+                    "unhandled error on %s %s", request.method, request.rel_url.raw_path[:200]
+                )
+                response = error_response(GatewayError())
+            if not response.prepared:
+                response.headers["X-Request-Id"] = exchange.request_id
+            status = response.status
+            return response
+        finally:
+            if observer is not None:
+                observer.finished(request, exchange, status, time.perf_counter() - started)
 
     return middleware
 

@@ -10,19 +10,17 @@ import json
 import logging
 import os
 import threading
-import time
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from gateway.errors import GatewayError, InvalidToken, StoreUnavailable
+from gateway.errors import InvalidToken, StoreUnavailable
+from gateway.exchange import Exchange
 from gateway.revocation import RevocationSync, RevocationView
-from gateway.state import ERROR, EXCHANGE, PRINCIPAL, REQUEST_ID, ROUTE_NAME
 
 access_log = logging.getLogger("gateway.access")
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -139,85 +137,105 @@ class RevocationCollector(Collector):
         ]
 
 
-def observability_middleware(metrics: Metrics, *, json_logs: bool) -> Middleware:
-    """Outermost: counts every request and writes one access-log line for it."""
-    format_line = _json_line if json_logs else _text_line
+class RequestObserver:
+    """Counts every request and writes one access-log line for it (the edge middleware
+    calls it: `started` as a request comes in, `finished` once it is answered)."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        metrics.in_flight.inc()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        finally:
-            metrics.in_flight.dec()
-            route = request.get(ROUTE_NAME, "gateway")
-            metrics.count_request(route, request.method, status)
-            error = request.get(ERROR)
-            if isinstance(error, InvalidToken):
-                metrics.auth_rejections.labels(error.reason).inc()
-            elif isinstance(error, StoreUnavailable):
-                metrics.redis_errors.inc()
-            exchange = request.get(EXCHANGE)
-            if exchange is not None and exchange.upstream_status is not None:
-                metrics.observe_upstream(route, exchange.upstream_seconds)
-            if access_log.isEnabledFor(logging.INFO):
-                line = format_line(request, status, time.perf_counter() - started, route)
-                handlers = access_log.handlers
-                if json_logs and len(handlers) == 1 and isinstance(handlers[0], BatchingHandler):
-                    handlers[0].add_line(line)  # a JSON line needs no LogRecord or formatter
-                else:
-                    access_log.info(line)
+    def __init__(self, metrics: Metrics, *, json_logs: bool):
+        self._metrics = metrics
+        self._json_logs = json_logs
+        self._format_line = _json_line if json_logs else _text_line
 
-    return middleware
+    def started(self) -> None:
+        self._metrics.in_flight.inc()
 
-
-def _fields(request: web.Request, status: int, seconds: float, route: str) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "request_id": request.get(REQUEST_ID),
-        "remote": request.remote,
-        "method": request.method,
-        "path": request.rel_url.raw_path[:512],
-        "route": route,
-        "status": status,
-        "duration_ms": round(seconds * 1000, 3),
-    }
-    exchange = request.get(EXCHANGE)
-    if exchange is not None:
-        fields.update(
-            upstream_status=exchange.upstream_status,
-            upstream_ms=round(exchange.upstream_seconds * 1000, 3),
-            bytes_in=exchange.bytes_in,
-            bytes_out=exchange.bytes_out,
-        )
-    principal = request.get(PRINCIPAL)
-    if principal is not None:
-        fields.update(sub=principal.sub, sid=principal.sid, jti=principal.jti)
-    error = request.get(ERROR)
-    if isinstance(error, GatewayError):
-        fields["error"] = error.code
+    def finished(
+        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+    ) -> None:
+        metrics = self._metrics
+        metrics.in_flight.dec()
+        route = exchange.route
+        metrics.count_request(route, request.method, status)
+        error = exchange.error
         if isinstance(error, InvalidToken):
-            fields["reason"] = error.reason
-    return fields
+            metrics.auth_rejections.labels(error.reason).inc()
+        elif isinstance(error, StoreUnavailable):
+            metrics.redis_errors.inc()
+        if exchange.upstream_status is not None:
+            metrics.observe_upstream(route, exchange.upstream_seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            line = self._format_line(request, exchange, status, seconds)
+            handlers = access_log.handlers
+            if self._json_logs and len(handlers) == 1 and isinstance(handlers[0], BatchingHandler):
+                handlers[0].add_line(line)  # a JSON line needs no LogRecord or formatter
+            else:
+                access_log.info(line)
 
 
-def _json_line(request: web.Request, status: int, seconds: float, route: str) -> str:
-    return json.dumps(_fields(request, status, seconds, route), separators=(",", ":"))
+def _json_string(value: str | None) -> str:
+    """A JSON string literal; the common plain-ASCII case without json.dumps."""
+    if value is None:
+        return "null"
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value)
 
 
-def _text_line(request: web.Request, status: int, seconds: float, route: str) -> str:
-    f = _fields(request, status, seconds, route)
-    parts = [f"{f['remote']} {f['method']} {f['path']} {status} {f['duration_ms']}ms"]
-    if "upstream_ms" in f:
-        parts.append(f"upstream={f['upstream_status']} {f['upstream_ms']}ms")
-    if "sub" in f:
-        parts.append(f"sub={f['sub']} sid={f['sid']}")
-    if "error" in f:
-        parts.append(f"error={f['error']}" + (f"/{f['reason']}" if "reason" in f else ""))
-    parts.append(f"id={f['request_id']}")
+def _json_line(request: web.Request, exchange: Exchange, status: int, seconds: float) -> str:
+    """The access line as one JSON object, assembled directly (it is written per request)."""
+    parts = [
+        '{"request_id":',
+        _json_string(exchange.request_id),
+        ',"remote":',
+        _json_string(request.remote),
+        ',"method":',
+        _json_string(request.method),
+        ',"path":',
+        _json_string(request.rel_url.raw_path[:512]),
+        ',"route":',
+        _json_string(exchange.route),
+        f',"status":{status},"duration_ms":{seconds * 1000:.3f}',
+    ]
+    if exchange.upstream_status is not None:
+        parts.append(
+            f',"upstream_status":{exchange.upstream_status}'
+            f',"upstream_ms":{exchange.upstream_seconds * 1000:.3f}'
+            f',"bytes_in":{exchange.bytes_in},"bytes_out":{exchange.bytes_out}'
+        )
+    principal = exchange.principal
+    if principal is not None:
+        parts += (
+            ',"sub":',
+            _json_string(principal.sub),
+            ',"sid":',
+            _json_string(principal.sid),
+            ',"jti":',
+            _json_string(principal.jti),
+        )
+    error = exchange.error
+    if error is not None:
+        parts += (',"error":', _json_string(error.code))
+        if isinstance(error, InvalidToken):
+            parts += (',"reason":', _json_string(error.reason))
+    parts.append("}")
+    return "".join(parts)
+
+
+def _text_line(request: web.Request, exchange: Exchange, status: int, seconds: float) -> str:
+    parts = [
+        f"{request.remote} {request.method} {request.rel_url.raw_path[:512]} {status} "
+        f"{seconds * 1000:.3f}ms"
+    ]
+    if exchange.upstream_status is not None:
+        upstream_ms = exchange.upstream_seconds * 1000
+        parts.append(f"upstream={exchange.upstream_status} {upstream_ms:.3f}ms")
+    if exchange.principal is not None:
+        parts.append(f"sub={exchange.principal.sub} sid={exchange.principal.sid}")
+    error = exchange.error
+    if error is not None:
+        reason = f"/{error.reason}" if isinstance(error, InvalidToken) else ""
+        parts.append(f"error={error.code}{reason}")
+    parts.append(f"id={exchange.request_id}")
     return " ".join(parts)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -27,9 +26,9 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.exchange import Exchange
 from gateway.headers import HeaderPolicy
 from gateway.routing import Route
-from gateway.tokens import Principal
 from gateway.upstream import (
     UpstreamError,
     UpstreamPool,
@@ -41,16 +40,6 @@ log = logging.getLogger("gateway.proxy")
 
 CHUNK: Final = 64 * 1024
 NO_BODY_STATUSES: Final = frozenset({204, 304})
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What the access log wants to know about one forwarded request."""
-
-    upstream_status: int | None = None
-    upstream_seconds: float = 0.0
-    bytes_in: int = 0
-    bytes_out: int = 0
 
 
 def create_client_session(settings: ProxySettings) -> aiohttp.ClientSession:
@@ -95,8 +84,6 @@ class Forwarder:
         request: web.Request,
         route: Route,
         path: str,
-        principal: Principal | None,
-        request_id: str,
         exchange: Exchange,
     ) -> web.StreamResponse:
         declared = request.content_length
@@ -113,8 +100,8 @@ class Forwarder:
         )
         headers = self._policy.upstream_request_headers(
             request.headers,
-            principal=principal,
-            request_id=request_id,
+            principal=exchange.principal,
+            request_id=exchange.request_id,
             remote=request.remote,
             scheme=request.scheme,
             host=request.host,
@@ -126,7 +113,7 @@ class Forwarder:
             return await self._forward_websocket(request, url, headers)
         self.in_flight += 1
         try:
-            return await self._forward_http(request, url, headers, declared, request_id, exchange)
+            return await self._forward_http(request, url, headers, declared, exchange)
         finally:
             self.in_flight -= 1
 
@@ -136,7 +123,6 @@ class Forwarder:
         url: URL,
         headers: CIMultiDict[str],
         declared: int | None,
-        request_id: str,
         exchange: Exchange,
     ) -> web.StreamResponse:
         body: AsyncIterator[bytes] | None = None
@@ -165,7 +151,7 @@ class Forwarder:
         has_body = has_body and status not in NO_BODY_STATUSES
         try:
             out_headers = self._policy.downstream_response_headers(upstream.headers)
-            out_headers["X-Request-Id"] = request_id
+            out_headers["X-Request-Id"] = exchange.request_id
             if has_body and upstream.complete:
                 # The whole answer is here already: one write with an exact Content-Length.
                 content = upstream.buffered_body()

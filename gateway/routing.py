@@ -16,6 +16,9 @@ _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 _PERCENT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SLASHES: Final = re.compile(r"/{2,}")
+# Already normal: sub-delims, unreserved, ":" and "@" only (no "%", "\\", controls), and no
+# empty or dot segments. Most requests take this path and skip the rewriting below.
+_PLAIN_PATH: Final = re.compile(r"(?:/(?!\.{1,2}(?:[/;]|$))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*/?")
 MAX_PATH_LENGTH: Final = 8192
 
 
@@ -93,6 +96,8 @@ def normalize_path(raw_path: str) -> str:
     """
     if len(raw_path) > MAX_PATH_LENGTH or not raw_path.startswith("/"):
         raise InvalidRequest("invalid request path")
+    if _PLAIN_PATH.fullmatch(raw_path):
+        return raw_path
     if _BAD_PERCENT.search(raw_path):
         raise InvalidRequest("invalid percent-encoding in path")
     path = _PERCENT.sub(_decode_safe_escape, raw_path) if "%" in raw_path else raw_path

@@ -10,15 +10,14 @@ from redis.asyncio import Redis
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
-from gateway.errors import GatewayError
 from gateway.keys import KeyRing
 from gateway.login import LoginService
-from gateway.proxy import Exchange, Forwarder
+from gateway.proxy import Forwarder
 from gateway.revocation import RevocationSync, RevocationView
 from gateway.routing import RouteTable
 from gateway.sessions import Revoker, TokenService
 from gateway.store import AuditLog, RevocationStore
-from gateway.tokens import Principal, TokenVerifier
+from gateway.tokens import TokenVerifier
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
@@ -36,10 +35,3 @@ AUDIT = web.AppKey("audit", AuditLog)
 REVOKER = web.AppKey("revoker", Revoker)
 TOKEN_SERVICE = web.AppKey("token_service", TokenService)
 LOGIN = web.AppKey("login", LoginService)
-
-# Per-request storage
-REQUEST_ID = web.RequestKey("request_id", str)
-EXCHANGE = web.RequestKey("exchange", Exchange)
-PRINCIPAL = web.RequestKey("principal", Principal)
-ROUTE_NAME = web.RequestKey("route_name", str)
-ERROR = web.RequestKey("error", GatewayError)

@@ -104,3 +104,39 @@ def test_access_lines_are_batched_and_flushed_periodically_and_on_close() -> Non
     handler.add_line('{"request_id":"b"}')
     handler.close()  # exit: nothing pending is lost
     assert stream.getvalue().splitlines() == ['{"request_id":"a"}', '{"request_id":"b"}']
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/items", '/api/"quoted"', "/api/back\\slash", "/api/caf\u00e9", "/api/\x7f"]
+)
+def test_json_access_line_is_valid_json_whatever_the_path(path: str) -> None:
+    import json
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.errors import InvalidToken
+    from gateway.exchange import Exchange
+    from gateway.observability import _json_line
+    from gateway.tokens import Principal
+
+    request = make_mocked_request("GET", path)
+    exchange = Exchange("req-12345678", route="/api/")
+    exchange.principal = Principal(
+        sub='ali"ce',
+        sid="back\\slash",
+        jti="caf\u00e9\x7f",
+        iat=0,
+        exp=1,
+        auth_time=0,
+        roles=(),
+        scopes=frozenset(),
+        claims={},
+    )
+    exchange.upstream_status, exchange.upstream_seconds, exchange.bytes_out = 200, 0.0021, 17
+    exchange.error = InvalidToken("x", reason="expired")
+    line = json.loads(_json_line(request, exchange, 401, 0.0034567))
+    assert line["path"] == request.rel_url.raw_path
+    assert (line["sub"], line["sid"], line["jti"]) == ('ali"ce', "back\\slash", "caf\u00e9\x7f")
+    assert (line["status"], line["duration_ms"], line["upstream_ms"]) == (401, 3.457, 2.1)
+    assert (line["upstream_status"], line["bytes_in"], line["bytes_out"]) == (200, 0, 17)
+    assert (line["error"], line["reason"], line["route"]) == ("invalid_token", "expired", "/api/")
