@@ -44,6 +44,9 @@ SET_BY_GATEWAY: Final = frozenset(
     }
 )
 REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+VERDICT_CACHE_SIZE: Final = 4096
+_XFP: Final = "X-Forwarded-Proto"
+_XFH: Final = "X-Forwarded-Host"
 _HEADER_VALUE_SAFE: Final = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
 
 
@@ -81,29 +84,35 @@ class HeaderPolicy:
         self._trusted = tuple(
             ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
         )
-        self._dropped_cache: dict[str, bool] = {}
+        self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
+        self._request_verdicts: dict[bytes, tuple[bool, str]] = {}
+        self._response_verdicts: dict[bytes, tuple[bool, str]] = {}
 
     def is_identity_header(self, name: str) -> bool:
         key = canonical(name)
         return key in self._identity_names or key.startswith(self._identity_prefixes)
 
-    def _dropped(self, name: str) -> bool:
-        cached = self._dropped_cache.get(name)
-        if cached is None:
-            lower = name.lower()
-            cached = (
+    def _request_verdict(self, name: bytes) -> tuple[bool, str]:
+        """(dropped, lower-case name) for a client header name; cached, bounded."""
+        verdict = self._request_verdicts.get(name)
+        if verdict is None:
+            text = name.decode("latin-1")
+            lower = text.lower()
+            dropped = (
                 lower in HOP_BY_HOP
                 or lower in SET_BY_GATEWAY
-                or canonical(name) in SET_BY_GATEWAY
-                or self.is_identity_header(name)
+                or canonical(text) in SET_BY_GATEWAY
+                or self.is_identity_header(text)
                 or (lower == "authorization" and not self._forward_authorization)
             )
-            if len(self._dropped_cache) < 4096:  # bounded: names are client-chosen
-                self._dropped_cache[name] = cached
-        return cached
+            verdict = (dropped, lower)
+            if len(self._request_verdicts) < VERDICT_CACHE_SIZE:  # names are client-chosen
+                self._request_verdicts[name] = verdict
+        return verdict
 
-    def upstream_request_headers(
+    def upstream_request_fields(
         self,
+        raw_headers: Iterable[tuple[bytes, bytes]],
         headers: CIMultiDictProxy[str],
         *,
         principal: Principal | None,
@@ -112,41 +121,66 @@ class HeaderPolicy:
         scheme: str,
         host: str | None,
         upstream_host: str | None,
-    ) -> CIMultiDict[str]:
-        """Client headers minus hop-by-hop/identity copies, plus forwarding and identity headers."""
-        named = _connection_tokens(headers)
-        out: CIMultiDict[str] = CIMultiDict()
-        for name, value in headers.items():
-            if self._dropped(name) or name.lower() in named:
+    ) -> list[tuple[bytes, bytes]]:
+        """Client header fields (bytes as received) minus hop-by-hop and identity copies,
+        plus the forwarding and identity fields, ready to be written upstream."""
+        fields: list[tuple[bytes, bytes]] = []
+        connection: list[bytes] = []
+        verdict_of = self._request_verdict
+        for name, value in raw_headers:
+            dropped, lower = verdict_of(name)
+            if dropped:
+                if lower == "connection":
+                    connection.append(value)
                 continue
-            out.add(name, value)
+            fields.append((name, value))
+        if connection:  # fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1)
+            named = _tokens(v.decode("latin-1") for v in connection)
+            fields = [(n, v) for n, v in fields if verdict_of(n)[1] not in named]
         # Added after filtering, so `Connection: X-User-Id` can never remove these.
-        if upstream_host is not None:
-            out["Host"] = upstream_host
-        elif host:
-            out["Host"] = host
-        out["X-Forwarded-For"] = self._forwarded_for(headers, remote)
-        out["X-Forwarded-Proto"] = self._trusted_or(headers, remote, "X-Forwarded-Proto", scheme)
-        out["X-Forwarded-Host"] = self._trusted_or(headers, remote, "X-Forwarded-Host", host or "")
-        out["X-Request-Id"] = request_id
+        own_host = upstream_host if upstream_host is not None else host
+        if own_host:
+            fields.append((b"Host", _encode(own_host)))
+        fields += (
+            (b"X-Forwarded-For", _encode(self._forwarded_for(headers, remote))),
+            (b"X-Forwarded-Proto", _encode(self._trusted_or(headers, remote, _XFP, scheme))),
+            (b"X-Forwarded-Host", _encode(self._trusted_or(headers, remote, _XFH, host or ""))),
+            (b"X-Request-Id", request_id.encode("ascii")),
+        )
         if principal is not None:
-            for claim, header in self.identity:
-                text = header_value(principal.claims.get(claim))
-                if text is not None:
-                    out[header] = text
-        return out
+            fields += self.identity_fields(principal)
+        return fields
+
+    def identity_fields(self, principal: Principal) -> list[tuple[bytes, bytes]]:
+        fields = []
+        claims = principal.claims
+        for claim, header in self._identity_bytes:
+            text = header_value(claims.get(claim))
+            if text is not None:
+                fields.append((header, text.encode("ascii")))
+        return fields
 
     def downstream_response_headers(
-        self, headers: CIMultiDict[str] | CIMultiDictProxy[str]
+        self, raw_headers: Iterable[tuple[bytes, bytes]]
     ) -> CIMultiDict[str]:
         """Upstream response headers minus hop-by-hop ones and framing (the gateway frames)."""
-        named = _connection_tokens(headers)
         out: CIMultiDict[str] = CIMultiDict()
-        for name, value in headers.items():
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower == "content-length" or lower in named:
+        connection: list[str] = []
+        verdicts = self._response_verdicts
+        for name, value in raw_headers:
+            verdict = verdicts.get(name)
+            if verdict is None:
+                verdict = _response_verdict(name)
+                if len(verdicts) < VERDICT_CACHE_SIZE:  # names are upstream-chosen
+                    verdicts[name] = verdict
+            dropped, text = verdict
+            if dropped:
+                if text.lower() == "connection":
+                    connection.append(value.decode("latin-1"))
                 continue
-            out.add(name, value)
+            out.add(text, value.decode("latin-1"))
+        for token in _tokens(connection):
+            out.popall(token, None)
         return out
 
     def _is_trusted(self, remote: str | None) -> bool:
@@ -175,16 +209,21 @@ class HeaderPolicy:
         return own
 
 
-def _connection_tokens(
-    headers: Mapping[str, str] | CIMultiDict[str] | CIMultiDictProxy[str],
-) -> frozenset[str]:
-    values: Iterable[str]
-    if isinstance(headers, CIMultiDict | CIMultiDictProxy):
-        values = headers.getall("Connection", [])
-    else:
-        single = headers.get("Connection")
-        values = [single] if single else []
+def _tokens(values: Iterable[str]) -> frozenset[str]:
+    """The lower-case field names listed in Connection header values."""
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+
+
+def _response_verdict(name: bytes) -> tuple[bool, str]:
+    text = name.decode("latin-1")
+    lower = text.lower()
+    return (lower in HOP_BY_HOP or lower == "content-length", text)
+
+
+def _encode(value: str) -> bytes:
+    """A header value back to the bytes it was received as (aiohttp decodes UTF-8 with
+    surrogateescape); values the gateway makes are ASCII."""
+    return value.encode("utf-8", "surrogateescape")
 
 
 def header_value(claim: Any) -> str | None:

@@ -91,14 +91,8 @@ class Forwarder:
             raise PayloadTooLarge()
         if self.in_flight >= self._max_concurrency:
             raise Overloaded()
-        url = URL.build(
-            scheme=route.upstream.scheme,
-            authority=route.upstream.raw_authority,
-            path=route.upstream_path(path),
-            query_string=request.rel_url.raw_query_string,
-            encoded=True,
-        )
-        headers = self._policy.upstream_request_headers(
+        fields = self._policy.upstream_request_fields(
+            request.raw_headers,
             request.headers,
             principal=exchange.principal,
             request_id=exchange.request_id,
@@ -107,28 +101,35 @@ class Forwarder:
             host=request.host,
             upstream_host=None if route.preserve_host else route.upstream.raw_authority,
         )
+        target = route.upstream_path(path)
+        query = request.rel_url.raw_query_string
+        if query:
+            target = f"{target}?{query}"
         if _is_websocket_upgrade(request):
             if not route.websocket:
                 raise InvalidRequest("WebSocket upgrades are not enabled on this route")
-            return await self._forward_websocket(request, url, headers)
+            return await self._forward_websocket(
+                request, route.upstream.with_path(""), target, fields
+            )
         self.in_flight += 1
         try:
-            return await self._forward_http(request, url, headers, declared, exchange)
+            return await self._forward_http(request, route, target, fields, declared, exchange)
         finally:
             self.in_flight -= 1
 
     async def _forward_http(
         self,
         request: web.Request,
-        url: URL,
-        headers: CIMultiDict[str],
+        route: Route,
+        target: str,
+        fields: list[tuple[bytes, bytes]],
         declared: int | None,
         exchange: Exchange,
     ) -> web.StreamResponse:
         body: AsyncIterator[bytes] | None = None
         if request.body_exists:
             if declared is not None:
-                headers["Content-Length"] = str(declared)  # one framing header, ours
+                fields.append((b"Content-Length", b"%d" % declared))  # one framing header, ours
             body = self._limited(request, exchange)
         method = request.method
         has_body = method != "HEAD"
@@ -137,8 +138,9 @@ class Forwarder:
         try:
             upstream = await self._pool.request(
                 method,
-                url,
-                headers,
+                route.upstream,
+                target,
+                fields,
                 body,
                 chunked=body is not None and declared is None,
                 expect_body=has_body,
@@ -150,7 +152,7 @@ class Forwarder:
         exchange.upstream_status = status = upstream.status
         has_body = has_body and status not in NO_BODY_STATUSES
         try:
-            out_headers = self._policy.downstream_response_headers(upstream.headers)
+            out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
             out_headers["X-Request-Id"] = exchange.request_id
             if has_body and upstream.complete:
                 # The whole answer is here already: one write with an exact Content-Length.
@@ -165,11 +167,11 @@ class Forwarder:
             response = web.StreamResponse(
                 status=status, reason=upstream.reason or None, headers=out_headers
             )
-            length = upstream.headers.get("Content-Length")
+            length = upstream.header(b"content-length")
             if (
                 length is not None
                 and length.isdigit()
-                and "Transfer-Encoding" not in upstream.headers
+                and upstream.header(b"transfer-encoding") is None
             ):
                 response.content_length = int(length)
             await response.prepare(request)
@@ -220,8 +222,14 @@ class Forwarder:
         return True
 
     async def _forward_websocket(
-        self, request: web.Request, url: URL, headers: CIMultiDict[str]
+        self,
+        request: web.Request,
+        origin: URL,
+        target: str,
+        fields: list[tuple[bytes, bytes]],
     ) -> web.StreamResponse:
+        url = URL(f"{origin.scheme}://{origin.raw_authority}{target}", encoded=True)
+        headers = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in fields)
         for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
             headers.pop(name, None)
         protocols = tuple(

@@ -15,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Final, cast
 
 import httptools
-from multidict import CIMultiDict
 from yarl import URL
 
 HIGH_WATER: Final = 256 * 1024  # buffered response bytes before reading from upstream pauses
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_IDLE_PER_HOST: Final = 256
 REPLAYABLE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_FRAMING_LENGTHS: Final = frozenset({len(b"content-length"), len(b"transfer-encoding")})
 
 
 class UpstreamError(Exception):
@@ -157,6 +157,12 @@ class Connection(asyncio.Protocol):
             raise httptools.HttpParserError("response headers too large")
         exchange.header_names.append(name)
         exchange.header_values.append(value)
+        if len(name) in _FRAMING_LENGTHS:
+            lower = name.lower()
+            if lower == b"content-length" or (
+                lower == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                exchange.framed = True
 
     def on_headers_complete(self) -> None:
         exchange = self._exchange
@@ -166,12 +172,8 @@ class Connection(asyncio.Protocol):
             exchange.header_names.clear()
             exchange.header_values.clear()
             exchange.reason = b""
+            exchange.framed = False
             return
-        names = exchange.header_names
-        exchange.framed = b"content-length" in (n.lower() for n in names) or any(
-            n.lower() == b"transfer-encoding" and b"chunked" in v.lower()
-            for n, v in zip(names, exchange.header_values, strict=True)
-        )
         if not exchange.expect_body:  # HEAD: no body follows, whatever the headers say
             exchange.complete = True
             self.reusable = False
@@ -326,20 +328,25 @@ class Connection(asyncio.Protocol):
 class UpstreamResponse:
     """Status, headers and a streamed body; `release()` once done with it."""
 
-    __slots__ = ("_connection", "_exchange", "headers", "reason", "status")
+    __slots__ = ("_connection", "_exchange", "reason", "status")
 
     def __init__(self, connection: Connection, exchange: _Exchange):
         self._connection = connection
         self._exchange = exchange
         self.status: int = connection._parser.get_status_code()
         self.reason = exchange.reason.decode("latin-1")
-        self.headers: CIMultiDict[str] = CIMultiDict(
-            zip(
-                (n.decode("latin-1") for n in exchange.header_names),
-                (v.decode("latin-1") for v in exchange.header_values),
-                strict=True,
-            )
-        )
+
+    @property
+    def raw_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        """Header fields as received: (name, value) bytes, in order."""
+        return zip(self._exchange.header_names, self._exchange.header_values, strict=True)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header (name in lower case), or None."""
+        for field, value in self.raw_headers:
+            if field.lower() == name:
+                return value
+        return None
 
     @property
     def complete(self) -> bool:
@@ -387,16 +394,18 @@ class UpstreamPool:
     async def request(
         self,
         method: str,
-        url: URL,
-        headers: CIMultiDict[str],
+        upstream: URL,
+        target: str,
+        fields: list[tuple[bytes, bytes]],
         body: AsyncIterator[bytes] | None,
         *,
         chunked: bool = False,
         expect_body: bool = True,
     ) -> UpstreamResponse:
-        """Send the request; returns once the response head has arrived."""
-        head = _request_head(method, url, headers, chunked)
-        key = (url.scheme, url.raw_host or "", url.port or 80)
+        """Send `method target` with these header fields to the upstream (scheme, host and
+        port of `upstream`); returns once the response head has arrived."""
+        head = _request_head(method, target, fields, chunked)
+        key = (upstream.scheme, upstream.raw_host or "", upstream.port or 80)
         timeout = self._read_timeout
         connection = self._take_idle(key)
         if connection is not None:
@@ -469,11 +478,13 @@ class UpstreamPool:
         return self._ssl
 
 
-def _request_head(method: str, url: URL, headers: CIMultiDict[str], chunked: bool) -> bytes:
-    target = url.raw_path_qs or "/"
-    lines = [f"{method} {target} HTTP/1.1\r\n"]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+def _request_head(
+    method: str, target: str, fields: list[tuple[bytes, bytes]], chunked: bool
+) -> bytes:
+    parts = [f"{method} {target or '/'} HTTP/1.1\r\n".encode("latin-1")]
+    for name, value in fields:
+        parts += (name, b": ", value, b"\r\n")
     if chunked:
-        lines.append("Transfer-Encoding: chunked\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
