@@ -87,6 +87,7 @@ class HeaderPolicy:
         self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
         self._request_verdicts: dict[bytes, tuple[bool, str]] = {}
         self._response_verdicts: dict[bytes, tuple[bool, str]] = {}
+        self._identity_cache: dict[str, tuple[Principal, list[tuple[bytes, bytes]]]] = {}
 
     def is_identity_header(self, name: str) -> bool:
         key = canonical(name)
@@ -148,16 +149,24 @@ class HeaderPolicy:
             (b"X-Request-Id", request_id.encode("ascii")),
         )
         if principal is not None:
-            fields += self.identity_fields(principal)
+            fields += self.identity_fields(principal)  # copied: the cached list stays intact
         return fields
 
     def identity_fields(self, principal: Principal) -> list[tuple[bytes, bytes]]:
+        """The identity header fields for a principal; remembered per verified token (the
+        verifier hands out the same Principal object for every request with that token)."""
+        cached = self._identity_cache.get(principal.jti)
+        if cached is not None and cached[0] is principal:
+            return cached[1]
         fields = []
         claims = principal.claims
         for claim, header in self._identity_bytes:
             text = header_value(claims.get(claim))
             if text is not None:
                 fields.append((header, text.encode("ascii")))
+        if len(self._identity_cache) >= VERDICT_CACHE_SIZE:
+            self._identity_cache.clear()
+        self._identity_cache[principal.jti] = (principal, fields)
         return fields
 
     def downstream_response_headers(
@@ -179,8 +188,9 @@ class HeaderPolicy:
                     connection.append(value.decode("latin-1"))
                 continue
             out.add(text, value.decode("latin-1"))
-        for token in _tokens(connection):
-            out.popall(token, None)
+        if connection:
+            for token in _tokens(connection):
+                out.popall(token, None)
         return out
 
     def _is_trusted(self, remote: str | None) -> bool:
@@ -230,7 +240,9 @@ def header_value(claim: Any) -> str | None:
     """A claim as a header value: lists joined by ',', no control characters, ASCII only."""
     if claim is None or isinstance(claim, dict):
         return None
-    if isinstance(claim, list | tuple):
+    if isinstance(claim, str):
+        text = claim
+    elif isinstance(claim, list | tuple):
         text = ",".join(str(item) for item in claim)
     elif isinstance(claim, bool):
         text = "true" if claim else "false"

@@ -93,8 +93,7 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._paused_reading = False
         self._drain: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_read = 0.0
+        self.last_read = 0.0
         self.reusable = False
         self.used = False
         self.idle_since = 0.0
@@ -106,7 +105,7 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        self._last_read = self._loop.time()
+        self.last_read = self._loop.time()
         exchange = self._exchange
         if exchange is None:  # bytes nobody asked for: the connection is unusable
             self.close()
@@ -212,14 +211,13 @@ class Connection(asyncio.Protocol):
         *,
         chunked: bool,
         expect_body: bool,
-        read_timeout: float,
     ) -> UpstreamResponse:
         assert self.transport is not None
         exchange = self._exchange = _Exchange(self._loop, expect_body)
         self._head_bytes = 0
         self.reusable = False
         self.used = True
-        self._start_timer(read_timeout)
+        self._start_timer()
         try:
             self.transport.write(head)
             if body is not None:
@@ -299,17 +297,12 @@ class Connection(asyncio.Protocol):
             exchange.head.exception()  # retrieved: the sender may be gone already
         exchange.wake()
 
-    def _start_timer(self, read_timeout: float) -> None:
-        self._last_read = self._loop.time()
-        self._timer = self._loop.call_at(self._last_read + read_timeout, self._check, read_timeout)
+    def _start_timer(self) -> None:
+        self.last_read = self._loop.time()
+        self._pool.watch(self)
 
-    def _check(self, read_timeout: float) -> None:
-        """Fires at most once per read_timeout; only silence that long is a timeout."""
-        deadline = self._last_read + read_timeout
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._check, read_timeout)
-            return
-        self._timer = None
+    def timed_out(self) -> None:
+        """Silent for the whole read timeout (the pool's sweep found it)."""
         exchange = self._exchange
         started = exchange is not None and exchange.head.done()
         self._fail(
@@ -320,9 +313,7 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._pool.unwatch(self)
 
 
 class UpstreamResponse:
@@ -390,6 +381,11 @@ class UpstreamPool:
         self._keepalive = keepalive_timeout
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
+        # Read timeouts: one periodic sweep over busy connections instead of a timer
+        # armed and cancelled per request; a timeout fires within read_timeout * 1.25.
+        self._busy: set[Connection] = set()
+        self._sweep_every = max(0.01, min(1.0, read_timeout / 4))
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(
         self,
@@ -406,22 +402,35 @@ class UpstreamPool:
         port of `upstream`); returns once the response head has arrived."""
         head = _request_head(method, target, fields, chunked)
         key = (upstream.scheme, upstream.raw_host or "", upstream.port or 80)
-        timeout = self._read_timeout
         connection = self._take_idle(key)
         if connection is not None:
             try:
-                return await connection.send(
-                    head, body, chunked=chunked, expect_body=expect_body, read_timeout=timeout
-                )
+                return await connection.send(head, body, chunked=chunked, expect_body=expect_body)
             except UpstreamConnectError:
                 # A kept-alive connection the upstream closed while it sat idle. Only a
                 # bodiless safe request goes again, on a fresh connection.
                 if body is not None or method not in REPLAYABLE:
                     raise
         connection = await self._connect(key)
-        return await connection.send(
-            head, body, chunked=chunked, expect_body=expect_body, read_timeout=timeout
-        )
+        return await connection.send(head, body, chunked=chunked, expect_body=expect_body)
+
+    def watch(self, connection: Connection) -> None:
+        """`connection` waits on the upstream: time it out after read_timeout of silence."""
+        self._busy.add(connection)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+
+    def unwatch(self, connection: Connection) -> None:
+        self._busy.discard(connection)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        cutoff = self.loop.time() - self._read_timeout
+        for connection in [c for c in self._busy if c.last_read <= cutoff]:
+            self._busy.discard(connection)
+            connection.timed_out()
+        if self._busy:
+            self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
 
     def release(self, connection: Connection) -> None:
         idle = self._idle.setdefault(connection.key, [])
@@ -436,6 +445,9 @@ class UpstreamPool:
             idle.remove(connection)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()
