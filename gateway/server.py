@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -86,6 +87,7 @@ async def serve(
     )
     if not settings.admin.keys:
         log.warning("admin.keys is empty: every admin API call will be refused")
+    _settle_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -104,6 +106,14 @@ async def serve(
         await admin_runner.cleanup()
         await runner.cleanup()
         log.info("stopped")
+
+
+def _settle_garbage_collector() -> None:
+    """Move everything built at start-up (settings, keys, libraries, the apps) out of the
+    collector's reach: full collections then scan only what requests created, instead of
+    pausing the event loop for tens of milliseconds at a time (tail latency)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
