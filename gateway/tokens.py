@@ -5,6 +5,10 @@ Only this module catches `jwt.*` exceptions; they leave it as `InvalidToken` wit
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +27,8 @@ RESERVED_CLAIMS: Final = frozenset(
     {*REQUIRED_CLAIMS, "nbf", "roles", "scope", "auth_time", "client_id", "typ"}
 )
 MAX_TOKEN_LENGTH: Final = 8192
+HEADER_CACHE_SIZE: Final = 256
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 # PyJWT's exception tree, mapped once to our reasons (metrics/logs) and client-facing text.
 _JWT_ERRORS: Final[tuple[tuple[type[jwt.PyJWTError], str, str], ...]] = (
@@ -135,6 +141,7 @@ class TokenVerifier:
         self._clock = clock
         self._cache_size = cache_size
         self._cache: dict[str, Principal] = {}
+        self._headers: dict[str, Mapping[str, Any]] = {}
         # Time claims are checked below against our own clock (PyJWT would use the wall clock).
         self._options: Any = {
             "require": list(REQUIRED_CLAIMS),
@@ -165,10 +172,7 @@ class TokenVerifier:
     def _verify_uncached(self, token: str, *, check_expiry: bool = True) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the access token is malformed", reason="malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("the access token is malformed", reason="malformed") from None
+        header = self._unverified_header(token)
         # SECURITY: the header only *selects* a configured key; the algorithm must be on the
         # allowlist AND equal to the key's own algorithm, so `none`, HS256-with-a-public-key
         # and similar confusions are refused. jku/x5u/jwk headers are never consulted.
@@ -199,6 +203,29 @@ class TokenVerifier:
             raise _translate(exc) from None
         self._check_times(claims, check_expiry=check_expiry)
         return self._principal(claims)
+
+    def _unverified_header(self, token: str) -> Mapping[str, Any]:
+        """The JOSE header, only to pick the key; PyJWT checks the whole token again after.
+
+        Tokens signed by one key share a header byte for byte: parsed once and remembered
+        (bounded), where PyJWT's own header parse would decode the whole token a second time.
+        """
+        segment, dot, _ = token.partition(".")
+        header = self._headers.get(segment)
+        if header is not None:
+            return header
+        if not dot or not _BASE64URL.fullmatch(segment):
+            raise InvalidToken("the access token is malformed", reason="malformed")
+        try:
+            parsed = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        except (ValueError, binascii.Error):
+            raise InvalidToken("the access token is malformed", reason="malformed") from None
+        if not isinstance(parsed, dict):
+            raise InvalidToken("the access token is malformed", reason="malformed")
+        if len(self._headers) >= HEADER_CACHE_SIZE:  # headers are client-chosen
+            self._headers.clear()
+        self._headers[segment] = parsed
+        return parsed
 
     def _check_times(self, claims: dict[str, Any], *, check_expiry: bool) -> None:
         now, leeway = self._clock(), self._leeway

@@ -77,7 +77,19 @@ async def test_two_authorization_headers(
 
 @pytest.mark.parametrize(
     "token",
-    ["garbage", "a.b.c", "a.b", "....", "eyJ.eyJ.sig", "not a token", "ä.ö.ü", "%00.%00.%00"],
+    [
+        "garbage",
+        "a.b.c",
+        "a.b",
+        "....",
+        "eyJ.eyJ.sig",
+        "not a token",
+        "ä.ö.ü",
+        "%00.%00.%00",
+        "WzFd.e30.c2ln",  # header is JSON but a list: [1]
+        "bnVsbA.e30.c2ln",  # header is JSON null
+        "eyJraWQiOlsiayJdfQ.e30.c2ln",  # kid is a list, not a string
+    ],
 )
 async def test_garbage_tokens(gateway: Any, upstream: Upstream, token: str) -> None:
     resp = await gateway.get("/api", headers={"Authorization": f"Bearer {token}"})
