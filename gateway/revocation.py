@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from gateway.errors import InvalidToken, RevocationStale, StoreUnavailable
-from gateway.store import Revocation, RevocationStore
+from gateway.store import Revocation, RevocationBatch, RevocationStore
 from gateway.tokens import Principal
 
 log = logging.getLogger("gateway.revocation")
@@ -60,15 +60,18 @@ class RevocationView:
     def apply_record(self, record: Revocation) -> None:
         self.apply(record.kind, record.id, until=record.until, at=record.at)
 
-    def apply_many(self, records: list[Revocation]) -> None:
-        """Bulk form of apply_record for full loads (a million records in one pass)."""
-        jti, sid = self._jti, self._sid
-        for record in records:
-            table = jti if record.kind == "jti" else sid if record.kind == "sid" else None
-            if table is None:
-                self.apply_record(record)
-            elif record.until > table.get(record.id, 0.0):
-                table[record.id] = record.until
+    def apply_batch(self, batch: RevocationBatch) -> None:
+        """Bulk form of apply for full loads (a million records in one pass)."""
+        for table, entries in ((self._jti, batch.jti), (self._sid, batch.sid)):
+            if not table:
+                table.update(entries)
+                continue
+            known = table.get
+            for ident, until in entries.items():
+                if until > known(ident, 0.0):
+                    table[ident] = until
+        for record in batch.users:
+            self.apply_record(record)
 
     def check(self, principal: Principal) -> None:
         """Raise InvalidToken(revoked), or RevocationStale when refusing; else return."""
@@ -191,8 +194,8 @@ class RevocationSync:
     async def reload(self) -> None:
         """Full load from the store (merge: revocations only ever end by expiring)."""
         version = await self._store.version()
-        async for records in self._store.batches():
-            self._view.apply_many(records)
+        async for batch in self._store.batches():
+            self._view.apply_batch(batch)
         self._view.prune()
         self._base = version
         self._seen = {v for v in self._seen if v > version}

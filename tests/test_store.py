@@ -338,3 +338,22 @@ async def test_every_public_coroutine_maps_redis_outages(clock: Clock) -> None:
     with pytest.raises(StoreUnavailable):
         async with RevocationStore(redis, clock=clock).subscription():
             pass
+
+
+async def test_revocation_load_skips_malformed_records(redis: Any, clock: Clock) -> None:
+    store = RevocationStore(redis, clock=clock)
+    live = repr(clock.now + 100)
+    for key, value in {
+        "gw:rev:jti:nan": "nan",
+        "gw:rev:jti:inf": "inf",
+        "gw:rev:jti:garbage": "not a number",
+        "gw:rev:jti:past": repr(clock.now - 1),
+        "gw:rev:sid:": live,  # no id
+        "gw:rev:sub:bob": "not json",
+        "gw:rev:other:x": live,
+        "gw:rev:jti:good": live,
+        "gw:rev:sid:good-sid": live,
+    }.items():
+        await redis.set(key, value)
+    records = await store.load_all(batch=3)
+    assert sorted((r.kind, r.id) for r in records) == [("jti", "good"), ("sid", "good-sid")]

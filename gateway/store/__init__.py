@@ -11,7 +11,7 @@ from gateway.store.keys import (
     refresh_token_hash,
 )
 from gateway.store.ratelimit import RateLimiter
-from gateway.store.revocations import Feed, Revocation, RevocationStore
+from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "KeySpace",
     "RateLimiter",
     "Revocation",
+    "RevocationBatch",
     "RevocationStore",
     "RotateResult",
     "Session",

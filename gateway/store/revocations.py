@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from redis.asyncio import Redis
@@ -68,18 +68,21 @@ def stored_value(record: Revocation) -> bytes:
     return repr(record.until).encode()
 
 
-def parse_stored(suffix: bytes, value: bytes | str) -> Revocation | None:
-    """A record from `KIND:ID` (the key after the prefix) and its stored value."""
-    kind, _, ident = suffix.decode(errors="replace").partition(":")
-    if kind == "sub":
-        return decode(value)
-    if kind not in KINDS or not ident:
-        return None
-    try:
-        until = float(value)
-    except ValueError:
-        return None
-    return Revocation(kind, ident, until) if math.isfinite(until) else None  # type: ignore[arg-type]
+@dataclass(slots=True)
+class RevocationBatch:
+    """Live records from one full-load batch: jti and sid as id → until (no object per
+    record: a million of them load in seconds), user watermarks as records."""
+
+    jti: dict[str, float] = field(default_factory=dict)
+    sid: dict[str, float] = field(default_factory=dict)
+    users: list[Revocation] = field(default_factory=list)
+
+    def records(self) -> list[Revocation]:
+        return [
+            *(Revocation("jti", ident, until) for ident, until in self.jti.items()),
+            *(Revocation("sid", ident, until) for ident, until in self.sid.items()),
+            *self.users,
+        ]
 
 
 class Feed:
@@ -150,9 +153,9 @@ class RevocationStore:
 
     async def load_all(self, *, batch: int = 20_000) -> list[Revocation]:
         """Every live record (SCAN + MGET per batch, never KEYS)."""
-        return [record async for records in self.batches(batch=batch) for record in records]
+        return [record async for found in self.batches(batch=batch) for record in found.records()]
 
-    async def batches(self, *, batch: int = 20_000) -> AsyncIterator[list[Revocation]]:
+    async def batches(self, *, batch: int = 20_000) -> AsyncIterator[RevocationBatch]:
         """Live records in batches, so a million of them never sit in memory twice."""
         prefix = self._keys.revocation_pattern[:-1].encode()
         keys: list[bytes] = []
@@ -169,18 +172,31 @@ class RevocationStore:
         except FOREIGN_ERRORS as exc:
             raise StoreUnavailable() from exc
 
-    async def _fetch(self, keys: list[bytes], prefix: bytes) -> list[Revocation]:
-        now = self._clock()
+    async def _fetch(self, keys: list[bytes], prefix: bytes) -> RevocationBatch:
         if isinstance(self._redis, RedisCluster):  # keys of many slots: one MGET per slot
             values = await self._redis.mget_nonatomic(keys)
         else:
             values = await self._redis.mget(keys)
-        out = []
+        now = self._clock()
+        found = RevocationBatch()
+        start = len(prefix)
         for key, value in zip(keys, values, strict=True):
-            record = parse_stored(key[len(prefix) :], value) if value is not None else None
-            if record is not None and record.until > now:
-                out.append(record)
-        return out
+            if value is None:  # expired between SCAN and MGET
+                continue
+            kind = key[start : start + 4]
+            if kind == b"jti:" or kind == b"sid:":
+                try:
+                    until = float(value)
+                except ValueError:
+                    continue
+                ident = key[start + 4 :].decode(errors="replace")
+                if now < until < math.inf and ident:  # NaN fails the comparison too
+                    (found.jti if kind == b"jti:" else found.sid)[ident] = until
+            elif kind == b"sub:":
+                record = decode(value)
+                if record is not None and record.until > now:
+                    found.users.append(record)
+        return found
 
     @asynccontextmanager
     async def subscription(self) -> AsyncIterator[Feed]:
