@@ -45,6 +45,7 @@ SET_BY_GATEWAY: Final = frozenset(
 )
 REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 VERDICT_CACHE_SIZE: Final = 4096
+_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
 _XFP: Final = "X-Forwarded-Proto"
 _XFH: Final = "X-Forwarded-Host"
 _HEADER_VALUE_SAFE: Final = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
@@ -184,7 +185,8 @@ class HeaderPolicy:
                     verdicts[name] = verdict
             dropped, text = verdict
             if dropped:
-                if text.lower() == "connection":
+                # `Connection: keep-alive` / `close` (nearly every answer) names nothing to drop
+                if text.lower() == "connection" and value.lower() not in _PLAIN_CONNECTION:
                     connection.append(value.decode("latin-1"))
                 continue
             out.add(text, value.decode("latin-1"))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
+from collections import deque
 from typing import Final
 
 from aiohttp import web
@@ -176,21 +178,27 @@ def _json_string(value: str | None) -> str:
     """A JSON string literal; the common plain-ASCII case without json.dumps."""
     if value is None:
         return "null"
-    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+    if _PLAIN_JSON_STRING(value):
         return f'"{value}"'
     return json.dumps(value)
 
 
+# Printable ASCII but `"` and `\`: such a string is its own JSON literal between quotes.
+_PLAIN_JSON_STRING: Final = re.compile(r"[ !#-\[\]-~]*").fullmatch
+
+
 def _json_line(request: web.Request, exchange: Exchange, status: int, seconds: float) -> str:
     """The access line as one JSON object, assembled directly (it is written per request)."""
+    # request_id (validated or made), remote (an address) and method (llhttp admits known
+    # methods only) never need escaping; the path, route and claims may.
     parts = [
-        '{"request_id":',
-        _json_string(exchange.request_id),
-        ',"remote":',
+        '{"request_id":"',
+        exchange.request_id,
+        '","remote":',
         _json_string(request.remote),
-        ',"method":',
-        _json_string(request.method),
-        ',"path":',
+        ',"method":"',
+        request.method,
+        '","path":',
         _json_string(request.rel_url.raw_path[:512]),
         ',"route":',
         _json_string(exchange.route),
@@ -262,8 +270,9 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         super().__init__()
-        self._pending: list[str] = []
-        self._size = 0
+        # The event loop appends, the flusher pops: a deque needs no lock for that.
+        self._pending: deque[str] = deque()
+        self._size = 0  # approximate (updated without a lock): it only decides when to flush
         self._stop = threading.Event()
         threading.Thread(target=self._flush_periodically, name="access-log", daemon=True).start()
 
@@ -276,21 +285,19 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.add_line(line)
 
     def add_line(self, line: str) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-            self._size += len(line)
-            full = self._size >= FLUSH_BYTES
-        if full:
+        self._pending.append(line)
+        self._size += len(line)
+        if self._size >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            if not self._pending:
+            pending = self._pending
+            if not pending:
                 return
-            text = "\n".join(self._pending) + "\n"
-            self._pending.clear()
             self._size = 0
-            self.stream.write(text)
+            lines = [pending.popleft() for _ in range(len(pending))]
+            self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
 
     def close(self) -> None:

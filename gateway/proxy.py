@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Final
 
 import aiohttp
@@ -79,13 +79,15 @@ class Forwarder:
         self._read_timeout = settings.read_timeout
         self.in_flight = 0
 
-    async def forward(
+    def forward(
         self,
         request: web.Request,
         route: Route,
         path: str,
         exchange: Exchange,
-    ) -> web.StreamResponse:
+    ) -> Awaitable[web.StreamResponse]:
+        """Check and prepare the request (raising refusals right away); the awaitable it
+        returns does the I/O. Not a coroutine itself: one frame less on every resumption."""
         declared = request.content_length
         if self._max_body and declared is not None and declared > self._max_body:
             raise PayloadTooLarge()
@@ -108,14 +110,8 @@ class Forwarder:
         if _is_websocket_upgrade(request):
             if not route.websocket:
                 raise InvalidRequest("WebSocket upgrades are not enabled on this route")
-            return await self._forward_websocket(
-                request, route.upstream.with_path(""), target, fields
-            )
-        self.in_flight += 1
-        try:
-            return await self._forward_http(request, route, target, fields, declared, exchange)
-        finally:
-            self.in_flight -= 1
+            return self._forward_websocket(request, route.upstream, target, fields)
+        return self._forward_http(request, route, target, fields, declared, exchange)
 
     async def _forward_http(
         self,
@@ -126,62 +122,66 @@ class Forwarder:
         declared: int | None,
         exchange: Exchange,
     ) -> web.StreamResponse:
-        body: AsyncIterator[bytes] | None = None
-        if request.body_exists:
-            if declared is not None:
-                fields.append((b"Content-Length", b"%d" % declared))  # one framing header, ours
-            body = self._limited(request, exchange)
-        method = request.method
-        has_body = method != "HEAD"
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        self.in_flight += 1
         try:
-            upstream = await self._pool.request(
-                method,
-                route.upstream,
-                target,
-                fields,
-                body,
-                chunked=body is not None and declared is None,
-                expect_body=has_body,
-            )
-        except UpstreamTimeoutError:
-            raise UpstreamTimeout() from None
-        except UpstreamError:
-            raise UpstreamUnavailable() from None
-        exchange.upstream_status = status = upstream.status
-        has_body = has_body and status not in NO_BODY_STATUSES
-        try:
-            out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
-            out_headers["X-Request-Id"] = exchange.request_id
-            if has_body and upstream.complete:
-                # The whole answer is here already: one write with an exact Content-Length.
-                content = upstream.buffered_body()
-                exchange.bytes_out = len(content)
-                return web.Response(
-                    status=status,
-                    reason=upstream.reason or None,
-                    headers=out_headers,
-                    body=content,
+            body: AsyncIterator[bytes] | None = None
+            if request.body_exists:
+                if declared is not None:
+                    fields.append((b"Content-Length", b"%d" % declared))  # one framing header, ours
+                body = self._limited(request, exchange)
+            method = request.method
+            has_body = method != "HEAD"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                upstream = await self._pool.request(
+                    method,
+                    route.upstream,
+                    target,
+                    fields,
+                    body,
+                    chunked=body is not None and declared is None,
+                    expect_body=has_body,
                 )
-            response = web.StreamResponse(
-                status=status, reason=upstream.reason or None, headers=out_headers
-            )
-            length = upstream.header(b"content-length")
-            if (
-                length is not None
-                and length.isdigit()
-                and upstream.header(b"transfer-encoding") is None
-            ):
-                response.content_length = int(length)
-            await response.prepare(request)
-            if has_body and not await self._stream_body(request, upstream, response, exchange):
+            except UpstreamTimeoutError:
+                raise UpstreamTimeout() from None
+            except UpstreamError:
+                raise UpstreamUnavailable() from None
+            exchange.upstream_status = status = upstream.status
+            has_body = has_body and status not in NO_BODY_STATUSES
+            try:
+                out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
+                out_headers["X-Request-Id"] = exchange.request_id
+                if has_body and upstream.complete:
+                    # The whole answer is here already: one write with an exact Content-Length.
+                    content = upstream.buffered_body()
+                    exchange.bytes_out = len(content)
+                    return web.Response(
+                        status=status,
+                        reason=upstream.reason or None,
+                        headers=out_headers,
+                        body=content,
+                    )
+                response = web.StreamResponse(
+                    status=status, reason=upstream.reason or None, headers=out_headers
+                )
+                length = upstream.header(b"content-length")
+                if (
+                    length is not None
+                    and length.isdigit()
+                    and upstream.header(b"transfer-encoding") is None
+                ):
+                    response.content_length = int(length)
+                await response.prepare(request)
+                if has_body and not await self._stream_body(request, upstream, response, exchange):
+                    return response
+                await response.write_eof()
                 return response
-            await response.write_eof()
-            return response
+            finally:
+                exchange.upstream_seconds = loop.time() - started
+                upstream.release()
         finally:
-            exchange.upstream_seconds = loop.time() - started
-            upstream.release()
+            self.in_flight -= 1
 
     def _limited(self, request: web.Request, exchange: Exchange) -> AsyncIterator[bytes]:
         """The client's body, cut off with 413 past proxy.max_body_size."""
