@@ -1,14 +1,10 @@
-"""Access tokens: TokenIssuer signs RFC 9068 JWTs, TokenVerifier checks them with a fixed policy.
-
-Only this module catches `jwt.*` exceptions; they leave it as `InvalidToken` with a reason.
+"""Access tokens: TokenIssuer signs RFC 9068 JWTs (PyJWT), TokenVerifier checks them with a
+fixed policy (gateway.jws for the signature); every refusal is an `InvalidToken` with a reason.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +13,8 @@ from typing import Any, Final
 import jwt
 
 from gateway.errors import InvalidToken
-from gateway.keys import KeyRing
+from gateway.jws import CompactToken, MalformedToken, SignatureCheck, b64url_decode
+from gateway.keys import Key, KeyRing
 
 Clock = Callable[[], float]
 
@@ -28,20 +25,6 @@ RESERVED_CLAIMS: Final = frozenset(
 )
 MAX_TOKEN_LENGTH: Final = 8192
 HEADER_CACHE_SIZE: Final = 256
-_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
-
-# PyJWT's exception tree, mapped once to our reasons (metrics/logs) and client-facing text.
-_JWT_ERRORS: Final[tuple[tuple[type[jwt.PyJWTError], str, str], ...]] = (
-    (jwt.ExpiredSignatureError, "expired", "the access token has expired"),
-    (jwt.ImmatureSignatureError, "not_yet_valid", "the access token is not valid yet"),
-    (jwt.InvalidAudienceError, "wrong_audience", "the access token has the wrong audience"),
-    (jwt.InvalidIssuerError, "wrong_issuer", "the access token has the wrong issuer"),
-    (jwt.MissingRequiredClaimError, "missing_claim", "the access token lacks a required claim"),
-    (jwt.InvalidSignatureError, "bad_signature", "the access token signature is invalid"),
-    (jwt.InvalidAlgorithmError, "bad_algorithm", "the access token algorithm is not allowed"),
-    (jwt.DecodeError, "malformed", "the access token is malformed"),
-    (jwt.PyJWTError, "invalid", "the access token is invalid"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +125,7 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._cache: dict[str, Principal] = {}
         self._headers: dict[str, Mapping[str, Any]] = {}
-        # Time claims are checked below against our own clock (PyJWT would use the wall clock).
-        self._options: Any = {
-            "require": list(REQUIRED_CLAIMS),
-            "verify_exp": False,
-            "verify_nbf": False,
-            "verify_iat": False,
-        }
+        self._signature_checks: dict[str, SignatureCheck] = {}
 
     def verify(self, token: str) -> Principal:
         """The token's Principal, or InvalidToken saying why. Revocation is checked elsewhere."""
@@ -172,10 +149,15 @@ class TokenVerifier:
     def _verify_uncached(self, token: str, *, check_expiry: bool = True) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the access token is malformed", reason="malformed")
-        header = self._unverified_header(token)
+        try:
+            parts = CompactToken.split(token)
+        except MalformedToken:
+            raise InvalidToken("the access token is malformed", reason="malformed") from None
+        header = self._header(parts.header_segment)
         # SECURITY: the header only *selects* a configured key; the algorithm must be on the
         # allowlist AND equal to the key's own algorithm, so `none`, HS256-with-a-public-key
-        # and similar confusions are refused. jku/x5u/jwk headers are never consulted.
+        # and similar confusions are refused. jku/x5u/jwk headers are never consulted, and
+        # a `crit` header (extensions such as unencoded payloads) is not supported.
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
             raise InvalidToken("the token is not an access token", reason="wrong_type")
@@ -189,43 +171,66 @@ class TokenVerifier:
             )
         if key.alg != alg:
             raise InvalidToken("the access token algorithm is not allowed", reason="bad_algorithm")
+        if "crit" in header:
+            raise InvalidToken("the access token is malformed", reason="malformed")
         try:
-            claims = jwt.decode(
-                token,
-                key.verify_key,
-                algorithms=[key.alg],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options=self._options,
-            )
-        except jwt.PyJWTError as exc:
-            raise _translate(exc) from None
+            payload = b64url_decode(parts.payload_segment)
+            signature = b64url_decode(parts.signature_segment)
+        except MalformedToken:
+            raise InvalidToken("the access token is malformed", reason="malformed") from None
+        if not self._signature_check(key).verify(parts.signing_input, signature):
+            raise InvalidToken("the access token signature is invalid", reason="bad_signature")
+        try:
+            claims = json.loads(payload)
+        except ValueError:
+            raise InvalidToken("the access token is malformed", reason="malformed") from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("the access token is malformed", reason="malformed")
+        self._check_claims(claims)
         self._check_times(claims, check_expiry=check_expiry)
         return self._principal(claims)
 
-    def _unverified_header(self, token: str) -> Mapping[str, Any]:
-        """The JOSE header, only to pick the key; PyJWT checks the whole token again after.
+    def _signature_check(self, key: Key) -> SignatureCheck:
+        check = self._signature_checks.get(key.kid)
+        if check is None:
+            check = self._signature_checks[key.kid] = SignatureCheck(key)
+        return check
 
-        Tokens signed by one key share a header byte for byte: parsed once and remembered
-        (bounded), where PyJWT's own header parse would decode the whole token a second time.
-        """
-        segment, dot, _ = token.partition(".")
+    def _header(self, segment: str) -> Mapping[str, Any]:
+        """The JOSE header; tokens signed by one key share it byte for byte, so it is parsed
+        once and remembered (bounded: headers are client-chosen)."""
         header = self._headers.get(segment)
         if header is not None:
             return header
-        if not dot or not _BASE64URL.fullmatch(segment):
-            raise InvalidToken("the access token is malformed", reason="malformed")
         try:
-            parsed = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-        except (ValueError, binascii.Error):
+            parsed = json.loads(b64url_decode(segment))
+        except ValueError:  # MalformedToken, bad JSON or bad UTF-8
             raise InvalidToken("the access token is malformed", reason="malformed") from None
         if not isinstance(parsed, dict):
             raise InvalidToken("the access token is malformed", reason="malformed")
-        if len(self._headers) >= HEADER_CACHE_SIZE:  # headers are client-chosen
+        if len(self._headers) >= HEADER_CACHE_SIZE:
             self._headers.clear()
         self._headers[segment] = parsed
         return parsed
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        """Required claims present, issuer and audience ours (RFC 7519 §4.1, RFC 9068 §4)."""
+        for name in REQUIRED_CLAIMS:
+            if claims.get(name) is None:
+                raise InvalidToken(
+                    "the access token lacks a required claim", reason="missing_claim"
+                )
+        if claims["iss"] != self._issuer:
+            raise InvalidToken("the access token has the wrong issuer", reason="wrong_issuer")
+        audience = claims["aud"]
+        if isinstance(audience, str):
+            audience = [audience]
+        if (
+            not isinstance(audience, list)
+            or not all(isinstance(a, str) for a in audience)
+            or self._audience not in audience
+        ):
+            raise InvalidToken("the access token has the wrong audience", reason="wrong_audience")
 
     def _check_times(self, claims: dict[str, Any], *, check_expiry: bool) -> None:
         now, leeway = self._clock(), self._leeway
@@ -271,10 +276,3 @@ class TokenVerifier:
     def inspect(self, token: str) -> Principal:
         """Verify everything but expiry (for revoking a token that may have expired)."""
         return self._verify_uncached(token, check_expiry=False)
-
-
-def _translate(exc: jwt.PyJWTError) -> InvalidToken:
-    for kind, reason, description in _JWT_ERRORS:
-        if isinstance(exc, kind):
-            return InvalidToken(description, reason=reason)
-    return InvalidToken(reason="invalid")  # pragma: no cover - PyJWTError is the last row
