@@ -82,4 +82,7 @@ class SignatureCheck:
             except BadSignatureError:
                 return False
             return True
-        return bool(self._algorithm.verify(signing_input, self._key, signature))
+        try:
+            return bool(self._algorithm.verify(signing_input, self._key, signature))
+        except (jwt.PyJWTError, ValueError):  # e.g. a signature of the wrong shape
+            return False

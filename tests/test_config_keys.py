@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import jwt
 import pytest
 import yaml
 
@@ -19,7 +18,6 @@ from gateway.config_reference import render_reference, replace_section
 from gateway.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
 from gateway.keys import load_keyring
 from gateway.proxy import _upstream_error
-from gateway.tokens import _translate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,24 +204,6 @@ def test_cli_keys_generate(tmp_path: Path) -> None:
     again = run_cli("keys", "generate", "--alg", "ES256", "--out", str(out))
     assert again.returncode == 1
     assert "refusing to overwrite" in again.stderr
-
-
-def test_every_pyjwt_error_is_mapped() -> None:
-    def subclasses(cls: type) -> list[type]:
-        out = []
-        for sub in cls.__subclasses__():
-            out.append(sub)
-            out.extend(subclasses(sub))
-        return out
-
-    for kind in [jwt.PyJWTError, *subclasses(jwt.PyJWTError)]:
-        try:
-            error = kind("x")
-        except TypeError:
-            error = kind("x", "y")  # type: ignore[call-arg]
-        mapped = _translate(error)
-        assert mapped.status == 401
-        assert mapped.reason != "", kind
 
 
 def test_every_client_error_maps_to_502_or_504() -> None:
