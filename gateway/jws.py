@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
 from typing import Final
 
 import jwt
@@ -33,22 +32,13 @@ class MalformedToken(ValueError):
     """Not a compact JWS: wrong number of segments, bad alphabet or bad encoding."""
 
 
-@dataclass(frozen=True, slots=True)
-class CompactToken:
-    header_segment: str
-    payload_segment: str
-    signature_segment: str
-
-    @classmethod
-    def split(cls, token: str) -> CompactToken:
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise MalformedToken("a compact JWS has three segments")
-        return cls(*parts)
-
-    @property
-    def signing_input(self) -> bytes:
-        return f"{self.header_segment}.{self.payload_segment}".encode("ascii")
+def split_compact(token: str) -> tuple[str, str, str]:
+    """(header, payload, signature) segments of a compact JWS; the signing input is the
+    token up to the last dot."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise MalformedToken("a compact JWS has three segments")
+    return parts[0], parts[1], parts[2]
 
 
 def b64url_decode(segment: str) -> bytes:

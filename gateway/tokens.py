@@ -13,7 +13,7 @@ from typing import Any, Final
 import jwt
 
 from gateway.errors import InvalidToken
-from gateway.jws import CompactToken, MalformedToken, SignatureCheck, b64url_decode
+from gateway.jws import MalformedToken, SignatureCheck, b64url_decode, split_compact
 from gateway.keys import Key, KeyRing
 
 Clock = Callable[[], float]
@@ -150,10 +150,10 @@ class TokenVerifier:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the access token is malformed", reason="malformed")
         try:
-            parts = CompactToken.split(token)
+            header_segment, payload_segment, signature_segment = split_compact(token)
         except MalformedToken:
             raise InvalidToken("the access token is malformed", reason="malformed") from None
-        header = self._header(parts.header_segment)
+        header = self._header(header_segment)
         # SECURITY: the header only *selects* a configured key; the algorithm must be on the
         # allowlist AND equal to the key's own algorithm, so `none`, HS256-with-a-public-key
         # and similar confusions are refused. jku/x5u/jwk headers are never consulted, and
@@ -174,11 +174,12 @@ class TokenVerifier:
         if "crit" in header:
             raise InvalidToken("the access token is malformed", reason="malformed")
         try:
-            payload = b64url_decode(parts.payload_segment)
-            signature = b64url_decode(parts.signature_segment)
+            payload = b64url_decode(payload_segment)
+            signature = b64url_decode(signature_segment)
         except MalformedToken:
             raise InvalidToken("the access token is malformed", reason="malformed") from None
-        if not self._signature_check(key).verify(parts.signing_input, signature):
+        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
+        if not self._signature_check(key).verify(signing_input, signature):
             raise InvalidToken("the access token signature is invalid", reason="bad_signature")
         try:
             claims = json.loads(payload)
