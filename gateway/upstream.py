@@ -256,6 +256,7 @@ class Connection(asyncio.Protocol):
                 exchange.size -= len(chunk)
                 if self._paused_reading and exchange.size <= HIGH_WATER // 2 and self.transport:
                     self._paused_reading = False
+                    self.last_read = self._loop.time()  # the silence so far was ours
                     self.transport.resume_reading()
                 return chunk
             if exchange.error is not None:
@@ -296,6 +297,11 @@ class Connection(asyncio.Protocol):
             exchange.head.set_exception(error)
             exchange.head.exception()  # retrieved: the sender may be gone already
         exchange.wake()
+
+    @property
+    def paused(self) -> bool:
+        """Reading is paused: the response body waits for a slow client (flow control)."""
+        return self._paused_reading
 
     def _start_timer(self) -> None:
         self.last_read = self._loop.time()
@@ -426,7 +432,8 @@ class UpstreamPool:
     def _sweep(self) -> None:
         self._sweeper = None
         cutoff = self.loop.time() - self._read_timeout
-        for connection in [c for c in self._busy if c.last_read <= cutoff]:
+        # A connection paused because the client reads slowly is not a silent upstream.
+        for connection in [c for c in self._busy if c.last_read <= cutoff and not c.paused]:
             self._busy.discard(connection)
             connection.timed_out()
         if self._busy:

@@ -379,3 +379,19 @@ async def test_errors_never_echo_internal_details(
     text = await (await client.get("/x")).text()
     assert "Errno" not in text and "Traceback" not in text and "127.0.0.1" not in text
     assert time.time() > 0
+
+
+async def test_slow_client_is_not_an_upstream_timeout(
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
+) -> None:
+    """Reading from the upstream pauses while the client is slow; that pause is not the
+    upstream's silence, whatever proxy.read_timeout says."""
+    client = await gateway_factory(settings_factory(proxy={"read_timeout": 0.3}))
+    size = 32 * 1024 * 1024
+    resp = await client.get(f"/public/download?size={size}")
+    assert resp.status == 200
+    received = len(await resp.content.read(64 * 1024))
+    await asyncio.sleep(1.2)  # every buffer on the way fills; the gateway stops reading
+    while chunk := await resp.content.read(1024 * 1024):
+        received += len(chunk)
+    assert received == size
