@@ -46,6 +46,7 @@ SET_BY_GATEWAY: Final = frozenset(
 REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 VERDICT_CACHE_SIZE: Final = 4096
 _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
+_XFF: Final = "X-Forwarded-For"
 _XFP: Final = "X-Forwarded-Proto"
 _XFH: Final = "X-Forwarded-Host"
 _HEADER_VALUE_SAFE: Final = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
@@ -143,10 +144,19 @@ class HeaderPolicy:
         own_host = upstream_host if upstream_host is not None else host
         if own_host:
             fields.append((b"Host", _encode(own_host)))
+        client = remote or "unknown"
+        if self._is_trusted(remote):  # a proxy we trust: keep what it says and append
+            prior = headers.getall(_XFF, [])
+            forwarded_for = ", ".join([*prior, client])
+            proto, forwarded_host = headers.get(_XFP, scheme), headers.get(_XFH, host or "")
+        else:
+            # SECURITY: client-sent X-Forwarded-* are replaced unless they come from a
+            # configured trusted proxy; legacy backends that trust them could be fooled.
+            forwarded_for, proto, forwarded_host = client, scheme, host or ""
         fields += (
-            (b"X-Forwarded-For", _encode(self._forwarded_for(headers, remote))),
-            (b"X-Forwarded-Proto", _encode(self._trusted_or(headers, remote, _XFP, scheme))),
-            (b"X-Forwarded-Host", _encode(self._trusted_or(headers, remote, _XFH, host or ""))),
+            (b"X-Forwarded-For", _encode(forwarded_for)),
+            (b"X-Forwarded-Proto", _encode(proto)),
+            (b"X-Forwarded-Host", _encode(forwarded_host)),
             (b"X-Request-Id", request_id.encode("ascii")),
         )
         if principal is not None:
@@ -203,22 +213,6 @@ class HeaderPolicy:
         except ValueError:
             return False
         return any(address in network for network in self._trusted)
-
-    def _forwarded_for(self, headers: CIMultiDictProxy[str], remote: str | None) -> str:
-        # SECURITY: a client-sent X-Forwarded-For is kept only from a configured trusted proxy;
-        # otherwise legacy backends that trust it for IP checks could be fooled.
-        prior = headers.getall("X-Forwarded-For", [])
-        if prior and self._is_trusted(remote):
-            return ", ".join([*prior, remote or "unknown"])
-        return remote or "unknown"
-
-    def _trusted_or(
-        self, headers: CIMultiDictProxy[str], remote: str | None, name: str, own: str
-    ) -> str:
-        value = headers.get(name)
-        if value is not None and self._is_trusted(remote):
-            return value
-        return own
 
 
 def _tokens(values: Iterable[str]) -> frozenset[str]:
