@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -57,6 +57,8 @@ from gateway.upstream import UpstreamPool
 from gateway.users import BackendLoginChecker, CredentialChecker, UserFileChecker
 
 log = logging.getLogger("gateway")
+
+CANCEL_RETRY_INTERVAL: Final = 0.5
 
 Clock = Callable[[], float]
 
@@ -233,14 +235,24 @@ def _store(
 
 @asynccontextmanager
 async def background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run tasks for the duration of the block, keeping references; cancel and await after."""
+    """Run tasks for the duration of the block, keeping references; cancel and await after.
+
+    A cancellation can be lost inside a library (redis-py reading under `asyncio.timeout`
+    when the timeout fires as the cancel arrives turns it into a TimeoutError): tasks still
+    running are cancelled again until they end, so shutdown never waits on them forever.
+    """
     tasks = [asyncio.create_task(c) for c in coroutines]
     try:
         yield
     finally:
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_INTERVAL)
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background task failed", exc_info=task.exception())
 
 
 def credential_checker(settings: Settings, http: aiohttp.ClientSession) -> CredentialChecker:

@@ -166,6 +166,8 @@ class RevocationSync:
             try:
                 await self._follow()
             except StoreUnavailable:
+                if _being_cancelled():  # the store error stood in for our cancellation
+                    raise asyncio.CancelledError() from None
                 if self.connected:
                     log.warning("revocation feed lost; view frozen, reloading after reconnect")
                 self.connected = False
@@ -240,3 +242,8 @@ class RevocationSync:
                     else " - SERVING WITHOUT CURRENT REVOCATIONS",
                 )
             await asyncio.sleep(interval)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -203,3 +203,24 @@ async def test_fail_open_keeps_serving_and_says_so(
     resp = await b.get("/readyz")
     assert resp.status == 503
     assert "WITHOUT current revocations" in (await resp.json())["warning"]
+
+
+async def test_background_tasks_end_even_when_a_library_swallows_the_cancellation() -> None:
+    from gateway.app import background
+
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed == 0:  # what a timeout racing the cancel does inside redis-py
+                    swallowed += 1
+                    continue
+                raise
+
+    async with background(stubborn()):
+        await asyncio.sleep(0)
+    assert swallowed == 1  # cancelled again, and this time it ended
