@@ -241,6 +241,9 @@ class Connection(asyncio.Protocol):
                 transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
             else:
                 transport.write(chunk)
+            # The read timeout counts the upstream's silence once it has the whole request:
+            # a slow client upload is progress, not an upstream that stopped answering.
+            self.last_read = self._loop.time()
             if self._drain is not None and not self._drain.done():
                 await self._drain
             if exchange.error is not None:  # the upstream answered or failed early

@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +395,18 @@ async def test_slow_client_is_not_an_upstream_timeout(
     while chunk := await resp.content.read(1024 * 1024):
         received += len(chunk)
     assert received == size
+
+
+async def test_slow_client_upload_is_not_an_upstream_timeout(
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
+) -> None:
+    client = await gateway_factory(settings_factory(proxy={"read_timeout": 0.3}))
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for _ in range(8):  # 1.2 s in all, four times the read timeout
+            yield b"x" * 1024
+            await asyncio.sleep(0.15)
+
+    resp = await client.post("/public/upload", data=slowly())
+    assert resp.status == 200
+    assert (await resp.json())["body_size"] == 8 * 1024
