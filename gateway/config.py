@@ -262,7 +262,7 @@ class ProxySettings(_Section):
     connect_timeout: PositiveSeconds = 5
     """seconds to connect to an upstream (else 502)"""
     read_timeout: PositiveSeconds = 60
-    """seconds an upstream may stay silent (else 504)"""
+    """seconds an upstream may stay silent while the gateway waits on it (else 504)"""
     keepalive_timeout: PositiveSeconds = 75
     """seconds an idle client connection is kept open (idle upstream connections: at most 30)"""
     max_concurrency: int = Field(default=1024, ge=1)
