@@ -44,8 +44,9 @@ SET_BY_GATEWAY: Final = frozenset(
     }
 )
 REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-VERDICT_CACHE_SIZE: Final = 4096
+CACHE_SIZE: Final = 4096  # bound of each per-name and per-token cache below
 _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
+_NOTHING: Final[frozenset[str]] = frozenset()
 _XFF: Final = "X-Forwarded-For"
 _XFP: Final = "X-Forwarded-Proto"
 _XFH: Final = "X-Forwarded-Host"
@@ -108,9 +109,7 @@ class HeaderPolicy:
                 or self.is_identity_header(text)
                 or (lower == "authorization" and not self._forward_authorization)
             )
-            verdict = (dropped, lower)
-            if len(self._request_verdicts) < VERDICT_CACHE_SIZE:  # names are client-chosen
-                self._request_verdicts[name] = verdict
+            verdict = _remember(self._request_verdicts, name, (dropped, lower))
         return verdict
 
     def upstream_request_fields(
@@ -137,8 +136,8 @@ class HeaderPolicy:
                     connection.append(value)
                 continue
             fields.append((name, value))
-        if connection:  # fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1)
-            named = _tokens(v.decode("latin-1") for v in connection)
+        named = _named_by_connection(connection)
+        if named:  # fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1)
             fields = [(n, v) for n, v in fields if verdict_of(n)[1] not in named]
         # Added after filtering, so `Connection: X-User-Id` can never remove these.
         own_host = upstream_host if upstream_host is not None else host
@@ -175,7 +174,7 @@ class HeaderPolicy:
             text = header_value(claims.get(claim))
             if text is not None:
                 fields.append((header, text.encode("ascii")))
-        if len(self._identity_cache) >= VERDICT_CACHE_SIZE:
+        if len(self._identity_cache) >= CACHE_SIZE:  # one entry per live token: start over
             self._identity_cache.clear()
         self._identity_cache[principal.jti] = (principal, fields)
         return fields
@@ -185,24 +184,20 @@ class HeaderPolicy:
     ) -> CIMultiDict[str]:
         """Upstream response headers minus hop-by-hop ones and framing (the gateway frames)."""
         out: CIMultiDict[str] = CIMultiDict()
-        connection: list[str] = []
+        connection: list[bytes] = []
         verdicts = self._response_verdicts
         for name, value in raw_headers:
             verdict = verdicts.get(name)
-            if verdict is None:
-                verdict = _response_verdict(name)
-                if len(verdicts) < VERDICT_CACHE_SIZE:  # names are upstream-chosen
-                    verdicts[name] = verdict
+            if verdict is None:  # names are upstream-chosen: the cache is bounded
+                verdict = _remember(verdicts, name, _response_verdict(name))
             dropped, text = verdict
             if dropped:
-                # `Connection: keep-alive` / `close` (nearly every answer) names nothing to drop
-                if text.lower() == "connection" and value.lower() not in _PLAIN_CONNECTION:
-                    connection.append(value.decode("latin-1"))
+                if text.lower() == "connection":
+                    connection.append(value)
                 continue
             out.add(text, value.decode("latin-1"))
-        if connection:
-            for token in _tokens(connection):
-                out.popall(token, None)
+        for token in _named_by_connection(connection):
+            out.popall(token, None)
         return out
 
     def _is_trusted(self, remote: str | None) -> bool:
@@ -215,9 +210,24 @@ class HeaderPolicy:
         return any(address in network for network in self._trusted)
 
 
-def _tokens(values: Iterable[str]) -> frozenset[str]:
-    """The lower-case field names listed in Connection header values."""
-    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+def _named_by_connection(values: list[bytes]) -> frozenset[str]:
+    """The lower-case field names listed in Connection header values; `keep-alive` and
+    `close` (nearly every message) name nothing that is not hop-by-hop already."""
+    if not values or (len(values) == 1 and values[0].lower() in _PLAIN_CONNECTION):
+        return _NOTHING
+    return frozenset(
+        t.strip().lower() for v in values for t in v.decode("latin-1").split(",") if t.strip()
+    )
+
+
+def _remember(
+    cache: dict[bytes, tuple[bool, str]], name: bytes, verdict: tuple[bool, str]
+) -> tuple[bool, str]:
+    """Cache a header-name verdict while the cache is below its bound (names are chosen by
+    the other side; beyond the bound they are decided each time)."""
+    if len(cache) < CACHE_SIZE:
+        cache[name] = verdict
+    return verdict
 
 
 def _response_verdict(name: bytes) -> tuple[bool, str]:

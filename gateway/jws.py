@@ -55,7 +55,6 @@ class SignatureCheck:
     """Verifies signatures made with one configured key (and only with its algorithm)."""
 
     def __init__(self, key: Key):
-        self.alg = key.alg
         self._key = key.verify_key
         self._sodium: VerifyKey | None = None
         if isinstance(key.verify_key, ed25519.Ed25519PublicKey):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -65,7 +65,10 @@ class KeyRing:
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """RFC 7517 key set of the public keys; secrets are never published."""
-        return {"keys": [public_jwk(k) for k in self._by_kid.values() if not k.is_symmetric]}
+        return {"keys": [public_jwk(k) for k in self if not k.is_symmetric]}
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._by_kid.values())
 
     def __len__(self) -> int:
         return len(self._by_kid)

@@ -127,15 +127,14 @@ class Forwarder:
             body: AsyncIterator[bytes] | None = None
             if request.body_exists:
                 if declared is not None:
-                    fields.append((b"Content-Length", b"%d" % declared))  # one framing header, ours
+                    fields.append((b"Content-Length", b"%d" % declared))  # our framing header
                 body = self._limited(request, exchange)
-            method = request.method
-            has_body = method != "HEAD"
+            has_body = request.method != "HEAD"
             loop = asyncio.get_running_loop()
             started = loop.time()
             try:
                 upstream = await self._pool.request(
-                    method,
+                    request.method,
                     route.upstream,
                     target,
                     fields,
@@ -147,41 +146,43 @@ class Forwarder:
                 raise UpstreamTimeout() from None
             except UpstreamError:
                 raise UpstreamUnavailable() from None
-            exchange.upstream_status = status = upstream.status
-            has_body = has_body and status not in NO_BODY_STATUSES
+            exchange.upstream_status = upstream.status
             try:
-                out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
-                out_headers["X-Request-Id"] = exchange.request_id
-                if has_body and upstream.complete:
-                    # The whole answer is here already: one write with an exact Content-Length.
-                    content = upstream.buffered_body()
-                    exchange.bytes_out = len(content)
-                    return web.Response(
-                        status=status,
-                        reason=upstream.reason or None,
-                        headers=out_headers,
-                        body=content,
-                    )
-                response = web.StreamResponse(
-                    status=status, reason=upstream.reason or None, headers=out_headers
-                )
-                length = upstream.header(b"content-length")
-                if (
-                    length is not None
-                    and length.isdigit()
-                    and upstream.header(b"transfer-encoding") is None
-                ):
-                    response.content_length = int(length)
-                await response.prepare(request)
-                if has_body and not await self._stream_body(request, upstream, response, exchange):
-                    return response
-                await response.write_eof()
-                return response
+                return await self._relay(request, upstream, exchange, has_body)
             finally:
                 exchange.upstream_seconds = loop.time() - started
                 upstream.release()
         finally:
             self.in_flight -= 1
+
+    async def _relay(
+        self,
+        request: web.Request,
+        upstream: UpstreamResponse,
+        exchange: Exchange,
+        has_body: bool,
+    ) -> web.StreamResponse:
+        """The upstream's answer to the client: in one write when it has fully arrived
+        (the common case), streamed otherwise."""
+        status = upstream.status
+        has_body = has_body and status not in NO_BODY_STATUSES
+        out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
+        out_headers["X-Request-Id"] = exchange.request_id
+        reason = upstream.reason or None
+        if has_body and upstream.complete:
+            content = upstream.buffered_body()
+            exchange.bytes_out = len(content)
+            return web.Response(status=status, reason=reason, headers=out_headers, body=content)
+        response = web.StreamResponse(status=status, reason=reason, headers=out_headers)
+        length = upstream.header(b"content-length")
+        chunked = upstream.header(b"transfer-encoding") is not None
+        if length is not None and length.isdigit() and not chunked:
+            response.content_length = int(length)
+        await response.prepare(request)
+        if has_body and not await self._stream_body(request, upstream, response, exchange):
+            return response
+        await response.write_eof()
+        return response
 
     def _limited(self, request: web.Request, exchange: Exchange) -> AsyncIterator[bytes]:
         """The client's body, cut off with 413 past proxy.max_body_size."""

@@ -14,7 +14,7 @@ import jwt
 
 from gateway.errors import InvalidToken
 from gateway.jws import MalformedToken, SignatureCheck, b64url_decode, split_compact
-from gateway.keys import Key, KeyRing
+from gateway.keys import KeyRing
 
 Clock = Callable[[], float]
 
@@ -125,7 +125,7 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._cache: dict[str, Principal] = {}
         self._headers: dict[str, Mapping[str, Any]] = {}
-        self._signature_checks: dict[str, SignatureCheck] = {}
+        self._signature_checks = {key.kid: SignatureCheck(key) for key in keyring}
 
     def verify(self, token: str) -> Principal:
         """The token's Principal, or InvalidToken saying why. Revocation is checked elsewhere."""
@@ -148,11 +148,11 @@ class TokenVerifier:
 
     def _verify_uncached(self, token: str, *, check_expiry: bool = True) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken("the access token is malformed", reason="malformed")
+            raise _malformed()
         try:
             header_segment, payload_segment, signature_segment = split_compact(token)
         except MalformedToken:
-            raise InvalidToken("the access token is malformed", reason="malformed") from None
+            raise _malformed() from None
         header = self._header(header_segment)
         # SECURITY: the header only *selects* a configured key; the algorithm must be on the
         # allowlist AND equal to the key's own algorithm, so `none`, HS256-with-a-public-key
@@ -172,30 +172,24 @@ class TokenVerifier:
         if key.alg != alg:
             raise InvalidToken("the access token algorithm is not allowed", reason="bad_algorithm")
         if "crit" in header:
-            raise InvalidToken("the access token is malformed", reason="malformed")
+            raise _malformed()
         try:
             payload = b64url_decode(payload_segment)
             signature = b64url_decode(signature_segment)
         except MalformedToken:
-            raise InvalidToken("the access token is malformed", reason="malformed") from None
+            raise _malformed() from None
         signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
-        if not self._signature_check(key).verify(signing_input, signature):
+        if not self._signature_checks[key.kid].verify(signing_input, signature):
             raise InvalidToken("the access token signature is invalid", reason="bad_signature")
         try:
             claims = json.loads(payload)
         except ValueError:
-            raise InvalidToken("the access token is malformed", reason="malformed") from None
+            raise _malformed() from None
         if not isinstance(claims, dict):
-            raise InvalidToken("the access token is malformed", reason="malformed")
+            raise _malformed()
         self._check_claims(claims)
         self._check_times(claims, check_expiry=check_expiry)
         return self._principal(claims)
-
-    def _signature_check(self, key: Key) -> SignatureCheck:
-        check = self._signature_checks.get(key.kid)
-        if check is None:
-            check = self._signature_checks[key.kid] = SignatureCheck(key)
-        return check
 
     def _header(self, segment: str) -> Mapping[str, Any]:
         """The JOSE header; tokens signed by one key share it byte for byte, so it is parsed
@@ -206,9 +200,9 @@ class TokenVerifier:
         try:
             parsed = json.loads(b64url_decode(segment))
         except ValueError:  # MalformedToken, bad JSON or bad UTF-8
-            raise InvalidToken("the access token is malformed", reason="malformed") from None
+            raise _malformed() from None
         if not isinstance(parsed, dict):
-            raise InvalidToken("the access token is malformed", reason="malformed")
+            raise _malformed()
         if len(self._headers) >= HEADER_CACHE_SIZE:
             self._headers.clear()
         self._headers[segment] = parsed
@@ -277,3 +271,7 @@ class TokenVerifier:
     def inspect(self, token: str) -> Principal:
         """Verify everything but expiry (for revoking a token that may have expired)."""
         return self._verify_uncached(token, check_expiry=False)
+
+
+def _malformed() -> InvalidToken:
+    return InvalidToken("the access token is malformed", reason="malformed")

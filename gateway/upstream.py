@@ -119,7 +119,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._pool.forget(self)
-        self._cancel_timer()
+        self._stop_read_deadline()
         exchange = self._exchange
         if exchange is not None and not exchange.complete:
             if exchange.head.done() and not exchange.framed and exchange.error is None:
@@ -176,7 +176,7 @@ class Connection(asyncio.Protocol):
         if not exchange.expect_body:  # HEAD: no body follows, whatever the headers say
             exchange.complete = True
             self.reusable = False
-            self._cancel_timer()
+            self._stop_read_deadline()
         if not exchange.head.done():
             exchange.head.set_result(None)
 
@@ -199,7 +199,7 @@ class Connection(asyncio.Protocol):
             return
         exchange.complete = True
         self.reusable = self._parser.should_keep_alive()
-        self._cancel_timer()
+        self._stop_read_deadline()
         exchange.wake()
 
     # -- used by the forwarder -------------------------------------------------------------
@@ -217,7 +217,7 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self.reusable = False
         self.used = True
-        self._start_timer()
+        self._start_read_deadline()
         try:
             self.transport.write(head)
             if body is not None:
@@ -275,7 +275,7 @@ class Connection(asyncio.Protocol):
     def finish(self) -> None:
         """The exchange is over: keep the connection if the message ended cleanly."""
         exchange, self._exchange = self._exchange, None
-        self._cancel_timer()
+        self._stop_read_deadline()
         if exchange is not None and exchange.complete and self.reusable and not self.closed:
             self.idle_since = self._loop.time()
             self._pool.release(self)
@@ -284,7 +284,7 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
-        self._cancel_timer()
+        self._stop_read_deadline()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -306,7 +306,7 @@ class Connection(asyncio.Protocol):
         """Reading is paused: the response body waits for a slow client (flow control)."""
         return self._paused_reading
 
-    def _start_timer(self) -> None:
+    def _start_read_deadline(self) -> None:
         self.last_read = self._loop.time()
         self._pool.watch(self)
 
@@ -321,7 +321,7 @@ class Connection(asyncio.Protocol):
         )
         self.close()
 
-    def _cancel_timer(self) -> None:
+    def _stop_read_deadline(self) -> None:
         self._pool.unwatch(self)
 
 
