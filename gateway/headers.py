@@ -79,7 +79,7 @@ def new_request_id() -> str:
 class HeaderPolicy:
     """Precomputed header sets, built once per app, applied per request."""
 
-    def __init__(self, settings: ProxySettings):
+    def __init__(self, settings: ProxySettings, *, remember_identities: bool = True):
         self.identity: tuple[tuple[str, str], ...] = tuple(settings.identity_headers.items())
         self._identity_names = frozenset(canonical(h) for _, h in self.identity)
         self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
@@ -90,6 +90,9 @@ class HeaderPolicy:
         self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
         self._request_verdicts: dict[bytes, tuple[bool, str]] = {}
         self._response_verdicts: dict[bytes, tuple[bool, str]] = {}
+        # Pays off only when the verifier hands out one Principal per cached token; with its
+        # cache off every Principal is new and remembering them would only churn memory.
+        self._remember_identities = remember_identities
         self._identity_cache: dict[str, tuple[Principal, list[tuple[bytes, bytes]]]] = {}
 
     def is_identity_header(self, name: str) -> bool:
@@ -174,6 +177,8 @@ class HeaderPolicy:
             text = header_value(claims.get(claim))
             if text is not None:
                 fields.append((header, text.encode("ascii")))
+        if not self._remember_identities:
+            return fields
         if len(self._identity_cache) >= CACHE_SIZE:  # one entry per live token: start over
             self._identity_cache.clear()
         self._identity_cache[principal.jti] = (principal, fields)

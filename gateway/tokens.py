@@ -25,6 +25,7 @@ RESERVED_CLAIMS: Final = frozenset(
 )
 MAX_TOKEN_LENGTH: Final = 8192
 HEADER_CACHE_SIZE: Final = 256
+_NUMBERS: Final = (int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +229,11 @@ class TokenVerifier:
             raise InvalidToken("the access token has the wrong audience", reason="wrong_audience")
 
     def _check_times(self, claims: dict[str, Any], *, check_expiry: bool) -> None:
-        now, leeway = self._clock(), self._leeway
-        times = [claims["exp"], claims["iat"], claims.get("nbf", 0)]
-        if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
+        exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", 0)
+        # JSON numbers only (a bool is an int to isinstance, not to this test)
+        if type(exp) not in _NUMBERS or type(iat) not in _NUMBERS or type(nbf) not in _NUMBERS:
             raise InvalidToken("the access token has malformed claims", reason="malformed")
-        exp, iat, nbf = times
+        now, leeway = self._clock(), self._leeway
         if check_expiry and now > exp + leeway:
             raise InvalidToken("the access token has expired", reason="expired")
         if nbf > now + leeway or iat > now + leeway:

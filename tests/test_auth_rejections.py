@@ -247,6 +247,18 @@ async def test_missing_required_claim(
     await assert_invalid_token(resp, upstream)
 
 
+@pytest.mark.parametrize(
+    "override",
+    [{"exp": True}, {"exp": "soon"}, {"iat": [1]}, {"nbf": "0"}, {"exp": {"at": 1}}],
+    ids=["exp-bool", "exp-string", "iat-list", "nbf-string", "exp-object"],
+)
+async def test_time_claims_must_be_numbers(
+    gateway: Any, upstream: Upstream, key_files: dict[str, Path], override: dict[str, Any]
+) -> None:
+    resp = await gateway.get("/api", headers=bearer(mint(key_files, **override)))
+    await assert_invalid_token(resp, upstream, words="malformed")
+
+
 @pytest.mark.parametrize("typ", ["JWT", "jwt", "id_token", "refresh+jwt", None])
 async def test_typ_must_be_at_jwt(
     gateway: Any, upstream: Upstream, key_files: dict[str, Path], typ: str | None
