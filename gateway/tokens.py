@@ -242,16 +242,18 @@ class TokenVerifier:
     def _principal(self, claims: dict[str, Any]) -> Principal:
         sub, sid, jti = claims["sub"], claims["sid"], claims["jti"]
         iat, exp = claims["iat"], claims["exp"]
-        if not all(isinstance(v, str) and v for v in (sub, sid, jti)):
-            raise InvalidToken("the access token has malformed claims", reason="malformed")
         roles = claims.get("roles", [])
         scope = claims.get("scope", "")
         auth_time = claims.get("auth_time", iat)
         if (
-            not isinstance(roles, list)
-            or not all(isinstance(r, str) for r in roles)
-            or not isinstance(scope, str)
-            or not isinstance(auth_time, int | float)
+            type(sub) is not str
+            or type(sid) is not str
+            or type(jti) is not str
+            or not (sub and sid and jti)
+            or type(roles) is not list
+            or not all(type(r) is str for r in roles)
+            or type(scope) is not str
+            or type(auth_time) not in _NUMBERS
         ):
             raise InvalidToken("the access token has malformed claims", reason="malformed")
         return Principal(
