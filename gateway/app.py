@@ -148,14 +148,7 @@ def _upstream_client(
             read_timeout=settings.proxy.read_timeout,
             keepalive_timeout=min(settings.proxy.keepalive_timeout, 30),
         )
-        app[FORWARDER] = Forwarder(
-            pool,
-            session,
-            HeaderPolicy(
-                settings.proxy, remember_identities=settings.tokens.verified_cache_size > 0
-            ),
-            settings.proxy,
-        )
+        app[FORWARDER] = Forwarder(pool, session, HeaderPolicy(settings.proxy), settings.proxy)
         yield
         pool.close()
         if given is None:

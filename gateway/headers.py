@@ -44,7 +44,7 @@ SET_BY_GATEWAY: Final = frozenset(
     }
 )
 REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-CACHE_SIZE: Final = 4096  # bound of each per-name and per-token cache below
+CACHE_SIZE: Final = 4096  # bound of each per-name cache below
 _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
 _NOTHING: Final[frozenset[str]] = frozenset()
 _XFF: Final = "X-Forwarded-For"
@@ -79,7 +79,7 @@ def new_request_id() -> str:
 class HeaderPolicy:
     """Precomputed header sets, built once per app, applied per request."""
 
-    def __init__(self, settings: ProxySettings, *, remember_identities: bool = True):
+    def __init__(self, settings: ProxySettings):
         self.identity: tuple[tuple[str, str], ...] = tuple(settings.identity_headers.items())
         self._identity_names = frozenset(canonical(h) for _, h in self.identity)
         self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
@@ -90,10 +90,6 @@ class HeaderPolicy:
         self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
         self._request_verdicts: dict[bytes, tuple[bool, str]] = {}
         self._response_verdicts: dict[bytes, tuple[bool, str]] = {}
-        # Pays off only when the verifier hands out one Principal per cached token; with its
-        # cache off every Principal is new and remembering them would only churn memory.
-        self._remember_identities = remember_identities
-        self._identity_cache: dict[str, tuple[Principal, list[tuple[bytes, bytes]]]] = {}
 
     def is_identity_header(self, name: str) -> bool:
         key = canonical(name)
@@ -166,22 +162,19 @@ class HeaderPolicy:
         return fields
 
     def identity_fields(self, principal: Principal) -> list[tuple[bytes, bytes]]:
-        """The identity header fields for a principal; remembered per verified token (the
-        verifier hands out the same Principal object for every request with that token)."""
-        cached = self._identity_cache.get(principal.jti)
-        if cached is not None and cached[0] is principal:
-            return cached[1]
+        """The identity header fields for a principal, kept on it: the verifier hands out
+        the same Principal for every request with a cached token, so they are built once
+        per token and go when the token leaves the cache."""
+        fields: list[tuple[bytes, bytes]] | None = principal.derived.get(self)
+        if fields is not None:
+            return fields
         fields = []
         claims = principal.claims
         for claim, header in self._identity_bytes:
             text = header_value(claims.get(claim))
             if text is not None:
                 fields.append((header, text.encode("ascii")))
-        if not self._remember_identities:
-            return fields
-        if len(self._identity_cache) >= CACHE_SIZE:  # one entry per live token: start over
-            self._identity_cache.clear()
-        self._identity_cache[principal.jti] = (principal, fields)
+        principal.derived[self] = fields
         return fields
 
     def downstream_response_headers(

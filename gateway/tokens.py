@@ -41,6 +41,9 @@ class Principal:
     roles: tuple[str, ...]
     scopes: frozenset[str]
     claims: Mapping[str, Any] = field(repr=False)
+    # Values derived from this token by other components (identity header fields), kept as
+    # long as the Principal is: with the verified-token cache, computed once per token.
+    derived: dict[object, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

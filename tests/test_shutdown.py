@@ -38,10 +38,14 @@ async def test_sigterm_cuts_a_slow_request_at_the_drain_timeout(
 
 
 async def _read_slowly(resp: aiohttp.ClientResponse, pause: float) -> int:
-    received = 0
+    """Read the body, pausing once per MiB (paced by bytes, not by reads: under load reads
+    return smaller pieces, and pacing per read would stretch the download past the drain)."""
+    received = paced = 0
     async for chunk in resp.content.iter_chunked(1 << 20):
         received += len(chunk)
-        await asyncio.sleep(pause)
+        if received - paced >= 1 << 20:
+            paced = received
+            await asyncio.sleep(pause)
     return received
 
 
