@@ -158,23 +158,24 @@ class HeaderPolicy:
             (b"X-Request-Id", request_id.encode("ascii")),
         )
         if principal is not None:
-            fields += self.identity_fields(principal)  # copied: the cached list stays intact
+            fields += self.identity_fields(principal)
         return fields
 
-    def identity_fields(self, principal: Principal) -> list[tuple[bytes, bytes]]:
-        """The identity header fields for a principal, kept on it: the verifier hands out
-        the same Principal for every request with a cached token, so they are built once
-        per token and go when the token leaves the cache."""
-        fields: list[tuple[bytes, bytes]] | None = principal.derived.get(self)
+    def identity_fields(self, principal: Principal) -> tuple[tuple[bytes, bytes], ...]:
+        """The identity header fields for a principal, kept on it (keyed by the claim →
+        header mapping): the verifier hands out the same Principal for every request with a
+        cached token, so they are built once per token and go when it leaves the cache."""
+        mapping = self._identity_bytes
+        fields: tuple[tuple[bytes, bytes], ...] | None = principal.derived.get(mapping)
         if fields is not None:
             return fields
-        fields = []
         claims = principal.claims
-        for claim, header in self._identity_bytes:
-            text = header_value(claims.get(claim))
-            if text is not None:
-                fields.append((header, text.encode("ascii")))
-        principal.derived[self] = fields
+        fields = tuple(
+            (header, text.encode("ascii"))
+            for claim, header in mapping
+            if (text := header_value(claims.get(claim))) is not None
+        )
+        principal.derived[mapping] = fields
         return fields
 
     def downstream_response_headers(

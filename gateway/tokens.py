@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -30,7 +30,13 @@ _NUMBERS: Final = (int, float)
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a verified access token speaks for."""
+    """Who a verified access token speaks for.
+
+    What it holds is immutable (tuples, strings, numbers and dicts of those), so the garbage
+    collector untracks it all but the Principal itself: with a large verified-token cache,
+    full collections would otherwise walk every cached claim and pause the event loop for
+    longer the more tokens are live.
+    """
 
     sub: str
     sid: str
@@ -39,11 +45,12 @@ class Principal:
     exp: float
     auth_time: float
     roles: tuple[str, ...]
-    scopes: frozenset[str]
-    claims: Mapping[str, Any] = field(repr=False)
+    scopes: tuple[str, ...]
+    claims: Mapping[str, Any] = field(repr=False)  # top-level JSON arrays as tuples
     # Values derived from this token by other components (identity header fields), kept as
     # long as the Principal is: with the verified-token cache, computed once per token.
-    derived: dict[object, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Keys and values are immutable too (see above).
+    derived: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +274,8 @@ class TokenVerifier:
             exp=float(exp),
             auth_time=float(auth_time),
             roles=tuple(roles),
-            scopes=frozenset(scope.split()),
-            claims=claims,
+            scopes=tuple(scope.split()),
+            claims=_immutable_claims(claims),
         )
 
     def forget(self, token: str) -> None:
@@ -277,6 +284,21 @@ class TokenVerifier:
     def inspect(self, token: str) -> Principal:
         """Verify everything but expiry (for revoking a token that may have expired)."""
         return self._verify_uncached(token, check_expiry=False)
+
+
+def _immutable_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """Top-level JSON arrays (and arrays in them) as tuples. A claim set of strings, numbers
+    and arrays is then untracked by the garbage collector after one full collection; an
+    object-valued claim keeps its token's claims tracked (CPython never untracks a dict
+    holding a dict), which costs collections time but nothing else."""
+    for name, value in claims.items():
+        if type(value) is list:
+            claims[name] = _tuples(value)
+    return claims
+
+
+def _tuples(items: list[Any]) -> tuple[Any, ...]:
+    return tuple(_tuples(item) if type(item) is list else item for item in items)
 
 
 def _malformed() -> InvalidToken:

@@ -4,6 +4,7 @@ and every tampering is refused with the right reason (unit level, no gateway).""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import time
 from typing import Any
@@ -12,7 +13,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from gateway.config import ProxySettings
 from gateway.errors import InvalidToken
+from gateway.headers import HeaderPolicy
 from gateway.keys import Key, KeyRing
 from gateway.tokens import TokenVerifier
 
@@ -127,3 +130,31 @@ def test_payload_that_is_not_a_json_object_is_malformed() -> None:
     algorithm = jwt.get_algorithm_by_name("HS256")
     signature = base64.urlsafe_b64encode(algorithm.sign(signing_input, key.sign_key)).rstrip(b"=")  # type: ignore[arg-type]
     assert refusal(verifier, (signing_input + b"." + signature).decode()) == "malformed"
+
+
+def test_verified_principal_leaves_nothing_for_the_garbage_collector_to_walk() -> None:
+    """A large verified-token cache must not make full collections longer: once a collection
+    has seen them, the claims and derived values of a cached Principal are untracked."""
+    key = make_key("EdDSA")
+    ring = KeyRing([key], active_kid=key.kid, algorithms=[key.alg])
+    verifier = TokenVerifier(ring, issuer=ISSUER, audience=AUDIENCE, leeway=30, clock=time.time)
+    token = sign(
+        key,
+        roles=["user", "admin"],
+        scope="read write",
+        aud=[AUDIENCE, "other"],
+        groups=[["nested"], ["lists"]],
+    )
+    principal = verifier.verify(token)
+    policy = HeaderPolicy(ProxySettings())
+    fields = policy.identity_fields(principal)
+    assert verifier.verify(token) is principal  # the cached one
+    assert policy.identity_fields(principal) is fields  # built once per token
+    gc.collect()
+    gc.collect()  # an array of arrays is untracked one collection after its items
+    assert not gc.is_tracked(principal.claims)
+    assert not gc.is_tracked(principal.derived)
+    assert principal.claims["roles"] == ("user", "admin")
+    assert principal.claims["groups"] == (("nested",), ("lists",))
+    assert principal.scopes == ("read", "write")
+    assert dict(fields)[b"X-User-Roles"] == b"user,admin"

@@ -129,7 +129,7 @@ def test_json_access_line_is_valid_json_whatever_the_path(path: str) -> None:
         exp=1,
         auth_time=0,
         roles=(),
-        scopes=frozenset(),
+        scopes=(),
         claims={},
     )
     # Fixed inputs, not measured times: the line renders seconds as milliseconds, 3 decimals.
