@@ -15,12 +15,13 @@ from redis.asyncio import Redis
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
-from gateway.endpoints import auth, health, proxy, wellknown
+from gateway.endpoints import auth, health, wellknown
+from gateway.endpoints.proxy import PROXY, ProxyEndpoint, proxy
 from gateway.errors import StoreUnavailable
 from gateway.headers import HeaderPolicy
 from gateway.keys import KeyRing, load_keyring
 from gateway.login import LoginService
-from gateway.middleware import edge_middleware
+from gateway.middleware import EDGE, edge_middleware
 from gateway.observability import METRICS, Metrics, RequestObserver, metrics_handler
 from gateway.proxy import Forwarder, create_client_session
 from gateway.revocation import RevocationSync, RevocationView
@@ -30,7 +31,6 @@ from gateway.state import (
     AUDIT,
     AUTHENTICATOR,
     CLOCK,
-    FORWARDER,
     HTTP_CLIENT,
     KEYRING,
     LOGIN,
@@ -83,17 +83,17 @@ def create_app(
     )
     revocations = RevocationView(clock=clock)
     metrics = Metrics()
+    edge = edge_middleware(
+        max_header_size=settings.proxy.max_header_size,
+        observer=RequestObserver(metrics, json_logs=settings.logging.format == "json"),
+    )
     app = web.Application(
-        middlewares=[
-            edge_middleware(
-                max_header_size=settings.proxy.max_header_size,
-                observer=RequestObserver(metrics, json_logs=settings.logging.format == "json"),
-            ),
-        ],
+        middlewares=[edge],
         client_max_size=64 * 1024,  # bodies the gateway itself parses (auth endpoints)
         handler_args=server_limits(settings),
     )
     app[SETTINGS] = settings
+    app[EDGE] = edge
     app[METRICS] = metrics
     app[CLOCK] = clock
     app[KEYRING] = keyring
@@ -123,7 +123,7 @@ def create_app(
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_route("*", "/{tail:.*}", proxy.proxy)
+    app.router.add_route("*", "/{tail:.*}", proxy)
     return app
 
 
@@ -148,7 +148,8 @@ def _upstream_client(
             read_timeout=settings.proxy.read_timeout,
             keepalive_timeout=min(settings.proxy.keepalive_timeout, 30),
         )
-        app[FORWARDER] = Forwarder(pool, session, HeaderPolicy(settings.proxy), settings.proxy)
+        forwarder = Forwarder(pool, session, HeaderPolicy(settings.proxy), settings.proxy)
+        app[PROXY] = ProxyEndpoint(app[ROUTES], app[AUTHENTICATOR], forwarder)
         yield
         pool.close()
         if given is None:

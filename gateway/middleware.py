@@ -22,6 +22,9 @@ from gateway.headers import request_id_from
 
 log = logging.getLogger("gateway")
 
+# The public app's edge layer, also called directly by the fast lane (gateway.runner).
+EDGE: web.AppKey[Middleware] = web.AppKey("edge")
+
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _HTTP_EXCEPTIONS: Final[dict[int, type[GatewayError]]] = {

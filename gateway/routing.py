@@ -87,6 +87,12 @@ def route_from_settings(settings: RouteSettings) -> Route:
     )
 
 
+def is_plain_path(raw_path: str) -> bool:
+    """A path that normalization leaves as it is: no percent-escapes, backslashes, empty,
+    `.` or `..` segments, only characters allowed unescaped in a path."""
+    return len(raw_path) <= MAX_PATH_LENGTH and _PLAIN_PATH.fullmatch(raw_path) is not None
+
+
 def normalize_path(raw_path: str) -> str:
     """RFC 3986 §6 normalization, stricter where backends disagree; raises InvalidRequest.
 

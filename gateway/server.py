@@ -22,6 +22,7 @@ from gateway.admin import create_admin_app
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.errors import ConfigError
+from gateway.runner import GatewayRunner
 from gateway.store.client import is_memory_url
 
 log = logging.getLogger("gateway")
@@ -58,7 +59,7 @@ async def serve(
     stop accepting and drain in-flight requests."""
     shutdown_timeout = settings.proxy.drain_timeout
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()  # starts the app's components (store, revocation view, clients)
     admin_runner = web.AppRunner(
         create_admin_app(settings, app), access_log=None, shutdown_timeout=shutdown_timeout

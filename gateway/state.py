@@ -12,7 +12,6 @@ from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.keys import KeyRing
 from gateway.login import LoginService
-from gateway.proxy import Forwarder
 from gateway.revocation import RevocationSync, RevocationView
 from gateway.routing import RouteTable
 from gateway.sessions import Revoker, TokenService
@@ -28,7 +27,6 @@ ROUTES = web.AppKey("routes", RouteTable)
 REVOCATIONS = web.AppKey("revocations", RevocationView)
 REVOCATION_SYNC = web.AppKey("revocation_sync", RevocationSync)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
-FORWARDER = web.AppKey("forwarder", Forwarder)
 REDIS = web.AppKey("redis", Redis)
 REVOCATION_STORE = web.AppKey("revocation_store", RevocationStore)
 AUDIT = web.AppKey("audit", AuditLog)

@@ -19,10 +19,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.keys import generate_key_material, write_secret_file
+from gateway.runner import GatewayRunner
 
 AUDIENCE = "test-api"
 ISSUER = "http://gateway.test"
@@ -179,6 +181,13 @@ def settings(settings_factory: Callable[..., Settings]) -> Settings:
     return settings_factory()
 
 
+class GatewayTestServer(TestServer):
+    """TestServer with the runner `gateway serve` uses (gateway.runner.GatewayRunner)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
 GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
@@ -188,8 +197,9 @@ async def gateway_factory(aiohttp_client: Any) -> GatewayFactory:
 
     async def make(settings: Settings, **kwargs: Any) -> TestClient[Any, Any]:
         app = create_app(settings, **kwargs)
-        # as `gateway serve` runs it: aiohttp's own access log (which prints queries) is off
-        server = TestServer(app, host="127.0.0.1")
+        # as `gateway serve` runs it: the fast lane on, aiohttp's own access log (which
+        # prints queries) off
+        server = GatewayTestServer(app, host="127.0.0.1")
         await server.start_server(access_log=None)
         client: TestClient[Any, Any] = await aiohttp_client(server)
         return client

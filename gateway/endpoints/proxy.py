@@ -4,20 +4,40 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth import Authenticator
 from gateway.errors import NotFound
 from gateway.exchange import EXCHANGE
-from gateway.routing import normalize_path
-from gateway.state import AUTHENTICATOR, FORWARDER, ROUTES
+from gateway.proxy import Forwarder
+from gateway.routing import RouteTable, normalize_path
+
+
+class ProxyEndpoint:
+    """Forwards a request if its route's policy admits it; a refusal never reaches upstream.
+
+    Made once the upstream client runs (app[PROXY]); reached through the router's catch-all
+    route, or straight from the server for plain paths (gateway.runner.FastLane), so it
+    takes nothing from request.app.
+    """
+
+    def __init__(self, routes: RouteTable, authenticator: Authenticator, forwarder: Forwarder):
+        self._routes = routes
+        self._authenticator = authenticator
+        self._forwarder = forwarder
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        exchange = request[EXCHANGE]
+        path = normalize_path(request.rel_url.raw_path)
+        route = self._routes.match(path)
+        if route is None or route.policy == "blocked":
+            raise NotFound("no route for this path")
+        exchange.route = route.name
+        exchange.principal = self._authenticator.authenticate(request.headers, route)
+        return await self._forwarder.forward(request, route, path, exchange)
+
+
+PROXY = web.AppKey("proxy", ProxyEndpoint)
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    """Forward the request if its route's policy admits it; a refusal never reaches upstream."""
-    app = request.app
-    exchange = request[EXCHANGE]
-    path = normalize_path(request.rel_url.raw_path)
-    route = app[ROUTES].match(path)
-    if route is None or route.policy == "blocked":
-        raise NotFound("no route for this path")
-    exchange.route = route.name
-    exchange.principal = app[AUTHENTICATOR].authenticate(request.headers, route)
-    return await app[FORWARDER].forward(request, route, path, exchange)
+    """The router's catch-all route (paths the fast lane leaves to the router)."""
+    return await request.app[PROXY](request)
