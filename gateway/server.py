@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -31,6 +31,7 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_START_TIMEOUT: Final = 30.0
 RESTART_DELAY: Final = 1.0
 PARENT_CHECK_INTERVAL: Final = 0.5
+WRITE_POLL_INTERVAL: Final = 0.02
 
 
 def worker_count(settings: Settings, requested: int | None) -> int:
@@ -100,13 +101,41 @@ async def serve(
         await stop.wait()
         log.info("shutting down: draining in-flight requests (up to %.0fs)", shutdown_timeout)
     finally:
-        # Stop accepting on both listeners, let in-flight requests and streams finish (up to
-        # the drain timeout), then close the store and upstream pools (the app's cleanup).
+        # Stop accepting on both listeners, let in-flight requests and streams finish and
+        # their last bytes reach the clients (all within the drain timeout), then close the
+        # store and upstream pools (the app's cleanup).
         if watchdog is not None:
             watchdog.cancel()
+        deadline = loop.time() + shutdown_timeout
         await admin_runner.cleanup()
+        await site.stop()  # no new connections while the open ones are counted
+        transports = _client_transports(runner)
         await runner.cleanup()
+        await _until_written(transports, deadline)
         log.info("stopped")
+
+
+def _client_transports(runner: web.AppRunner) -> list[asyncio.BaseTransport]:
+    server = runner.server
+    if server is None:
+        return []
+    return [h.transport for h in server.connections if h.transport is not None]
+
+
+async def _until_written(transports: list[asyncio.BaseTransport], deadline: float) -> None:
+    """Wait, until `deadline`, for what the finished requests wrote to leave the process. A
+    handler is done once its last bytes are handed to the transport; a slow client may
+    still be reading them, and exiting now would drop the end of its response."""
+    loop = asyncio.get_running_loop()
+    while not all(_written(t) for t in transports) and loop.time() < deadline:  # noqa: ASYNC110 - transports have no "flushed" event; poll
+        await asyncio.sleep(WRITE_POLL_INTERVAL)
+
+
+def _written(transport: Any) -> bool:
+    try:
+        return transport.get_write_buffer_size() == 0  # type: ignore[no-any-return]
+    except (AttributeError, RuntimeError):  # closed already: nothing left to write
+        return True
 
 
 def _settle_garbage_collector() -> None:
