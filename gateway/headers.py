@@ -170,12 +170,12 @@ class HeaderPolicy:
         if fields is not None:
             return fields
         claims = principal.claims
-        fields = tuple(
-            (header, text.encode("ascii"))
-            for claim, header in mapping
-            if (text := header_value(claims.get(claim))) is not None
-        )
-        principal.derived[mapping] = fields
+        built = []
+        for claim, header in mapping:
+            text = header_value(claims.get(claim))
+            if text is not None:
+                built.append((header, text.encode("ascii")))
+        fields = principal.derived[mapping] = tuple(built)
         return fields
 
     def downstream_response_headers(
@@ -243,12 +243,14 @@ def _encode(value: str) -> bytes:
 
 def header_value(claim: Any) -> str | None:
     """A claim as a header value: lists joined by ',', no control characters, ASCII only."""
-    if claim is None or isinstance(claim, dict):
-        return None
-    if isinstance(claim, str):
+    if type(claim) is str:
         text = claim
+    elif claim is None or isinstance(claim, dict):
+        return None
+    elif isinstance(claim, str):
+        text = str(claim)
     elif isinstance(claim, list | tuple):
-        text = ",".join(str(item) for item in claim)
+        text = ",".join(map(str, claim))
     elif isinstance(claim, bool):
         text = "true" if claim else "false"
     else:
