@@ -84,6 +84,8 @@ Press Ctrl-C to stop.
 
 
 def main() -> int:
+    # SIGTERM (a process manager, `timeout`) stops the demo like Ctrl-C: the children too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     for port in (8080, 8081, 9000):
         if port_in_use(port):
             print(f"demo: port {port} is already in use; stop what listens there first")
