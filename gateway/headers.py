@@ -243,12 +243,10 @@ def _encode(value: str) -> bytes:
 
 def header_value(claim: Any) -> str | None:
     """A claim as a header value: lists joined by ',', no control characters, ASCII only."""
-    if type(claim) is str:
+    if type(claim) is str:  # the common case first
         text = claim
     elif claim is None or isinstance(claim, dict):
         return None
-    elif isinstance(claim, str):
-        text = str(claim)
     elif isinstance(claim, list | tuple):
         text = ",".join(map(str, claim))
     elif isinstance(claim, bool):
