@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.revocation import RevocationSync, RevocationView
 from gateway.store import RevocationStore, connect_redis
 from gateway.store.revocations import Revocation, stored_value
+from gateway.tokens.revocation_sync import RevocationSync
+from gateway.tokens.revocation_view import RevocationView
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import free_port, spawn_redis

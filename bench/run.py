@@ -35,12 +35,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import cpu_seconds, free_port, process_tree, spawn_redis, wait_for_port  # noqa: E402
 
-from gateway.admin import admin_key_hash  # noqa: E402
+from gateway.admin.apikeys import admin_key_hash  # noqa: E402
+from gateway.authserver.credentials import hash_password  # noqa: E402
 from gateway.config import Settings  # noqa: E402
-from gateway.keys import generate_key_material, load_keyring, write_secret_file  # noqa: E402
 from gateway.store import RevocationStore, connect_redis  # noqa: E402
-from gateway.tokens import TokenIssuer  # noqa: E402
-from gateway.users import hash_password  # noqa: E402
+from gateway.tokens.issuer import TokenIssuer  # noqa: E402
+from gateway.tokens.keys import generate_key_material, load_keyring, write_secret_file  # noqa: E402
 
 CONNECTIONS = 64
 ADMIN_KEY = "gwadm_bench-only-key"

@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.admin.actions import cli_actor, connected_actions
+from gateway.authserver.responses import session_json
 from gateway.config import Settings, load_settings
-from gateway.errors import ConfigError
-from gateway.keys import generate_key_material, load_keyring, write_secret_file
+from gateway.errors import ClientFault, ConfigError, NotFound, StoreUnavailable
+from gateway.tokens.keys import generate_key_material, load_keyring, write_secret_file
 
 DEFAULT_CONFIG = "config.yaml"
+EXIT_USAGE = 2  # a bad command line or configuration
+EXIT_STORE = 3  # Redis was unavailable: nothing was changed
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done as given (exit status 2)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,9 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"gateway: {exc.description}", file=sys.stderr)
-        return 2
+    except (ConfigError, UsageError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,8 +168,8 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.observability import configure_logging
-    from gateway.server import run, worker_count
+    from gateway.runtime.logs import configure_logging
+    from gateway.runtime.supervisor import run, worker_count
 
     settings = load_settings(args.config)
     if args.workers is not None and args.workers < 0:
@@ -237,7 +245,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 def cmd_token_mint(args: argparse.Namespace) -> int:
     import time
 
-    from gateway.tokens import TokenIssuer
+    from gateway.tokens.issuer import TokenIssuer
 
     settings = load_settings(args.config)
     keyring = load_keyring(settings.keys)
@@ -273,7 +281,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from gateway.users import hash_password, save_user
+    from gateway.authserver.credentials import hash_password, save_user
 
     password_hash = hash_password(_read_password(args.password_stdin))
     roles = [r for r in args.roles.split(",") if r]
@@ -283,14 +291,14 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_hash(args: argparse.Namespace) -> int:
-    from gateway.users import hash_password
+    from gateway.authserver.credentials import hash_password
 
     print(hash_password(_read_password(args.password_stdin)))
     return 0
 
 
 def cmd_admin_key_create(args: argparse.Namespace) -> int:
-    from gateway.admin import admin_key_hash, new_admin_key
+    from gateway.admin.apikeys import admin_key_hash, new_admin_key
 
     key = new_admin_key()
     print(f"admin API key (shown once, keep it secret): {key}")
@@ -300,56 +308,82 @@ def cmd_admin_key_create(args: argparse.Namespace) -> int:
 
 
 def _run_operation(coro: Coroutine[Any, Any, Any]) -> Any:
-    from gateway.errors import StoreUnavailable
-
+    """Run one operator action; Redis down is exit 3, a refused request exit 2."""
     try:
         return asyncio.run(coro)
     except StoreUnavailable:
         print("gateway: Redis is unavailable; nothing was changed", file=sys.stderr)
-        raise SystemExit(3) from None
-    except ValueError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_STORE) from None
+    except ClientFault as exc:
+        print(f"gateway: {exc.description}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+async def _revoke_token(settings: Settings, args: argparse.Namespace) -> str:
+    if args.token is None and (args.jti is None or args.exp is None):
+        raise UsageError("give --token, or --jti with --exp")
+    async with connected_actions(settings) as actions:
+        result = await actions.revoke_token(
+            cli_actor(), token=args.token, jti=args.jti, exp=args.exp
+        )
+    if not result["revoked"]:
+        return f"token {result['id']} has already expired; nothing to revoke"
+    return f"revoked token {result['id']} until {int(result['until'])}"
+
+
+async def _revoke_session(settings: Settings, sid: str) -> str | None:
+    async with connected_actions(settings) as actions:
+        try:
+            result = await actions.revoke_session(cli_actor(), sid)
+        except NotFound:
+            return None
+    return f"revoked session {sid} of {result['sub']}"
+
+
+async def _revoke_user(settings: Settings, sub: str) -> str:
+    async with connected_actions(settings) as actions:
+        result = await actions.revoke_user(cli_actor(), sub)
+    count = result["sessions_revoked"]
+    return f"revoked user {sub}: {count} sessions ended, earlier tokens rejected"
+
+
+async def _sessions(settings: Settings, sub: str) -> list[dict[str, Any]]:
+    async with connected_actions(settings) as actions:
+        sessions = await actions.sessions_of(sub)
+    return [session_json(s, current_sid=None) for s in sessions]
+
+
+async def _audit(settings: Settings, count: int) -> list[dict[str, Any]]:
+    async with connected_actions(settings) as actions:
+        entries = await actions.audit_entries(count)
+    return [e.as_json() for e in entries]
 
 
 def cmd_revoke_token(args: argparse.Namespace) -> int:
-    from gateway import operations
-
-    settings = load_settings(args.config)
-    print(
-        _run_operation(
-            operations.revoke_token(settings, token=args.token, jti=args.jti, exp=args.exp)
-        )
-    )
+    print(_run_operation(_revoke_token(load_settings(args.config), args)))
     return 0
 
 
 def cmd_revoke_session(args: argparse.Namespace) -> int:
-    from gateway import operations
-
-    message = _run_operation(operations.revoke_session(load_settings(args.config), args.sid))
+    message = _run_operation(_revoke_session(load_settings(args.config), args.sid))
+    if message is None:
+        print(f"no session {args.sid}")
+        return 1
     print(message)
-    return 0 if message.startswith("revoked") else 1
+    return 0
 
 
 def cmd_revoke_user(args: argparse.Namespace) -> int:
-    from gateway import operations
-
-    print(_run_operation(operations.revoke_user(load_settings(args.config), args.sub)))
+    print(_run_operation(_revoke_user(load_settings(args.config), args.sub)))
     return 0
 
 
 def cmd_sessions_list(args: argparse.Namespace) -> int:
-    from gateway import operations
-
-    rows = _run_operation(operations.list_sessions(load_settings(args.config), args.sub))
-    print(json.dumps(rows, indent=2))
+    print(json.dumps(_run_operation(_sessions(load_settings(args.config), args.sub)), indent=2))
     return 0
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
-    from gateway import operations
-
-    for entry in _run_operation(operations.audit_entries(load_settings(args.config), args.count)):
+    for entry in _run_operation(_audit(load_settings(args.config), args.count)):
         print(json.dumps(entry))
     return 0

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from gateway.errors import ConfigError
+from gateway.typedefs import FailMode, RoutePolicy
 
 ENV_PREFIX: Final = "GATEWAY_"
 ASYMMETRIC_ALGORITHMS: Final = ("EdDSA", "ES256", "RS256")
@@ -31,7 +32,6 @@ PositiveSeconds = Annotated[float, Field(gt=0)]
 NonNegativeSeconds = Annotated[float, Field(ge=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
-Policy = Literal["public", "optional", "required"]
 
 
 class _Section(BaseModel):
@@ -222,7 +222,7 @@ class RevocationSettings(_Section):
     max_staleness: PositiveSeconds = Field(
         default=30.0, description="how stale the view may become while Redis is unreachable"
     )
-    fail_mode: Literal["closed", "open"] = Field(
+    fail_mode: FailMode = Field(
         default="closed", description="past max_staleness: closed = 503 on protected routes"
     )
 
@@ -232,7 +232,7 @@ class RouteSettings(_Section):
     """path prefix, matched on whole segments of the normalized path"""
     upstream: str
     """http(s):// base URL requests are forwarded to"""
-    policy: Policy = "required"
+    policy: RoutePolicy = "required"
     """public, optional (identity when a valid token is sent) or required"""
     roles: list[str] = Field(default_factory=list, description="all of these roles are required")
     scopes: list[str] = Field(default_factory=list, description="all of these scopes are required")

@@ -8,6 +8,7 @@
     │   ├── UnsupportedGrantType      400 unsupported_grant_type
     │   ├── AuthenticationRequired    401, no error code in WWW-Authenticate (RFC 6750 §3.1)
     │   ├── InvalidToken              401 invalid_token, with a machine-readable reason
+    │   ├── MalformedAuthorization    400 invalid_request (e.g. two Authorization headers)
     │   ├── InvalidClient             401 invalid_client (admin API keys)
     │   ├── InsufficientScope         403 insufficient_scope
     │   ├── NotFound                  404 not_found
@@ -21,10 +22,12 @@
     │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
     │   ├── UpstreamUnavailable       502 bad_gateway
     │   └── UpstreamTimeout           504 gateway_timeout
-    └── ConfigError                   start-up only; never reaches a client
 
-`edge_middleware` in `gateway.middleware` is the one place that turns these into the
-JSON error body; everything else just raises.
+    ConfigError                       start-up only, not an HTTP error: never reaches a client
+
+`edge_middleware` in `gateway.edge` is the one place that turns GatewayErrors into the JSON
+error body and renders the `WWW-Authenticate` challenge (with the listener's configured
+realm) for the classes that carry one; everything else just raises.
 """
 
 from __future__ import annotations
@@ -32,15 +35,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-DEFAULT_REALM = "gateway"
-
 
 class GatewayError(Exception):
-    """Root of every error the gateway raises on purpose."""
+    """Root of every error the gateway answers a request with."""
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "server_error"
     default_description: ClassVar[str] = "internal error"
+    # The RFC 6750 challenge this error answers with: None = no WWW-Authenticate header,
+    # "" = the bare challenge (realm only), else the error code it names.
+    challenge: ClassVar[str | None] = None
 
     def __init__(self, description: str | None = None, *, headers: Mapping[str, str] | None = None):
         self.description = description or self.default_description
@@ -50,10 +54,6 @@ class GatewayError(Exception):
     def headers(self) -> dict[str, str]:
         """Headers the error response carries besides Content-Type."""
         return dict(self.extra_headers)
-
-
-class ConfigError(GatewayError):
-    """The configuration is invalid; raised at start-up only."""
 
 
 class ClientFault(GatewayError):
@@ -81,20 +81,15 @@ class BadCredentials(InvalidGrant):
     status = 401
     default_description = "invalid username or password"
 
+    challenge = ""
+
     def __init__(self, description: str | None = None):
         super().__init__(description, reason="bad_credentials")
-
-    def headers(self) -> dict[str, str]:
-        return {**self.extra_headers, "WWW-Authenticate": f'Bearer realm="{DEFAULT_REALM}"'}
 
 
 class UnsupportedGrantType(ClientFault):
     code = "unsupported_grant_type"
     default_description = "unsupported grant_type"
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "").replace('"', "'")
 
 
 class AuthenticationRequired(ClientFault):
@@ -103,13 +98,7 @@ class AuthenticationRequired(ClientFault):
     status = 401
     code = "invalid_request"
     default_description = "a bearer access token is required"
-
-    def __init__(self, description: str | None = None, *, realm: str = DEFAULT_REALM):
-        super().__init__(description)
-        self.realm = realm
-
-    def headers(self) -> dict[str, str]:
-        return {**self.extra_headers, "WWW-Authenticate": f'Bearer realm="{_quote(self.realm)}"'}
+    challenge = ""
 
 
 class InvalidToken(ClientFault):
@@ -118,63 +107,32 @@ class InvalidToken(ClientFault):
     status = 401
     code = "invalid_token"
     default_description = "the access token is invalid"
+    challenge = "invalid_token"
 
-    def __init__(
-        self, description: str | None = None, *, reason: str = "invalid", realm: str = DEFAULT_REALM
-    ):
+    def __init__(self, description: str | None = None, *, reason: str = "invalid"):
         super().__init__(description)
         self.reason = reason
-        self.realm = realm
-
-    def headers(self) -> dict[str, str]:
-        challenge = (
-            f'Bearer realm="{_quote(self.realm)}", error="invalid_token", '
-            f'error_description="{_quote(self.description)}"'
-        )
-        return {**self.extra_headers, "WWW-Authenticate": challenge}
 
 
 class MalformedAuthorization(ClientFault):
     """The Authorization header itself is malformed (e.g. sent twice): RFC 6750 §3.1 400."""
 
     default_description = "malformed Authorization header"
-
-    def __init__(self, description: str | None = None, *, realm: str = DEFAULT_REALM):
-        super().__init__(description)
-        self.realm = realm
-
-    def headers(self) -> dict[str, str]:
-        challenge = (
-            f'Bearer realm="{_quote(self.realm)}", error="invalid_request", '
-            f'error_description="{_quote(self.description)}"'
-        )
-        return {**self.extra_headers, "WWW-Authenticate": challenge}
+    challenge = "invalid_request"
 
 
 class InvalidClient(ClientFault):
     status = 401
     code = "invalid_client"
     default_description = "client authentication failed"
-
-    def headers(self) -> dict[str, str]:
-        return {**self.extra_headers, "WWW-Authenticate": 'Bearer realm="admin"'}
+    challenge = ""
 
 
 class InsufficientScope(ClientFault):
     status = 403
     code = "insufficient_scope"
     default_description = "the access token lacks a required role or scope"
-
-    def __init__(self, description: str | None = None, *, realm: str = DEFAULT_REALM):
-        super().__init__(description)
-        self.realm = realm
-
-    def headers(self) -> dict[str, str]:
-        challenge = (
-            f'Bearer realm="{_quote(self.realm)}", error="insufficient_scope", '
-            f'error_description="{_quote(self.description)}"'
-        )
-        return {**self.extra_headers, "WWW-Authenticate": challenge}
+    challenge = "insufficient_scope"
 
 
 class NotFound(ClientFault):
@@ -242,3 +200,14 @@ class UpstreamTimeout(ServiceFault):
     status = 504
     code = "gateway_timeout"
     default_description = "the upstream did not answer in time"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; raised at start-up (or by `check-config`) only.
+
+    Not a GatewayError: it has no HTTP face, because it never answers a request.
+    """
+
+    def __init__(self, description: str):
+        super().__init__(description)
+        self.description = description

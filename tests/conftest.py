@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import fakeredis
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
 
+from bench.common import free_port, spawn_redis, wait_for_port
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.keys import generate_key_material, write_secret_file
-from gateway.runner import GatewayRunner
-
-AUDIENCE = "test-api"
-ISSUER = "http://gateway.test"
+from gateway.proxy.fastlane import GatewayRunner
+from gateway.tokens.keys import generate_key_material, write_secret_file
+from tests.helpers import AUDIENCE, ISSUER, FakeClock, write_users_file
 
 
 @pytest.fixture(autouse=True)
@@ -133,12 +132,6 @@ async def upstream() -> AsyncIterator[Upstream]:
     await server.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def base_settings(key_files: dict[str, Path], upstream_url: str, **sections: Any) -> Settings:
     """Settings with an EdDSA signer, an ES256 and an HS256 verification key, and demo routes."""
     data: dict[str, Any] = {
@@ -182,7 +175,7 @@ def settings(settings_factory: Callable[..., Settings]) -> Settings:
 
 
 class GatewayTestServer(TestServer):
-    """TestServer with the runner `gateway serve` uses (gateway.runner.GatewayRunner)."""
+    """TestServer with the runner `gateway serve` uses (the fast lane's GatewayRunner)."""
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         return GatewayRunner(self.app, **kwargs)
@@ -232,55 +225,7 @@ class RedisServer:
 
     def start(self) -> None:
         """(Re)start on the same port, e.g. after stop() in an outage test."""
-        self.process = _spawn_redis(self.port, self.directory)
-
-
-def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            # AOF: a restart in an outage test keeps the data, as production Redis would
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--dir",
-            str(directory),
-            "--maxmemory-policy",
-            "noeviction",
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_ping(port)
-    except RuntimeError:
-        process.kill()
-        raise
-    return process
-
-
-def _wait_for_ping(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"redis-server did not start on port {port}")
+        self.process = spawn_redis(self.port, self.directory, appendonly=True)
 
 
 @pytest.fixture
@@ -291,7 +236,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
             pytest.fail("redis-server is required under CI but is not installed")
         pytest.skip("redis-server binary not found (install redis-server to run this test)")
     port = free_port()
-    server = RedisServer(port, _spawn_redis(port, tmp_path), tmp_path)
+    server = RedisServer(port, spawn_redis(port, tmp_path, appendonly=True), tmp_path)
     yield server
     server.stop()
 
@@ -411,7 +356,7 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
         )
     try:
         for port in ports:
-            _wait_for_ping(port)
+            wait_for_port(port)
         subprocess.run(
             [
                 cli,
@@ -437,3 +382,55 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
             process.terminate()
         for process in processes:
             process.wait(timeout=10)
+
+
+# ---- the token service: users, a fake clock, the gateway on fakeredis and on redis-server
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    """The demo users (alice/wonderland, bob/builder with `reports`), cheaply hashed."""
+    return write_users_file(tmp_path / "users.yaml")
+
+
+@pytest.fixture
+def auth_settings(settings_factory: Callable[..., Settings], users_file: Path) -> Settings:
+    return settings_factory(
+        auth={
+            "users_file": str(users_file),
+            "rate_limits": {
+                "per_ip": {"limit": 1000, "window": 60},
+                "failures_per_username": {"limit": 1000, "window": 60},
+            },
+        },
+        tokens={"refresh_reuse_grace": 10},
+    )
+
+
+@pytest.fixture
+def fake_server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.redis)])
+async def client(
+    request: pytest.FixtureRequest,
+    gateway_factory: GatewayFactory,
+    auth_settings: Settings,
+    fake_server: fakeredis.FakeServer,
+    clock: FakeClock,
+) -> Any:
+    """The gateway on fakeredis (unit) and on a real redis-server (integration)."""
+    if request.param == "fakeredis":
+        redis = fakeredis.FakeAsyncRedis(server=fake_server)
+        return await gateway_factory(auth_settings, redis=redis, clock=clock)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    settings = auth_settings.model_copy(
+        update={"redis": auth_settings.redis.model_copy(update={"url": server.url})}
+    )
+    return await gateway_factory(settings, clock=clock)

@@ -1,16 +1,44 @@
-"""Test helpers: craft access tokens (valid or deliberately broken) with the test keys."""
+"""Test helpers: tokens (valid or deliberately broken), users, a fake clock, logins, the CLI.
+
+Every test module imports shared pieces from here or gets them as fixtures from conftest.py;
+no test module imports another.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jwt
+import yaml
+from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import AUDIENCE, ISSUER
+from gateway.admin.apikeys import admin_key_hash
+
+AUDIENCE: Final = "test-api"
+ISSUER: Final = "http://gateway.test"
+ADMIN_KEY: Final = "gwadm_test-key-0123456789"
+ADMIN: Final = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ADMIN_KEYS: Final = {"keys": [{"id": "ops", "hash": admin_key_hash(ADMIN_KEY)}]}
+# Cheap argon2id parameters: the hashes are real, the tests stay fast.
+FAST_HASHER: Final = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+class FakeClock:
+    """A clock that moves only when a test moves it (`clock.now += 60`)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -46,6 +74,7 @@ def mint(
     headers: dict[str, Any] | None = None,
     **claim_overrides: Any,
 ) -> str:
+    """An access token signed with a test key; every header and claim can be bent."""
     hdr: dict[str, Any] = {}
     if kid is not None:
         hdr["kid"] = kid
@@ -57,3 +86,53 @@ def mint(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def write_users_file(path: Path) -> Path:
+    """The demo users: alice/wonderland (`user`), bob/builder (`user`, `reports`)."""
+    users = {
+        "alice": {"password_hash": FAST_HASHER.hash("wonderland"), "roles": ["user"]},
+        "bob": {"password_hash": FAST_HASHER.hash("builder"), "roles": ["user", "reports"]},
+    }
+    path.write_text(yaml.safe_dump({"users": users}))
+    return path
+
+
+async def login(
+    client: Any, user: str = "alice", password: str = "wonderland", **extra: Any
+) -> Any:
+    """POST /auth/login and return the token response (asserting 200)."""
+    resp = await client.post("/auth/login", json={"username": user, "password": password, **extra})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def wait_for_status(client: Any, token: str, status: int, *, limit: float = 10.0) -> float:
+    """Poll until the gateway answers `status` for the token; returns the seconds it took."""
+    start = time.monotonic()
+    while True:
+        resp = await client.get("/api", headers=bearer(token))
+        if resp.status == status:
+            return time.monotonic() - start
+        if time.monotonic() - start > limit:
+            raise AssertionError(f"still {resp.status} after {limit}s, wanted {status}")
+        await asyncio.sleep(0.005)
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any GATEWAY_* override."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+
+def run_cli(
+    *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway ARGS` in a child process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=timeout,
+    )

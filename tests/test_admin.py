@@ -11,24 +11,17 @@ import fakeredis
 import pytest
 from yarl import URL
 
-from gateway.admin import admin_key_hash, create_admin_app
-from gateway.app import create_app
+from gateway.app import create_apps
 from gateway.config import Settings
 from tests.conftest import Upstream
-from tests.helpers import bearer, mint
-from tests.test_auth_endpoints import FakeClock, login, users_file
-
-__all__ = ["users_file"]
-
-ADMIN_KEY = "gwadm_test-key-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+from tests.helpers import ADMIN, ADMIN_KEY, ADMIN_KEYS, FakeClock, bearer, login, mint
 
 
 @pytest.fixture
 def admin_settings(settings_factory: Callable[..., Settings], users_file: Path) -> Settings:
     return settings_factory(
         auth={"users_file": str(users_file)},
-        admin={"keys": [{"id": "ops", "hash": admin_key_hash(ADMIN_KEY)}]},
+        admin=ADMIN_KEYS,
     )
 
 
@@ -40,9 +33,11 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def pair(aiohttp_client: Any, admin_settings: Settings, clock: FakeClock) -> tuple[Any, Any]:
     """(public client, admin client) sharing one gateway's components."""
-    public_app = create_app(admin_settings, redis=fakeredis.FakeAsyncRedis(), clock=clock)
+    public_app, admin_app = create_apps(
+        admin_settings, redis=fakeredis.FakeAsyncRedis(), clock=clock
+    )
     public = await aiohttp_client(public_app)
-    admin = await aiohttp_client(create_admin_app(admin_settings, public_app))
+    admin = await aiohttp_client(admin_app)
     return public, admin
 
 

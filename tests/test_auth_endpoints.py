@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
-import yaml
-from argon2 import PasswordHasher
 
 from gateway.config import Settings
 from gateway.store import connect_redis
 from tests.conftest import GatewayFactory, RedisServer, Upstream
-from tests.helpers import bearer
+from tests.helpers import FakeClock, bearer, login
 
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 TOKEN_FIELDS = {
     "access_token",
     "token_type",
@@ -30,76 +26,6 @@ TOKEN_FIELDS = {
     "refresh_token_expires_at",
     "session_id",
 }
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def users_file(tmp_path: Path) -> Path:
-    path = tmp_path / "users.yaml"
-    users = {
-        "alice": {"password_hash": FAST_HASHER.hash("wonderland"), "roles": ["user"]},
-        "bob": {"password_hash": FAST_HASHER.hash("builder"), "roles": ["user", "reports"]},
-    }
-    path.write_text(yaml.safe_dump({"users": users}))
-    return path
-
-
-@pytest.fixture
-def auth_settings(settings_factory: Callable[..., Settings], users_file: Path) -> Settings:
-    return settings_factory(
-        auth={
-            "users_file": str(users_file),
-            "rate_limits": {
-                "per_ip": {"limit": 1000, "window": 60},
-                "failures_per_username": {"limit": 1000, "window": 60},
-            },
-        },
-        tokens={"refresh_reuse_grace": 10},
-    )
-
-
-@pytest.fixture
-def fake_server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.redis)])
-async def client(
-    request: pytest.FixtureRequest,
-    gateway_factory: GatewayFactory,
-    auth_settings: Settings,
-    fake_server: fakeredis.FakeServer,
-    clock: FakeClock,
-) -> Any:
-    """The gateway on fakeredis (unit) and on a real redis-server (integration)."""
-    if request.param == "fakeredis":
-        redis = fakeredis.FakeAsyncRedis(server=fake_server)
-        return await gateway_factory(auth_settings, redis=redis, clock=clock)
-    server: RedisServer = request.getfixturevalue("redis_server")
-    settings = auth_settings.model_copy(
-        update={"redis": auth_settings.redis.model_copy(update={"url": server.url})}
-    )
-    return await gateway_factory(settings, clock=clock)
-
-
-async def login(
-    client: Any, user: str = "alice", password: str = "wonderland", **extra: Any
-) -> Any:
-    resp = await client.post("/auth/login", json={"username": user, "password": password, **extra})
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
 
 
 async def test_login_returns_the_spec_token_response(client: Any, clock: FakeClock) -> None:

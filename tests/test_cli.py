@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,30 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.authserver.credentials import load_user_file, verify_password
 from gateway.config import Settings
-from gateway.users import load_user_file, verify_password
 from tests.conftest import RedisServer
-from tests.helpers import bearer
-from tests.test_auth_endpoints import login, users_file
-
-__all__ = ["users_file"]
-
-
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+from tests.helpers import bearer, login, run_cli
 
 
 def test_users_add_and_hash(tmp_path: Path) -> None:
     path = tmp_path / "users.yaml"
-    result = cli(
+    result = run_cli(
         "users",
         "add",
         "--file",
@@ -55,18 +37,18 @@ def test_users_add_and_hash(tmp_path: Path) -> None:
     assert record.identity.roles == ("a", "b")
     assert verify_password(record.password_hash, "s3cret-pass")
     assert not verify_password(record.password_hash, "wrong")
-    hashed = cli("users", "hash-password", "--password-stdin", stdin="x\n")
+    hashed = run_cli("users", "hash-password", "--password-stdin", stdin="x\n")
     assert hashed.stdout.startswith("$argon2id$")
-    empty = cli("users", "hash-password", "--password-stdin", stdin="\n")
+    empty = run_cli("users", "hash-password", "--password-stdin", stdin="\n")
     assert empty.returncode != 0
 
 
 def test_admin_key_create_prints_key_once_and_hash() -> None:
-    result = cli("admin-key", "create", "--id", "ops")
+    result = run_cli("admin-key", "create", "--id", "ops")
     assert result.returncode == 0
     key = result.stdout.split(": ", 1)[1].splitlines()[0].strip()
     assert key.startswith("gwadm_") and len(key) > 40
-    from gateway.admin import admin_key_hash
+    from gateway.admin.apikeys import admin_key_hash
 
     assert admin_key_hash(key) in result.stdout
 
@@ -74,7 +56,7 @@ def test_admin_key_create_prints_key_once_and_hash() -> None:
 def test_operator_verbs_refuse_memory_store(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"redis": {"url": "memory://"}}))
-    result = cli("revoke", "user", "alice", "--config", str(config))
+    result = run_cli("revoke", "user", "alice", "--config", str(config))
     assert result.returncode == 2
     assert "memory://" in result.stderr
 
@@ -98,16 +80,16 @@ async def test_operator_verbs_on_real_redis(
     laptop = await login(gateway, device_id="laptop", device_name="Laptop")
     phone = await login(gateway, device_id="phone")
 
-    listed = cli("sessions", "list", "alice", "--config", str(config))
+    listed = run_cli("sessions", "list", "alice", "--config", str(config))
     assert listed.returncode == 0, listed.stderr
     assert {s["device_id"] for s in json.loads(listed.stdout)} == {"laptop", "phone"}
 
-    result = cli("revoke", "session", laptop["session_id"], "--config", str(config))
+    result = run_cli("revoke", "session", laptop["session_id"], "--config", str(config))
     assert result.returncode == 0, result.stderr
-    missing = cli("revoke", "session", laptop["session_id"], "--config", str(config))
+    missing = run_cli("revoke", "session", laptop["session_id"], "--config", str(config))
     assert missing.returncode == 1
 
-    result = cli("revoke", "user", "alice", "--config", str(config))
+    result = run_cli("revoke", "user", "alice", "--config", str(config))
     assert "1 sessions ended" in result.stdout
 
     for _ in range(100):
@@ -117,7 +99,7 @@ async def test_operator_verbs_on_real_redis(
         await asyncio.sleep(0.05)
     assert resp.status == 401
 
-    audit = cli("audit", "tail", "--config", str(config))
+    audit = run_cli("audit", "tail", "--config", str(config))
     actions = [json.loads(line)["action"] for line in audit.stdout.splitlines()]
     assert actions == ["revoke_user", "revoke_session"]
     assert all(json.loads(line)["actor"].startswith("cli:") for line in audit.stdout.splitlines())
@@ -129,6 +111,6 @@ def test_cli_reports_redis_outage(tmp_path: Path) -> None:
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}))
-    result = cli("revoke", "user", "alice", "--config", str(config))
+    result = run_cli("revoke", "user", "alice", "--config", str(config))
     assert result.returncode == 3
     assert "Redis is unavailable" in result.stderr

@@ -10,19 +10,11 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from gateway.admin import admin_key_hash, create_admin_app
-from gateway.app import create_app
+from gateway.app import create_app, create_apps
 from gateway.config import Settings
-from gateway.store.keys import KeySpace, new_sid
+from gateway.store.keyspace import KeySpace, new_sid
 from tests.conftest import RedisClusterNodes
-from tests.helpers import bearer, mint
-from tests.test_auth_endpoints import login, users_file
-from tests.test_revocation_sync import wait_for_status
-
-__all__ = ["users_file"]
-
-ADMIN_KEY = "gwadm_cluster-test-key"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login, mint, wait_for_status
 
 
 @pytest.mark.parametrize("sub", ["alice", "bob@example.com", "ü-user", "x" * 200])
@@ -54,12 +46,12 @@ async def test_gateway_on_a_three_master_cluster(
     settings = settings_factory(
         redis={"url": redis_cluster.url},
         auth={"users_file": str(users_file)},
-        admin={"keys": [{"id": "ops", "hash": admin_key_hash(ADMIN_KEY)}]},
+        admin=ADMIN_KEYS,
         revocation={"check_interval": 0.2, "max_staleness": 5},
     )
-    app_a = create_app(settings)
+    app_a, admin_a = create_apps(settings)
     a = await aiohttp_client(app_a)
-    a_admin = await aiohttp_client(create_admin_app(settings, app_a))
+    a_admin = await aiohttp_client(admin_a)
     b = await aiohttp_client(create_app(settings))
     assert (await a.get("/readyz")).status == 200
 

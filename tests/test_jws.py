@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from gateway.config import ProxySettings
 from gateway.errors import InvalidToken
-from gateway.headers import HeaderPolicy
-from gateway.keys import Key, KeyRing
-from gateway.tokens import TokenVerifier
+from gateway.proxy.headers import HeaderPolicy
+from gateway.tokens.keys import Key, KeyRing
+from gateway.tokens.verifier import TokenVerifier
 
 ISSUER, AUDIENCE = "https://gw.example", "api"
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.config import Settings
-from gateway.keys import generate_key_material, write_secret_file
+from gateway.tokens.keys import generate_key_material, write_secret_file
 from tests.conftest import GatewayFactory, Upstream, free_port
 from tests.helpers import bearer
 

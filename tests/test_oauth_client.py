@@ -8,9 +8,6 @@ from typing import Any
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from tests.conftest import Upstream
-from tests.test_auth_endpoints import auth_settings, client, clock, fake_server, users_file
-
-__all__ = ["auth_settings", "client", "clock", "fake_server", "users_file"]  # fixtures
 
 
 async def test_password_grant_auto_refresh_and_revoke(client: Any, upstream: Upstream) -> None:

@@ -8,17 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import bearer
-from tests.test_auth_endpoints import (
-    auth_settings,
-    client,
-    clock,
-    fake_server,
-    login,
-    users_file,
-)
-
-__all__ = ["auth_settings", "client", "clock", "fake_server", "users_file"]
+from tests.helpers import bearer, login
 
 
 async def test_metrics_count_requests_rejections_and_refreshes(
@@ -91,7 +81,7 @@ def test_access_lines_are_batched_and_flushed_periodically_and_on_close() -> Non
     import io
     import time as _time
 
-    from gateway.observability import FLUSH_INTERVAL, BatchingHandler
+    from gateway.runtime.logs import FLUSH_INTERVAL, BatchingHandler
 
     stream = io.StringIO()
     handler = BatchingHandler()
@@ -114,10 +104,10 @@ def test_json_access_line_is_valid_json_whatever_the_path(path: str) -> None:
 
     from aiohttp.test_utils import make_mocked_request
 
+    from gateway.edge import Exchange
     from gateway.errors import InvalidToken
-    from gateway.exchange import Exchange
-    from gateway.observability import _json_line
-    from gateway.tokens import Principal
+    from gateway.runtime.logs import json_line
+    from gateway.tokens.verifier import Principal
 
     request = make_mocked_request("GET", path)
     exchange = Exchange("req-12345678", route="/api/")
@@ -135,7 +125,7 @@ def test_json_access_line_is_valid_json_whatever_the_path(path: str) -> None:
     # Fixed numbers, nothing is measured: seconds are rendered as milliseconds, 3 decimals.
     exchange.upstream_status, exchange.upstream_seconds, exchange.bytes_out = 200, 0.0021, 17
     exchange.error = InvalidToken("x", reason="expired")
-    rendered = _json_line(request, exchange, 401, 0.0034567)
+    rendered = json_line(request, exchange, 401, 0.0034567)
     line = json.loads(rendered)
     assert line["path"] == request.rel_url.raw_path
     assert (line["sub"], line["sid"], line["jti"]) == ('ali"ce', "back\\slash", "caf\u00e9\x7f")

@@ -13,20 +13,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.admin import admin_key_hash, create_admin_app
-from gateway.app import create_app
+from gateway.app import create_app, create_apps
+from gateway.appkeys import REVOCATION_SYNC
 from gateway.config import Settings
-from gateway.state import REVOCATION_SYNC
 from gateway.store import connect_redis
 from tests.conftest import RedisServer, Upstream
-from tests.helpers import bearer, mint
-from tests.test_auth_endpoints import login, users_file
-
-__all__ = ["users_file"]
+from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login, mint, wait_for_status
 
 pytestmark = pytest.mark.redis
-ADMIN_KEY = "gwadm_sync-test-key"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture
@@ -36,7 +30,7 @@ def cluster_settings(
     return settings_factory(
         redis={"url": redis_server.url, "connect_timeout": 0.5, "socket_timeout": 0.5},
         auth={"users_file": str(users_file)},
-        admin={"keys": [{"id": "ops", "hash": admin_key_hash(ADMIN_KEY)}]},
+        admin=ADMIN_KEYS,
         revocation={"check_interval": 0.2, "max_staleness": 2, "fail_mode": "closed"},
     )
 
@@ -46,23 +40,11 @@ async def instances(
     aiohttp_client: Any, cluster_settings: Settings
 ) -> AsyncIterator[tuple[TestClient[Any, Any], TestClient[Any, Any], TestClient[Any, Any]]]:
     """(A public, A admin, B public): two independent gateways sharing one Redis."""
-    app_a = create_app(cluster_settings)
+    app_a, admin_a = create_apps(cluster_settings)
     a = await aiohttp_client(app_a)
-    a_admin = await aiohttp_client(create_admin_app(cluster_settings, app_a))
+    a_admin = await aiohttp_client(admin_a)
     b = await aiohttp_client(create_app(cluster_settings))
     yield a, a_admin, b
-
-
-async def wait_for_status(client: Any, token: str, status: int, *, limit: float = 10.0) -> float:
-    """Poll until the gateway answers `status` for the token; returns the seconds it took."""
-    start = time.monotonic()
-    while True:
-        resp = await client.get("/api", headers=bearer(token))
-        if resp.status == status:
-            return time.monotonic() - start
-        if time.monotonic() - start > limit:
-            raise AssertionError(f"still {resp.status} after {limit}s, wanted {status}")
-        await asyncio.sleep(0.005)
 
 
 async def test_revoke_on_a_is_enforced_on_b(instances: Any, upstream: Upstream) -> None:
@@ -206,7 +188,7 @@ async def test_fail_open_keeps_serving_and_says_so(
 
 
 async def test_background_tasks_end_even_when_a_library_swallows_the_cancellation() -> None:
-    from gateway.app import background
+    from gateway.runtime.lifetimes import background
 
     swallowed = 0
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.runner import FastLane, own_endpoints
+from gateway.proxy.fastlane import FastLane, own_endpoints
 from tests.conftest import Upstream
 from tests.helpers import bearer, mint
 

@@ -10,8 +10,8 @@ from typing import Any
 import fakeredis
 import pytest
 
+from gateway.authserver.token_service import open_successor, seal_successor
 from gateway.errors import StoreUnavailable
-from gateway.sessions import open_successor, seal_successor
 from gateway.store import (
     AuditLog,
     RateLimiter,

@@ -2,7 +2,7 @@
 
 from gateway.store.audit import AuditEntry, AuditLog
 from gateway.store.client import connect_redis, is_memory_url
-from gateway.store.keys import (
+from gateway.store.keyspace import (
     SID_RE,
     KeySpace,
     new_refresh_token,

@@ -9,8 +9,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.store._errors import translated
-from gateway.store.keys import KeySpace
+from gateway.store.boundary import translated
+from gateway.store.keyspace import KeySpace
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,18 @@ class AuditEntry:
     target: str
     source: str | None
     detail: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as the admin API and the CLI print it."""
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "source": self.source,
+            "detail": self.detail,
+        }
 
 
 class AuditLog:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from gateway.store._errors import translated
-from gateway.store.keys import KeySpace
+from gateway.store.boundary import translated
+from gateway.store.keyspace import KeySpace
 
 
 class RateLimiter:

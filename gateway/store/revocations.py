@@ -13,25 +13,24 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal
+from typing import Any, Final, get_args
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.errors import StoreUnavailable
-from gateway.store._errors import FOREIGN_ERRORS, translated
-from gateway.store.keys import KeySpace, sub_key
+from gateway.store.boundary import FOREIGN_ERRORS, store_errors, translated
+from gateway.store.keyspace import KeySpace, sub_key
+from gateway.typedefs import RevocationKind
 
-Kind = Literal["jti", "sid", "sub"]
-KINDS: Final = frozenset({"jti", "sid", "sub"})
+KINDS: Final = frozenset(get_args(RevocationKind))
 VERSION_TTL: Final = 90 * 86400
 MAX_MESSAGE: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class Revocation:
-    kind: Kind
+    kind: RevocationKind
     id: str
     until: float  # when the record may be forgotten (every token it blocks has expired)
     at: float | None = None  # kind "sub": tokens issued before this instant are rejected
@@ -93,12 +92,10 @@ class Feed:
 
     async def get(self, timeout: float) -> Revocation | None:
         """The next record, or None after `timeout` seconds (or on a malformed message)."""
-        try:
+        with store_errors("Feed.get"):
             message = await self._pubsub.get_message(
                 ignore_subscribe_messages=True, timeout=timeout
             )
-        except FOREIGN_ERRORS as exc:
-            raise StoreUnavailable() from exc
         if not message or message.get("type") != "message":
             return None
         data = message.get("data")
@@ -159,7 +156,7 @@ class RevocationStore:
         """Live records in batches, so a million of them never sit in memory twice."""
         prefix = self._keys.revocation_pattern[:-1].encode()
         keys: list[bytes] = []
-        try:
+        with store_errors("RevocationStore.batches"):
             async for key in self._redis.scan_iter(
                 match=self._keys.revocation_pattern, count=batch
             ):
@@ -169,8 +166,6 @@ class RevocationStore:
                     keys = []
             if keys:
                 yield await self._fetch(keys, prefix)
-        except FOREIGN_ERRORS as exc:
-            raise StoreUnavailable() from exc
 
     async def _fetch(self, keys: list[bytes], prefix: bytes) -> RevocationBatch:
         if isinstance(self._redis, RedisCluster):  # keys of many slots: one MGET per slot
@@ -203,10 +198,8 @@ class RevocationStore:
         """Subscribed to the revocation channel for the duration of the block."""
         pubsub = self._redis.pubsub()
         try:
-            try:
+            with store_errors("RevocationStore.subscription"):
                 await pubsub.subscribe(self._keys.revocation_channel)
-            except FOREIGN_ERRORS as exc:
-                raise StoreUnavailable() from exc
             yield Feed(pubsub)
         finally:
             with contextlib.suppress(*FOREIGN_ERRORS):

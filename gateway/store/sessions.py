@@ -9,8 +9,8 @@ from typing import Any, Final, Literal
 
 from redis.asyncio import Redis
 
-from gateway.store._errors import translated
-from gateway.store.keys import SID_RE, KeySpace
+from gateway.store.boundary import translated
+from gateway.store.keyspace import SID_RE, KeySpace
 
 Outcome = Literal["rotated", "grace", "reuse", "expired", "unknown"]
 

@@ -1,0 +1,163 @@
+"""Operator actions, one implementation for the admin API and the CLI.
+
+Each action goes through the Revoker (store first; running gateways learn of it through the
+store's pub/sub channel) and is written to the audit trail before it is reported.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from gateway.authserver.revoker import Revoker
+from gateway.config import Settings
+from gateway.errors import ConfigError, InvalidRequest, InvalidToken, NotFound
+from gateway.store import (
+    SID_RE,
+    AuditEntry,
+    AuditLog,
+    RevocationStore,
+    Session,
+    SessionStore,
+    connect_redis,
+    is_memory_url,
+)
+from gateway.tokens.keys import load_keyring
+from gateway.tokens.verifier import TokenVerifier
+from gateway.typedefs import Clock
+
+JTI_RE: Final = re.compile(r"^[A-Za-z0-9._~:-]{1,128}$")
+SUB_MAX: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts, as the audit trail records it: `admin-key:<id>` or `cli:<user>@<host>`."""
+
+    name: str
+    source: str | None
+
+
+class AdminActions:
+    """Revocations and the reads operators need; every change audited before it returns."""
+
+    def __init__(self, revoker: Revoker, audit: AuditLog, verifier: TokenVerifier, clock: Clock):
+        self.revoker = revoker
+        self.audit = audit
+        self._verifier = verifier
+        self._clock = clock
+
+    async def revoke_token(
+        self,
+        actor: Actor,
+        *,
+        token: object = None,
+        jti: object = None,
+        exp: object = None,
+    ) -> dict[str, Any]:
+        """One access token, given whole or as jti + exp; an expired one is a no-op."""
+        jti_text, expiry = self._token_target(token, jti, exp)
+        record = await self.revoker.revoke_access_token(jti_text, expiry)
+        result: dict[str, Any] = {
+            "kind": "jti",
+            "id": jti_text,
+            "revoked": record is not None,
+            "until": expiry,
+        }
+        if record is None:
+            result["detail"] = "the token has already expired; nothing to revoke"
+        await self._record(actor, "revoke_token", jti_text, result)
+        return result
+
+    def _token_target(self, token: object, jti: object, exp: object) -> tuple[str, float]:
+        if token is not None:
+            if not isinstance(token, str):
+                raise InvalidRequest("token must be a string")
+            try:
+                principal = self._verifier.inspect(token)
+            except InvalidToken:
+                raise InvalidRequest("token is not a valid access token of this gateway") from None
+            return principal.jti, principal.exp
+        if not isinstance(jti, str) or not JTI_RE.match(jti):
+            raise InvalidRequest("jti must be a string of 1-128 URL-safe characters")
+        if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= 0:
+            raise InvalidRequest("exp must be a Unix time in seconds")
+        return jti, float(exp)
+
+    async def revoke_session(self, actor: Actor, sid: str) -> dict[str, Any]:
+        """The session's refresh chain and access tokens die; NotFound for an unknown sid."""
+        session = await self.revoker.end_session(sid) if SID_RE.match(sid) else None
+        if session is None:
+            raise NotFound("no such session")
+        result = {"kind": "sid", "id": sid, "sub": session.sub, "revoked": True}
+        await self._record(actor, "revoke_session", sid, result)
+        return result
+
+    async def revoke_user(self, actor: Actor, sub: str) -> dict[str, Any]:
+        """Every session of the user ends; every token issued to it before now dies."""
+        check_sub(sub)
+        sids = await self.revoker.revoke_user(sub)
+        result = {
+            "kind": "sub",
+            "id": sub,
+            "sessions_revoked": len(sids),
+            "at": int(self._clock()),
+        }
+        await self._record(actor, "revoke_user", sub, result)
+        return result
+
+    async def sessions_of(self, sub: str) -> list[Session]:
+        check_sub(sub)
+        return await self.revoker.sessions_of(sub)
+
+    async def audit_entries(self, count: int, before: str | None = None) -> list[AuditEntry]:
+        return await self.audit.recent(count=count, before=before)
+
+    async def _record(self, actor: Actor, action: str, target: str, detail: dict[str, Any]) -> None:
+        await self.audit.record(
+            actor=actor.name, action=action, target=target, source=actor.source, detail=detail
+        )
+
+
+def check_sub(sub: str) -> None:
+    if not sub or len(sub) > SUB_MAX or not sub.isprintable():
+        raise InvalidRequest("invalid user id")
+
+
+def cli_actor() -> Actor:
+    return Actor(f"cli:{getpass.getuser()}@{socket.gethostname()}", "cli")
+
+
+@asynccontextmanager
+async def connected_actions(settings: Settings) -> AsyncIterator[AdminActions]:
+    """AdminActions on the configured Redis, for one CLI command."""
+    r = settings.redis
+    if is_memory_url(r.url):
+        raise ConfigError(
+            "redis.url is memory://: the operator CLI needs the Redis the gateways share "
+            "(set redis.url or GATEWAY_REDIS__URL)"
+        )
+    client = connect_redis(
+        r.url, connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout, max_connections=4
+    )
+    clock = time.time
+    try:
+        revoker = Revoker(
+            sessions=SessionStore(client, clock=clock, prefix=r.prefix),
+            revocations=RevocationStore(client, clock=clock, prefix=r.prefix),
+            view=None,
+            settings=settings.tokens,
+            clock=clock,
+        )
+        verifier = TokenVerifier.from_settings(
+            load_keyring(settings.keys), settings.tokens, clock=clock, cache_size=0
+        )
+        yield AdminActions(revoker, AuditLog(client, clock=clock, prefix=r.prefix), verifier, clock)
+    finally:
+        await client.aclose()

@@ -1,0 +1,95 @@
+"""Admin API handlers on the admin listener: revocations, sessions, audit trail (SPEC §6).
+
+The actions themselves (and their audit entries) are gateway.admin.actions, shared with the
+CLI; these handlers read the request and shape the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from gateway.admin.actions import Actor
+from gateway.appkeys import ADMIN_ACTIONS, ADMIN_ID, REVOCATIONS
+from gateway.authserver.responses import session_json
+from gateway.errors import InvalidRequest
+
+log = logging.getLogger("gateway.admin")
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    """POST /admin/revoke/token: {"token": JWT} or {"jti", "exp"}; expired tokens are a no-op."""
+    body = await _json_object(request)
+    result = await request.app[ADMIN_ACTIONS].revoke_token(
+        _actor(request), token=body.get("token"), jti=body.get("jti"), exp=body.get("exp")
+    )
+    _log(request, "revoke_token", result["id"])
+    return web.json_response(result)
+
+
+async def revoke_session(request: web.Request) -> web.Response:
+    """DELETE /admin/sessions/{sid}: the session's refresh chain and access tokens die."""
+    sid = request.match_info["sid"]
+    result = await request.app[ADMIN_ACTIONS].revoke_session(_actor(request), sid)
+    _log(request, "revoke_session", sid)
+    return web.json_response(result)
+
+
+async def revoke_user(request: web.Request) -> web.Response:
+    """POST /admin/users/{sub}/revoke: every session ends; tokens issued before now die."""
+    sub = request.match_info["sub"]
+    result = await request.app[ADMIN_ACTIONS].revoke_user(_actor(request), sub)
+    _log(request, "revoke_user", sub)
+    return web.json_response(result)
+
+
+async def user_sessions(request: web.Request) -> web.Response:
+    """GET /admin/users/{sub}/sessions."""
+    sessions = await request.app[ADMIN_ACTIONS].sessions_of(request.match_info["sub"])
+    return web.json_response({"sessions": [session_json(s, current_sid=None) for s in sessions]})
+
+
+async def revocations(request: web.Request) -> web.Response:
+    """GET /admin/revocations?limit=N: this instance's current revocation view."""
+    limit = _int_query(request, "limit", default=1000, maximum=100_000)
+    view = request.app[REVOCATIONS]
+    items = [
+        {"kind": kind, "id": ident, "until": until} for kind, ident, until in view.entries(limit)
+    ]
+    return web.json_response({"revocations": items, "total": len(view)})
+
+
+async def audit(request: web.Request) -> web.Response:
+    """GET /admin/audit?count=N&before=ID: newest first."""
+    count = _int_query(request, "count", default=100, maximum=1000)
+    entries = await request.app[ADMIN_ACTIONS].audit_entries(count, request.query.get("before"))
+    return web.json_response({"entries": [e.as_json() for e in entries]})
+
+
+def _actor(request: web.Request) -> Actor:
+    return Actor(f"admin-key:{request[ADMIN_ID]}", request.remote)
+
+
+def _log(request: web.Request, action: str, target: str) -> None:
+    log.info("admin action %s target=%s by key %s", action, target, request[ADMIN_ID])
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def _int_query(request: web.Request, name: str, *, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidRequest(f"{name} must be an integer from 1 to {maximum}")
+    return int(raw)

@@ -1,0 +1,46 @@
+"""Admin API keys: only `sha256:` hashes are configured; requests carry the key as a bearer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from gateway.appkeys import ADMIN_ID
+from gateway.config import AdminKeySettings
+from gateway.errors import InvalidClient
+
+
+def admin_key_hash(key: str) -> str:
+    """The configuration form of an admin key: `sha256:<hex>` (keys are 256-bit random)."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_admin_key() -> str:
+    return "gwadm_" + secrets.token_urlsafe(32)
+
+
+def admin_auth_middleware(keys: list[AdminKeySettings]) -> Middleware:
+    """`Authorization: Bearer <admin key>`: 401 when missing or wrong; records the key id."""
+    digests = [(k.id, bytes.fromhex(k.hash.removeprefix("sha256:"))) for k in keys]
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        values = request.headers.getall("Authorization", [])
+        scheme, _, key = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise InvalidClient("an admin API key is required")
+        digest = hashlib.sha256(key.strip().encode()).digest()
+        matched = None
+        for key_id, expected in digests:  # SECURITY: constant time, and no early exit
+            if hmac.compare_digest(digest, expected):
+                matched = key_id
+        if matched is None:
+            raise InvalidClient("invalid admin API key")
+        request[ADMIN_ID] = matched
+        return await handler(request)
+
+    return middleware

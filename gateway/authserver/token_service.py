@@ -1,0 +1,166 @@
+"""Token service: sessions per device, refresh rotation with reuse detection.
+
+Every token it hands out was first recorded in Redis: the store write comes before signing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.authserver.credentials import Identity
+from gateway.authserver.revoker import Revoker
+from gateway.config import TokenSettings
+from gateway.errors import InvalidGrant
+from gateway.store import (
+    Session,
+    new_refresh_token,
+    new_sid,
+    parse_refresh_token,
+    refresh_token_hash,
+)
+from gateway.tokens.issuer import IssuedToken, TokenIssuer
+from gateway.tokens.revocation_view import RevocationView
+
+log = logging.getLogger("gateway.sessions")
+
+_BOX_INFO: Final = b"gateway refresh successor v1"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: IssuedToken
+    refresh_token: str
+    session: Session
+    outcome: str  # "login", "rotated" or "grace"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """What the client told us about itself at login."""
+
+    device_id: str | None = None
+    device_name: str | None = None
+    client_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def seal_successor(presented: str, successor: str, sid: str) -> bytes:
+    """Encrypt the successor refresh token under a key only the presented token yields.
+
+    SECURITY: Redis keeps only SHA-256 hashes of refresh tokens; this box lets a concurrent
+    refresh of the same token (grace window) get the same successor without Redis holding a
+    replayable token: the key is HMAC(presented token), not derivable from its stored hash.
+    """
+    key = hmac.new(presented.encode(), _BOX_INFO, hashlib.sha256).digest()
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, successor.encode(), sid.encode())
+
+
+def open_successor(presented: str, box: bytes, sid: str) -> str | None:
+    key = hmac.new(presented.encode(), _BOX_INFO, hashlib.sha256).digest()
+    try:
+        return AESGCM(key).decrypt(box[:12], box[12:], sid.encode()).decode()
+    except (InvalidTag, ValueError):
+        return None
+
+
+class TokenService:
+    """Opens and rotates sessions; every token it returns was recorded in Redis first."""
+
+    def __init__(
+        self,
+        *,
+        revoker: Revoker,
+        view: RevocationView,
+        issuer: TokenIssuer,
+        settings: TokenSettings,
+    ):
+        self._revoker = revoker
+        self._sessions = revoker.sessions
+        self._view = view
+        self._issuer = issuer
+        self._settings = settings
+
+    async def open_session(self, identity: Identity, device: Device) -> TokenPair:
+        """Create the session (replacing the same device's), then sign the pair."""
+        sid = new_sid(identity.sub)
+        refresh = new_refresh_token(sid)
+        created = await self._sessions.create(
+            sub=identity.sub,
+            sid=sid,
+            refresh_hash=refresh_token_hash(refresh),
+            lifetime=self._settings.refresh_ttl,
+            device_id=device.device_id,
+            device_name=device.device_name,
+            client_id=device.client_id,
+            ip=device.ip,
+            user_agent=device.user_agent,
+            roles=identity.roles,
+            scope=identity.scope,
+            extra_claims=dict(identity.claims),
+        )
+        if created.replaced_sid is not None:
+            await self._revoker.revoke_sid(created.replaced_sid)
+        log.info("session opened sid=%s sub=%s", created.session.sid, identity.sub)
+        return TokenPair(self._access_for(created.session), refresh, created.session, "login")
+
+    async def refresh(self, presented: str) -> TokenPair:
+        """Rotate a refresh token; reuse outside the grace window ends the session."""
+        sid = parse_refresh_token(presented)
+        if sid is None:
+            raise InvalidGrant("the refresh token is invalid", reason="malformed")
+        successor = new_refresh_token(sid)
+        result = await self._sessions.rotate(
+            sid=sid,
+            presented_hash=refresh_token_hash(presented),
+            new_hash=refresh_token_hash(successor),
+            successor_box=seal_successor(presented, successor, sid),
+            grace=self._settings.refresh_reuse_grace,
+        )
+        session = result.session
+        if result.outcome == "reuse" and session is not None:
+            await self._revoker.revoke_sid(sid)
+            log.warning("refresh token reuse: session revoked sid=%s sub=%s", sid, session.sub)
+            raise InvalidGrant(
+                "refresh token reuse detected; the session has been revoked",
+                reason="reuse_detected",
+            )
+        if result.outcome == "grace" and session is not None and result.successor_box:
+            replayed = open_successor(presented, result.successor_box, sid)
+            if replayed is None:
+                raise InvalidGrant("the refresh token is invalid", reason="unknown")
+            successor = replayed
+        elif result.outcome != "rotated" or session is None:
+            raise InvalidGrant(
+                "the refresh token is invalid, expired or revoked", reason=result.outcome
+            )
+        if self._view.session_revoked(session):
+            raise InvalidGrant("the session has been revoked", reason="revoked")
+        return TokenPair(self._access_for(session), successor, session, result.outcome)
+
+    async def session_for_refresh_token(self, presented: str) -> Session | None:
+        """The live session a refresh token belongs to (current token only), else None."""
+        sid = parse_refresh_token(presented)
+        if sid is None:
+            return None
+        return await self._sessions.owner(sid, refresh_token_hash(presented))
+
+    def _access_for(self, session: Session) -> IssuedToken:
+        return self._issuer.issue(
+            sub=session.sub,
+            sid=session.sid,
+            roles=session.roles,
+            scope=session.scope,
+            auth_time=session.created_at,
+            client_id=session.client_id,
+            extra_claims=session.extra_claims,
+        )

@@ -1,1 +1,0 @@
-"""HTTP handlers served by the gateway itself (no Redis code here: they call the services)."""

@@ -1,0 +1,242 @@
+"""Streaming forwarder: bodies streamed both ways over pooled upstream connections
+(gateway.proxy.upstream), WebSocket upgrades handed to gateway.proxy.websocket.
+
+Only this module maps upstream failures (`upstream_errors`); they leave it as
+UpstreamUnavailable (502), UpstreamTimeout (504) or, after the response has started, as an
+aborted client connection (never a truncated response that looks complete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from gateway.config import ProxySettings
+from gateway.edge import Exchange
+from gateway.errors import (
+    InvalidRequest,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceFault,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.routing import Route
+from gateway.proxy.upstream import (
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeoutError,
+)
+from gateway.proxy.websocket import connect_websocket, is_websocket_upgrade, relay_websocket
+from gateway.runtime.http_client import SharedClientSession
+
+log = logging.getLogger("gateway.proxy")
+
+CHUNK: Final = 64 * 1024
+NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+class Forwarder:
+    """Forwards one authorized request to its route's upstream and streams the answer back."""
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        http: SharedClientSession,
+        policy: HeaderPolicy,
+        settings: ProxySettings,
+    ):
+        self._pool = pool
+        self._http = http  # WebSocket upgrades only
+        self._policy = policy
+        self._max_body = settings.max_body_size
+        self._max_concurrency = settings.max_concurrency
+        self._read_timeout = settings.read_timeout
+        self.in_flight = 0
+
+    def forward(
+        self,
+        request: web.Request,
+        route: Route,
+        path: str,
+        exchange: Exchange,
+    ) -> Awaitable[web.StreamResponse]:
+        """Check and prepare the request (raising refusals right away); the awaitable it
+        returns does the I/O. Not a coroutine itself: one frame less on every resumption."""
+        declared = request.content_length
+        if self._max_body and declared is not None and declared > self._max_body:
+            raise PayloadTooLarge()
+        if self.in_flight >= self._max_concurrency:
+            raise Overloaded()
+        fields = self._policy.upstream_request_fields(
+            request.raw_headers,
+            request.headers,
+            principal=exchange.principal,
+            request_id=exchange.request_id,
+            remote=request.remote,
+            scheme=request.scheme,
+            host=request.host,
+            upstream_host=None if route.preserve_host else route.upstream.raw_authority,
+        )
+        target = route.upstream_path(path)
+        query = request.rel_url.raw_query_string
+        if query:
+            target = f"{target}?{query}"
+        if is_websocket_upgrade(request):
+            if not route.websocket:
+                raise InvalidRequest("WebSocket upgrades are not enabled on this route")
+            return self._forward_websocket(request, route.upstream, target, fields)
+        return self._forward_http(request, route, target, fields, declared, exchange)
+
+    async def _forward_http(
+        self,
+        request: web.Request,
+        route: Route,
+        target: str,
+        fields: list[tuple[bytes, bytes]],
+        declared: int | None,
+        exchange: Exchange,
+    ) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            body: AsyncIterator[bytes] | None = None
+            if request.body_exists:
+                if declared is not None:
+                    fields.append((b"Content-Length", b"%d" % declared))  # our framing header
+                body = self._limited(request, exchange)
+            has_body = request.method != "HEAD"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with upstream_errors():
+                upstream = await self._pool.request(
+                    request.method,
+                    route.upstream,
+                    target,
+                    fields,
+                    body,
+                    chunked=body is not None and declared is None,
+                    expect_body=has_body,
+                )
+            exchange.upstream_status = upstream.status
+            try:
+                return await self._relay(request, upstream, exchange, has_body)
+            finally:
+                exchange.upstream_seconds = loop.time() - started
+                upstream.release()
+        finally:
+            self.in_flight -= 1
+
+    async def _relay(
+        self,
+        request: web.Request,
+        upstream: UpstreamResponse,
+        exchange: Exchange,
+        has_body: bool,
+    ) -> web.StreamResponse:
+        """The upstream's answer to the client: in one write when it has fully arrived
+        (the common case), streamed otherwise."""
+        status = upstream.status
+        has_body = has_body and status not in NO_BODY_STATUSES
+        out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
+        out_headers["X-Request-Id"] = exchange.request_id
+        reason = upstream.reason or None
+        if has_body and upstream.complete:
+            content = upstream.buffered_body()
+            exchange.bytes_out = len(content)
+            return web.Response(status=status, reason=reason, headers=out_headers, body=content)
+        response = web.StreamResponse(status=status, reason=reason, headers=out_headers)
+        length = upstream.header(b"content-length")
+        chunked = upstream.header(b"transfer-encoding") is not None
+        if length is not None and length.isdigit() and not chunked:
+            response.content_length = int(length)
+        await response.prepare(request)
+        if has_body and not await self._stream_body(request, upstream, response, exchange):
+            return response
+        await response.write_eof()
+        return response
+
+    def _limited(self, request: web.Request, exchange: Exchange) -> AsyncIterator[bytes]:
+        """The client's body, cut off with 413 past proxy.max_body_size."""
+        max_body = self._max_body
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                exchange.bytes_in += len(chunk)
+                if max_body and exchange.bytes_in > max_body:
+                    raise PayloadTooLarge()
+                yield chunk
+
+        return chunks()
+
+    async def _stream_body(
+        self,
+        request: web.Request,
+        upstream: UpstreamResponse,
+        response: web.StreamResponse,
+        exchange: Exchange,
+    ) -> bool:
+        """Copy the body; on an upstream fault mid-body, abort the client connection."""
+        try:
+            async for chunk in upstream.iter_chunks():
+                await response.write(chunk)
+                exchange.bytes_out += len(chunk)
+        except UpstreamError as exc:
+            # The status line is gone already: the only honest signal left is to cut the
+            # connection without the final chunk, so the client cannot mistake it for success.
+            log.warning("upstream failed mid-body (%s); aborting client connection", exc)
+            upstream.close()
+            if request.transport is not None:
+                request.transport.close()
+            return False
+        except BaseException:
+            upstream.close()  # the client went away: this connection cannot be reused
+            raise
+        return True
+
+    async def _forward_websocket(
+        self,
+        request: web.Request,
+        origin: URL,
+        target: str,
+        fields: list[tuple[bytes, bytes]],
+    ) -> web.StreamResponse:
+        with upstream_errors():
+            upstream = await connect_websocket(
+                self._http.session, request, origin, target, fields, self._read_timeout
+            )
+        return await relay_websocket(request, upstream)
+
+
+# What the lean client and aiohttp's (WebSocket upgrades) raise when the upstream fails.
+UPSTREAM_ERRORS: Final = (UpstreamError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def upstream_failure(exc: BaseException) -> ServiceFault:
+    """The one mapping of a failure to reach the upstream (before its response started):
+    a timeout is 504, anything else 502. Raises what is not an upstream failure."""
+    if isinstance(exc, UpstreamTimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout()
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        status = getattr(exc, "status", "no status")
+        return UpstreamUnavailable(f"upstream refused the WebSocket upgrade ({status})")
+    if isinstance(exc, UPSTREAM_ERRORS):
+        return UpstreamUnavailable()
+    raise exc
+
+
+@contextmanager
+def upstream_errors() -> Iterator[None]:
+    """Failures of the upstream client(s) in the block leave as 502/504 (`upstream_failure`)."""
+    try:
+        yield
+    except UPSTREAM_ERRORS as exc:
+        raise upstream_failure(exc) from None

@@ -1,0 +1,237 @@
+"""Header policy: what crosses the gateway in each direction, and the identity it adds."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Any, Final
+from urllib.parse import quote
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.config import ProxySettings
+from gateway.tokens.verifier import Principal
+
+# RFC 9110 §7.6.1 hop-by-hop fields plus framing and routing fields the gateway sets itself.
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+SET_BY_GATEWAY: Final = frozenset(
+    {
+        "host",
+        "content-length",
+        "expect",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+        "x-request-id",
+    }
+)
+CACHE_SIZE: Final = 4096  # bound of each per-name cache below
+_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
+_NOTHING: Final[frozenset[str]] = frozenset()
+_XFF: Final = "X-Forwarded-For"
+_XFP: Final = "X-Forwarded-Proto"
+_XFH: Final = "X-Forwarded-Host"
+_HEADER_VALUE_SAFE: Final = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+
+
+def canonical(name: str) -> str:
+    """Compare header names the way some backends do: case-folded, `_` equal to `-`."""
+    return name.lower().replace("_", "-")
+
+
+class HeaderPolicy:
+    """Precomputed header sets, built once per app, applied per request."""
+
+    def __init__(self, settings: ProxySettings):
+        self.identity: tuple[tuple[str, str], ...] = tuple(settings.identity_headers.items())
+        self._identity_names = frozenset(canonical(h) for _, h in self.identity)
+        self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
+        self._forward_authorization = settings.forward_authorization
+        self._trusted = tuple(
+            ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
+        )
+        self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
+        self._request_verdicts: dict[bytes, tuple[bool, str]] = {}
+        self._response_verdicts: dict[bytes, tuple[bool, str]] = {}
+
+    def is_identity_header(self, name: str) -> bool:
+        key = canonical(name)
+        return key in self._identity_names or key.startswith(self._identity_prefixes)
+
+    def _request_verdict(self, name: bytes) -> tuple[bool, str]:
+        """(dropped, lower-case name) for a client header name; cached, bounded."""
+        verdict = self._request_verdicts.get(name)
+        if verdict is None:
+            text = name.decode("latin-1")
+            lower = text.lower()
+            dropped = (
+                lower in HOP_BY_HOP
+                or lower in SET_BY_GATEWAY
+                or canonical(text) in SET_BY_GATEWAY
+                or self.is_identity_header(text)
+                or (lower == "authorization" and not self._forward_authorization)
+            )
+            verdict = _remember(self._request_verdicts, name, (dropped, lower))
+        return verdict
+
+    def upstream_request_fields(
+        self,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        headers: CIMultiDictProxy[str],
+        *,
+        principal: Principal | None,
+        request_id: str,
+        remote: str | None,
+        scheme: str,
+        host: str | None,
+        upstream_host: str | None,
+    ) -> list[tuple[bytes, bytes]]:
+        """Client header fields (bytes as received) minus hop-by-hop and identity copies,
+        plus the forwarding and identity fields, ready to be written upstream."""
+        fields: list[tuple[bytes, bytes]] = []
+        connection: list[bytes] = []
+        verdict_of = self._request_verdict
+        for name, value in raw_headers:
+            dropped, lower = verdict_of(name)
+            if dropped:
+                if lower == "connection":
+                    connection.append(value)
+                continue
+            fields.append((name, value))
+        named = _named_by_connection(connection)
+        if named:  # fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1)
+            fields = [(n, v) for n, v in fields if verdict_of(n)[1] not in named]
+        # Added after filtering, so `Connection: X-User-Id` can never remove these.
+        own_host = upstream_host if upstream_host is not None else host
+        if own_host:
+            fields.append((b"Host", _encode(own_host)))
+        client = remote or "unknown"
+        if self._is_trusted(remote):  # a proxy we trust: keep what it says and append
+            prior = headers.getall(_XFF, [])
+            forwarded_for = ", ".join([*prior, client])
+            proto, forwarded_host = headers.get(_XFP, scheme), headers.get(_XFH, host or "")
+        else:
+            # SECURITY: client-sent X-Forwarded-* are replaced unless they come from a
+            # configured trusted proxy; legacy backends that trust them could be fooled.
+            forwarded_for, proto, forwarded_host = client, scheme, host or ""
+        fields += (
+            (b"X-Forwarded-For", _encode(forwarded_for)),
+            (b"X-Forwarded-Proto", _encode(proto)),
+            (b"X-Forwarded-Host", _encode(forwarded_host)),
+            (b"X-Request-Id", request_id.encode("ascii")),
+        )
+        if principal is not None:
+            fields += self.identity_fields(principal)
+        return fields
+
+    def identity_fields(self, principal: Principal) -> tuple[tuple[bytes, bytes], ...]:
+        """The identity header fields for a principal, kept on it (keyed by the claim →
+        header mapping): the verifier hands out the same Principal for every request with a
+        cached token, so they are built once per token and go when it leaves the cache."""
+        mapping = self._identity_bytes
+        fields: tuple[tuple[bytes, bytes], ...] | None = principal.derived.get(mapping)
+        if fields is not None:
+            return fields
+        claims = principal.claims
+        built = []
+        for claim, header in mapping:
+            text = header_value(claims.get(claim))
+            if text is not None:
+                built.append((header, text.encode("ascii")))
+        fields = principal.derived[mapping] = tuple(built)
+        return fields
+
+    def downstream_response_headers(
+        self, raw_headers: Iterable[tuple[bytes, bytes]]
+    ) -> CIMultiDict[str]:
+        """Upstream response headers minus hop-by-hop ones and framing (the gateway frames)."""
+        out: CIMultiDict[str] = CIMultiDict()
+        connection: list[bytes] = []
+        verdicts = self._response_verdicts
+        for name, value in raw_headers:
+            verdict = verdicts.get(name)
+            if verdict is None:  # names are upstream-chosen: the cache is bounded
+                verdict = _remember(verdicts, name, _response_verdict(name))
+            dropped, text = verdict
+            if dropped:
+                if text.lower() == "connection":
+                    connection.append(value)
+                continue
+            out.add(text, value.decode("latin-1"))
+        for token in _named_by_connection(connection):
+            out.popall(token, None)
+        return out
+
+    def _is_trusted(self, remote: str | None) -> bool:
+        if not self._trusted or not remote:
+            return False
+        try:
+            address = ipaddress.ip_address(remote)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
+
+def _named_by_connection(values: list[bytes]) -> frozenset[str]:
+    """The lower-case field names listed in Connection header values; `keep-alive` and
+    `close` (nearly every message) name nothing that is not hop-by-hop already."""
+    if not values or (len(values) == 1 and values[0].lower() in _PLAIN_CONNECTION):
+        return _NOTHING
+    return frozenset(
+        t.strip().lower() for v in values for t in v.decode("latin-1").split(",") if t.strip()
+    )
+
+
+def _remember(
+    cache: dict[bytes, tuple[bool, str]], name: bytes, verdict: tuple[bool, str]
+) -> tuple[bool, str]:
+    """Cache a header-name verdict while the cache is below its bound (names are chosen by
+    the other side; beyond the bound they are decided each time)."""
+    if len(cache) < CACHE_SIZE:
+        cache[name] = verdict
+    return verdict
+
+
+def _response_verdict(name: bytes) -> tuple[bool, str]:
+    text = name.decode("latin-1")
+    lower = text.lower()
+    return (lower in HOP_BY_HOP or lower == "content-length", text)
+
+
+def _encode(value: str) -> bytes:
+    """A header value back to the bytes it was received as (aiohttp decodes UTF-8 with
+    surrogateescape); values the gateway makes are ASCII."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def header_value(claim: Any) -> str | None:
+    """A claim as a header value: lists joined by ',', no control characters, ASCII only."""
+    if type(claim) is str:  # the common case first
+        text = claim
+    elif claim is None or isinstance(claim, dict):
+        return None
+    elif isinstance(claim, list | tuple):
+        text = ",".join(map(str, claim))
+    elif isinstance(claim, bool):
+        text = "true" if claim else "false"
+    else:
+        text = str(claim)
+    # SECURITY: claim values come from user records; never let them inject header lines.
+    if text.isascii() and text.isprintable():
+        return text
+    return quote(text, safe=_HEADER_VALUE_SAFE)

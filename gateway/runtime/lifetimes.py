@@ -1,0 +1,80 @@
+"""Lifetimes of the services, as aiohttp cleanup contexts: what connects and starts when the
+public app starts, and closes when it stops. Background tasks keep a reference and are
+cancelled and awaited on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from gateway.errors import StoreUnavailable
+from gateway.proxy.upstream import UpstreamPool
+from gateway.runtime.http_client import SharedClientSession
+from gateway.tokens.revocation_sync import RevocationSync
+
+log = logging.getLogger("gateway")
+
+CANCEL_RETRY_INTERVAL: Final = 0.5
+Lifetime = Callable[[web.Application], AsyncIterator[None]]
+
+
+def clients_lifetime(http: SharedClientSession, pool: UpstreamPool) -> Lifetime:
+    """The outgoing HTTP clients: the upstream pool and the shared aiohttp session."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        pool.open()
+        await http.open()
+        try:
+            yield
+        finally:
+            pool.close()
+            await http.close()
+
+    return lifetime
+
+
+def store_lifetime(redis: Redis, sync: RevocationSync, *, owned: bool) -> Lifetime:
+    """The revocation view loaded and followed while the app runs; the Redis client closed
+    after (when the gateway made it)."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            await sync.reload()  # serve with revocations loaded whenever Redis is up
+        except StoreUnavailable:
+            log.error("Redis unavailable at start: revocations not loaded yet (retrying)")
+        try:
+            async with background(sync.run(), sync.watchdog()):
+                yield
+        finally:
+            if owned:
+                await redis.aclose()
+
+    return lifetime
+
+
+@asynccontextmanager
+async def background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run tasks for the duration of the block, keeping references; cancel and await after.
+
+    A cancellation can be lost inside a library (redis-py reading under `asyncio.timeout`
+    when the timeout fires as the cancel arrives turns it into a TimeoutError): tasks still
+    running are cancelled again until they end, so shutdown never waits on them forever.
+    """
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        yield
+    finally:
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_INTERVAL)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background task failed", exc_info=task.exception())

@@ -1,0 +1,47 @@
+"""RequestObserver: what the edge reports about each request becomes metrics and access lines."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.edge import Exchange
+from gateway.errors import InvalidToken, StoreUnavailable
+from gateway.runtime.logs import BatchingHandler, access_log, json_line, text_line
+from gateway.runtime.metrics import Metrics
+
+
+class RequestObserver:
+    """Counts every request and writes one access-log line for it (the edge middleware
+    calls it: `started` as a request comes in, `finished` once it is answered)."""
+
+    def __init__(self, metrics: Metrics, *, json_logs: bool):
+        self._metrics = metrics
+        self._json_logs = json_logs
+        self._format_line = json_line if json_logs else text_line
+
+    def started(self) -> None:
+        self._metrics.in_flight.inc()
+
+    def finished(
+        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+    ) -> None:
+        metrics = self._metrics
+        metrics.in_flight.dec()
+        route = exchange.route
+        metrics.count_request(route, request.method, status)
+        error = exchange.error
+        if isinstance(error, InvalidToken):
+            metrics.auth_rejections.labels(error.reason).inc()
+        elif isinstance(error, StoreUnavailable):
+            metrics.redis_errors.inc()
+        if exchange.upstream_status is not None:
+            metrics.observe_upstream(route, exchange.upstream_seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            line = self._format_line(request, exchange, status, seconds)
+            handlers = access_log.handlers
+            if self._json_logs and len(handlers) == 1 and isinstance(handlers[0], BatchingHandler):
+                handlers[0].add_line(line)  # a JSON line needs no LogRecord or formatter
+            else:
+                access_log.info(line)

@@ -1,0 +1,188 @@
+"""Several worker processes on one port: start them, restart crashed ones, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Final
+
+from gateway.config import Settings
+from gateway.errors import ConfigError
+from gateway.runtime.logs import configure_logging
+from gateway.runtime.serve import run_loop
+from gateway.store.client import is_memory_url
+
+log = logging.getLogger("gateway")
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_START_TIMEOUT: Final = 30.0
+RESTART_DELAY: Final = 1.0
+
+
+def worker_count(settings: Settings, requested: int | None) -> int:
+    """How many processes to run; refuses several workers on the in-process store."""
+    memory = is_memory_url(settings.redis.url)
+    count = requested if requested is not None else settings.listen.workers
+    if count and count > 1 and memory:
+        raise ConfigError(
+            f"--workers {count} needs a shared Redis: redis.url memory:// is an in-process "
+            "store, so each worker would have its own sessions and revocations. Use "
+            "--workers 1 or a redis:// URL"
+        )
+    if count:
+        return count
+    return 1 if memory else len(os.sched_getaffinity(0))
+
+
+def run(settings: Settings, *, workers: int = 1) -> int:
+    """Blocking entry point: one process, or a supervisor of `workers` processes."""
+    if workers <= 1:
+        run_loop(settings, reuse_port=False)
+        return 0
+    return Supervisor(settings, workers).run()
+
+
+def _worker_main(settings: Settings, ready: Connection, parent_pid: int) -> None:
+    """A worker process: its own event loop, store pool and revocation view."""
+    configure_logging(
+        level=settings.logging.level,
+        json_format=settings.logging.format == "json",
+        access=settings.logging.access_log,
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
+
+    try:
+        run_loop(
+            settings, reuse_port=True, on_ready=lambda: _report_ready(ready), parent_pid=parent_pid
+        )
+    finally:
+        logging.shutdown()  # flush batched access lines: worker processes end in os._exit
+
+
+def _report_ready(ready: Connection) -> None:
+    """One byte down a pipe: unlike a shared Event, it takes no lock a supervisor killed
+    while waiting could have left held, so a worker can never hang here."""
+    try:
+        ready.send_bytes(b"1")
+    except OSError:
+        pass  # the supervisor is gone; the parent watchdog takes it from here
+    finally:
+        ready.close()
+
+
+class Supervisor:
+    """Starts N workers on one port (SO_REUSEPORT), restarts crashed ones, drains on SIGTERM.
+
+    Workers are spawned (not forked) so that each one imports prometheus-client with the
+    shared multiprocess directory set: /metrics then adds up every worker's counters.
+    """
+
+    def __init__(self, settings: Settings, workers: int):
+        self._settings = settings
+        self._count = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[BaseProcess] = []
+        self._stopping = False
+
+    def run(self) -> int:
+        metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+        previous = {
+            signum: signal.signal(signum, self._request_stop)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            if not self._start_all():
+                self._stop_all()
+                return 1
+            log.info("%d workers serving on port %d", self._count, self._settings.listen.port)
+            self._supervise()
+            return 0 if self._stop_all() else 1
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _request_stop(self, signum: int, _frame: object) -> None:
+        self._stopping = True
+
+    def _spawn(self) -> tuple[BaseProcess, Connection]:
+        ready, ready_writer = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(self._settings, ready_writer, os.getpid()),
+            name="gateway-worker",
+        )
+        process.start()
+        ready_writer.close()  # the worker holds the other copy: its exit reads as EOF here
+        return process, ready
+
+    def _start_all(self) -> bool:
+        started = [self._spawn() for _ in range(self._count)]
+        self._workers = [process for process, _ in started]
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        try:
+            for process, ready in started:
+                if not self._wait_ready(process, ready, deadline):
+                    log.error("a worker failed to start (exit code %s)", process.exitcode)
+                    return False
+            return True
+        finally:
+            for _, ready in started:
+                ready.close()
+
+    def _wait_ready(self, process: BaseProcess, ready: Connection, deadline: float) -> bool:
+        while not ready.poll(0.1):
+            if not process.is_alive() or time.monotonic() > deadline or self._stopping:
+                return False
+        try:
+            return ready.recv_bytes() == b"1"
+        except (EOFError, OSError):  # exited before it was ready
+            return False
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            time.sleep(0.2)
+            for index, process in enumerate(self._workers):
+                if process.is_alive() or self._stopping:
+                    continue
+                log.error("worker %s exited with %s; restarting it", process.pid, process.exitcode)
+                self._forget_metrics(process)
+                time.sleep(RESTART_DELAY)
+                process, ready = self._spawn()
+                ready.close()
+                self._workers[index] = process
+
+    def _stop_all(self) -> bool:
+        """SIGTERM every worker (each drains), wait for them; True when all exited cleanly."""
+        for process in self._workers:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self._settings.proxy.drain_timeout + 10
+        clean = True
+        for process in self._workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.error("worker %s did not stop in time; killing it", process.pid)
+                process.kill()
+                process.join()
+                clean = False
+            elif process.exitcode != 0:
+                clean = False
+        log.info("all workers stopped")
+        return clean
+
+    @staticmethod
+    def _forget_metrics(process: BaseProcess) -> None:
+        if process.pid is not None and os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,76 @@
+"""TokenIssuer signs access tokens: RFC 9068 JWTs (header `typ: at+jwt`, `kid`) with PyJWT."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from gateway.tokens.keys import KeyRing
+from gateway.tokens.verifier import RESERVED_CLAIMS
+from gateway.typedefs import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    jti: str
+    iat: int
+    exp: int
+
+
+class TokenIssuer:
+    """Signs access tokens with the active key (header `typ: at+jwt`, `kid`)."""
+
+    def __init__(
+        self, keyring: KeyRing, *, issuer: str, audience: str, access_ttl: float, clock: Clock
+    ):
+        if keyring.active is None:
+            raise ValueError("no active signing key configured")
+        self._key = keyring.active
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = int(access_ttl)
+        self._clock = clock
+
+    def issue(
+        self,
+        *,
+        sub: str,
+        sid: str,
+        roles: Sequence[str] = (),
+        scope: str | None = None,
+        auth_time: float | None = None,
+        client_id: str | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> IssuedToken:
+        now = int(self._clock())
+        exp = now + int(ttl if ttl is not None else self._ttl)
+        jti = secrets.token_urlsafe(16)
+        claims: dict[str, Any] = {
+            k: v for k, v in (extra_claims or {}).items() if k not in RESERVED_CLAIMS
+        }
+        claims.update(
+            iss=self._issuer,
+            aud=self._audience,
+            sub=sub,
+            iat=now,
+            nbf=now,
+            exp=exp,
+            jti=jti,
+            sid=sid,
+            roles=list(roles),
+            auth_time=int(auth_time if auth_time is not None else now),
+        )
+        if scope:
+            claims["scope"] = scope
+        if client_id:
+            claims["client_id"] = client_id
+        headers = {"kid": self._key.kid, "typ": "at+jwt"}
+        assert self._key.sign_key is not None  # KeyRing refuses an active key without one
+        token = jwt.encode(claims, self._key.sign_key, algorithm=self._key.alg, headers=headers)
+        return IssuedToken(token=token, jti=jti, iat=now, exp=exp)
