@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 
-.PHONY: help install demo test lint fmt docs bench bench-quick clean
+.PHONY: help install demo test test-fast lint fmt docs bench bench-quick clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
 	@echo "make test   - install and run the whole test suite"
-	@echo "make lint   - ruff + mypy (strict on gateway/)"
+	@echo "make test-fast - the inner loop: everything but the slow tests (processes, real waits)"
+	@echo "make lint   - ruff + mypy (strict on gateway/ and tests/)"
 	@echo "make fmt    - format with ruff"
 	@echo "make docs   - regenerate README's configuration reference from the settings models"
 	@echo "make bench  - benchmark: direct, naive proxy, gateway, nginx in alternating rounds"
@@ -33,10 +34,13 @@ demo: $(STAMP) $(DEMO_KEY)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests deploy bench
 	$(BIN)/ruff format --check gateway tests deploy bench
-	$(BIN)/mypy
+	$(BIN)/mypy  # gateway/ and tests/ (files in pyproject.toml)
 
 docs: $(STAMP)
 	$(BIN)/python -m gateway.config_reference README.md

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from gateway.errors import ConfigError
+from gateway.store.client import check_redis_url
 from gateway.typedefs import FailMode, RoutePolicy
 
 ENV_PREFIX: Final = "GATEWAY_"
@@ -80,6 +81,12 @@ class RedisSettings(_Section):
     """connection pool size per worker"""
     prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     """first segment of every key and of the pub/sub channel"""
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_supported(cls, value: str) -> str:
+        check_redis_url(value)
+        return value
 
 
 class KeySettings(_Section):

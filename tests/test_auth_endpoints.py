@@ -423,7 +423,7 @@ async def test_redis_never_holds_a_raw_refresh_token_and_every_key_has_a_ttl(
     await client.post("/auth/logout", headers=bearer(second["access_token"]))
     await client.post("/auth/login", json={"username": "alice", "password": "bad"})  # counters
     await login(client, device_id="phone")  # a live session too
-    raw = fakeredis.FakeAsyncRedis(server=fake_server)
+    raw: Any = fakeredis.FakeAsyncRedis(server=fake_server)
     dump = b""
     async for key in raw.scan_iter("*"):
         assert await raw.ttl(key) > 0, key

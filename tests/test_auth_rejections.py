@@ -232,7 +232,7 @@ async def test_wrong_issuer_or_audience(
     gateway: Any,
     upstream: Upstream,
     key_files: dict[str, Path],
-    override: dict[str, str],
+    override: dict[str, Any],
     words: str,
 ) -> None:
     resp = await gateway.get("/api", headers=bearer(mint(key_files, **override)))
@@ -243,7 +243,8 @@ async def test_wrong_issuer_or_audience(
 async def test_missing_required_claim(
     gateway: Any, upstream: Upstream, key_files: dict[str, Path], claim: str
 ) -> None:
-    resp = await gateway.get("/api", headers=bearer(mint(key_files, **{claim: None})))
+    missing: dict[str, Any] = {claim: None}
+    resp = await gateway.get("/api", headers=bearer(mint(key_files, **missing)))
     await assert_invalid_token(resp, upstream)
 
 

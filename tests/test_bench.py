@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from bench.common import free_port
+
+pytestmark = pytest.mark.slow  # runs the benchmark harness and its processes
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 

@@ -16,6 +16,8 @@ from gateway.config import Settings
 from tests.conftest import RedisServer
 from tests.helpers import bearer, login, run_cli
 
+pytestmark = pytest.mark.slow  # runs the CLI in child processes
+
 
 def test_users_add_and_hash(tmp_path: Path) -> None:
     path = tmp_path / "users.yaml"
@@ -59,6 +61,20 @@ def test_operator_verbs_refuse_memory_store(tmp_path: Path) -> None:
     result = run_cli("revoke", "user", "alice", "--config", str(config))
     assert result.returncode == 2
     assert "memory://" in result.stderr
+
+
+@pytest.mark.redis
+def test_revoke_token_usage_errors(tmp_path: Path, redis_server: RedisServer) -> None:
+    """A command line that cannot work is a usage message (exit 2), a bad token too."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"redis": {"url": redis_server.url}}))
+    neither = run_cli("revoke", "token", "--jti", "abc", "--config", str(config))
+    assert neither.returncode == 2
+    assert "give --token, or --jti with --exp" in neither.stderr
+    garbage = run_cli("revoke", "token", "--token", "not-a-jwt", "--config", str(config))
+    assert garbage.returncode == 2
+    assert "not a valid access token" in garbage.stderr
+    assert "Traceback" not in neither.stderr + garbage.stderr
 
 
 @pytest.mark.redis
@@ -107,7 +123,7 @@ async def test_operator_verbs_on_real_redis(
 
 @pytest.mark.redis
 def test_cli_reports_redis_outage(tmp_path: Path) -> None:
-    from tests.conftest import free_port
+    from bench.common import free_port
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}))

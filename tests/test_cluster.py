@@ -36,6 +36,7 @@ def test_users_spread_over_slots() -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 async def test_gateway_on_a_three_master_cluster(
     aiohttp_client: Any,
     settings_factory: Callable[..., Settings],

@@ -46,6 +46,9 @@ def keys_section(key_file: Path, **extra: object) -> dict[str, object]:
         ),
         ({"keys": {"active": "nope", "items": []}}, "keys"),
         ({"redis": {"socket_timeout": 0}}, "redis.socket_timeout"),
+        ({"redis": {"url": "mongo://x"}}, "redis.url"),
+        ({"redis": {"url": "redis+sentinel://s1:26379"}}, "redis.url"),
+        ({"redis": {"url": "redis+sentinel://s1:port/mymaster"}}, "redis.url"),
         ({"revocation": {"fail_mode": "sometimes"}}, "revocation.fail_mode"),
         ({"proxy": {"identity_headers": {"sub": "X User"}}}, "proxy.identity_headers"),
     ],
@@ -54,6 +57,18 @@ def test_invalid_configuration_names_the_key(tmp_path: Path, data: object, named
     with pytest.raises(ConfigError) as exc:
         load_settings(write(tmp_path, data))
     assert named in exc.value.description
+
+
+@pytest.mark.slow
+def test_unsupported_redis_url_stops_serve_and_check_config_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path, {"redis": {"url": "mongo://db:27017"}})
+    for verb in ("serve", "check-config"):
+        result = run_cli(verb, "--config", str(config))
+        assert result.returncode == 2, result.stderr
+        assert "redis.url" in result.stderr and "mongo://" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
@@ -145,6 +160,7 @@ def test_key_from_environment(key_files: dict[str, Path]) -> None:
     assert ring.active is not None and ring.active.kid == "k1"
 
 
+@pytest.mark.slow
 def test_cli_check_config(tmp_path: Path) -> None:
     bad = write(tmp_path, {"tokens": {"access_ttl": -1}})
     result = run_cli("check-config", "--config", str(bad))
@@ -152,6 +168,7 @@ def test_cli_check_config(tmp_path: Path) -> None:
     assert "tokens.access_ttl" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_check_config_masks_secrets(tmp_path: Path) -> None:
     secret = "hs256-secret-" + "s" * 40
     (tmp_path / "hs.key").write_text(secret)
@@ -179,6 +196,7 @@ def test_cli_check_config_masks_secrets(tmp_path: Path) -> None:
         assert leaked not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_cli_keys_generate(tmp_path: Path) -> None:
     out = tmp_path / "k" / "es.pem"
     result = run_cli("keys", "generate", "--alg", "ES256", "--out", str(out))

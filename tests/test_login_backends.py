@@ -11,9 +11,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bench.common import free_port
 from gateway.config import Settings
 from gateway.tokens.keys import generate_key_material, write_secret_file
-from tests.conftest import GatewayFactory, Upstream, free_port
+from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import bearer
 
 LEGACY_USERS = {"dave": "letmein"}
@@ -69,6 +70,34 @@ async def test_login_delegated_to_the_legacy_backend(
         resp = await client.post("/auth/login", json={"username": "dave", "password": "wrong"})
         assert resp.status == 401
         assert (await resp.json())["error"] == "invalid_grant"
+    finally:
+        await server.close()
+
+
+async def test_backend_roles_without_a_subject_field(
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings], upstream: Upstream
+) -> None:
+    """roles_field alone: the subject is the username, the roles still come from the answer."""
+    legacy = web.Application()
+    legacy.router.add_post("/login", legacy_login)
+    server = TestServer(legacy, host="127.0.0.1")
+    await server.start_server()
+    try:
+        backend = {
+            "url": f"http://127.0.0.1:{server.port}/login",
+            "username_field": "login",
+            "password_field": "secret",
+            "roles_field": "user.groups",
+        }
+        client = await gateway_factory(
+            settings_factory(auth={"backend": backend}), redis=fakeredis.FakeAsyncRedis()
+        )
+        resp = await client.post("/auth/login", json={"username": "dave", "password": "letmein"})
+        assert resp.status == 200
+        await client.get("/api", headers=bearer((await resp.json())["access_token"]))
+        seen = upstream.headers_of()
+        assert seen["x-user-id"] == ["dave"]
+        assert seen["x-user-roles"] == ["staff"]
     finally:
         await server.close()
 

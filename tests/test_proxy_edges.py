@@ -16,8 +16,9 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
+from bench.common import free_port
 from gateway.config import Settings
-from tests.conftest import GatewayFactory, Upstream, free_port
+from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import bearer, mint
 
 
@@ -168,6 +169,7 @@ async def test_oversized_chunked_body_is_413(
     assert not [r for r in upstream.received if r.body_size == 500_000]
 
 
+@pytest.mark.slow
 async def test_concurrency_limit_is_503(
     gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
 ) -> None:
@@ -381,6 +383,7 @@ async def test_errors_never_echo_internal_details(
     assert time.time() > 0
 
 
+@pytest.mark.slow
 async def test_slow_client_is_not_an_upstream_timeout(
     gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
 ) -> None:
@@ -397,6 +400,7 @@ async def test_slow_client_is_not_an_upstream_timeout(
     assert received == size
 
 
+@pytest.mark.slow
 async def test_slow_client_upload_is_not_an_upstream_timeout(
     gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
 ) -> None:

@@ -69,6 +69,7 @@ async def test_user_revocation_reaches_b(instances: Any, key_files: dict[str, Pa
     await wait_for_status(b, token, 401)
 
 
+@pytest.mark.slow
 async def test_cli_revocation_reaches_running_instances(
     instances: Any, cluster_settings: Settings, key_files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -148,6 +149,7 @@ async def test_redis_restart_then_revocation_made_meanwhile_is_enforced(
     assert resp.status == 200
 
 
+@pytest.mark.slow
 async def test_fail_closed_when_stale(
     instances: Any, redis_server: RedisServer, key_files: dict[str, Path], upstream: Upstream
 ) -> None:
@@ -165,6 +167,7 @@ async def test_fail_closed_when_stale(
     assert len(upstream.received) == count + 1
 
 
+@pytest.mark.slow
 async def test_fail_open_keeps_serving_and_says_so(
     aiohttp_client: Any,
     cluster_settings: Settings,

@@ -9,6 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+pytestmark = pytest.mark.slow  # starts gateway processes and waits for drains
+
 
 async def test_sigterm_lets_a_slow_response_finish(gateway_process: Any) -> None:
     process, base = await gateway_process(drain_timeout=10)

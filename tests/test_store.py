@@ -296,7 +296,7 @@ async def test_every_public_coroutine_maps_redis_outages(clock: Clock) -> None:
     server.connected = False
     redis = fakeredis.FakeAsyncRedis(server=server)
     sid = new_sid("alice")
-    calls = {
+    calls: dict[type, dict[str, dict[str, Any]]] = {
         SessionStore: {
             "create": dict(sub="a", sid=sid, refresh_hash="h", lifetime=10),
             "rotate": dict(sid=sid, presented_hash="h", new_hash="n", successor_box=b"b", grace=1),

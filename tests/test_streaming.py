@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from measure_streaming import measure
+from bench.measure_streaming import measure
 
 
 @pytest.mark.slow

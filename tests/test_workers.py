@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.conftest import RedisServer, free_port
+from bench.common import free_port
+from tests.conftest import RedisServer
+
+pytestmark = pytest.mark.slow  # starts gateway processes
 
 
 def test_several_workers_refuse_the_in_memory_store(tmp_path: Path) -> None:

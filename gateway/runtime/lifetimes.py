@@ -20,7 +20,7 @@ from gateway.tokens.revocation_sync import RevocationSync
 
 log = logging.getLogger("gateway")
 
-CANCEL_RETRY_INTERVAL: Final = 0.5
+CANCEL_RETRY_INTERVAL: Final = 0.05
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
 
 

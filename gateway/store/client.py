@@ -10,6 +10,32 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 MEMORY_SCHEME = "memory"
+SCHEMES = (MEMORY_SCHEME, "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ValueError (saying what is accepted) for a URL `connect_redis` cannot use."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(
+            f"unsupported scheme {parts.scheme + '://' if parts.scheme else url!r}: use "
+            + ", ".join(f"{s}://" for s in SCHEMES)
+        )
+    if parts.scheme == "redis+sentinel":
+        _sentinel_parts(parts.netloc, parts.path)
+
+
+def _sentinel_parts(netloc: str, path: str) -> tuple[list[tuple[str, int]], str, int]:
+    """(sentinel hosts, service name, db) of a redis+sentinel:// URL; ValueError if malformed."""
+    try:
+        hosts = [_host_port(h) for h in netloc.rpartition("@")[2].split(",") if h]
+        segments = [p for p in path.split("/") if p]
+        db = int(segments[1]) if len(segments) > 1 else 0
+    except ValueError:
+        hosts, segments, db = [], [], 0
+    if not hosts or not segments:
+        raise ValueError("redis+sentinel:// needs host:port[,host:port]/service_name[/db]")
+    return hosts, segments[0], db
 
 
 def is_memory_url(url: str) -> bool:
@@ -43,16 +69,12 @@ def connect_redis(
             **timeouts,
         )
     if scheme == "redis+sentinel":
-        hosts = [_host_port(h) for h in parts.netloc.rpartition("@")[2].split(",") if h]
-        path = [p for p in parts.path.split("/") if p]
-        if not hosts or not path:
-            raise ValueError("redis+sentinel:// needs host:port[,host:port]/service_name[/db]")
+        hosts, service, db = _sentinel_parts(parts.netloc, parts.path)
         password = unquote(parts.password) if parts.password else None
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             hosts, sentinel_kwargs=timeouts, password=password, **timeouts
         )
-        db = int(path[1]) if len(path) > 1 else 0
-        master: Any = sentinel.master_for(path[0], db=db, max_connections=max_connections)
+        master: Any = sentinel.master_for(service, db=db, max_connections=max_connections)
         return master  # type: ignore[no-any-return]
     if scheme == "redis+cluster":
         cluster_url = "redis://" + parts.netloc + parts.path
@@ -60,10 +82,8 @@ def connect_redis(
             cluster_url, max_connections=max_connections, **timeouts
         )
         return cluster  # type: ignore[no-any-return]
-    raise ValueError(
-        f"unsupported redis.url scheme {scheme!r}: use memory://, redis://, rediss://, unix://, "
-        "redis+sentinel:// or redis+cluster://"
-    )
+    check_redis_url(url)  # raises: the scheme is not one of SCHEMES
+    raise AssertionError("unreachable")
 
 
 def _host_port(item: str) -> tuple[str, int]:
