@@ -22,6 +22,7 @@ from gateway.appkeys import (
     ADMIN_ACTIONS,
     AUDIT,
     AUTHENTICATOR,
+    BODIES,
     CLOCK,
     EDGE,
     KEYRING,
@@ -43,6 +44,7 @@ from gateway.authserver.revoker import Revoker
 from gateway.authserver.token_service import TokenService
 from gateway.config import Settings
 from gateway.edge import edge_middleware
+from gateway.edge.bodies import OWN_BODY_LIMIT, BodyReader, defer_expectation
 from gateway.proxy.bearer import Authenticator
 from gateway.proxy.endpoint import ProxyEndpoint, proxy
 from gateway.proxy.forwarder import Forwarder
@@ -72,7 +74,6 @@ from gateway.typedefs import Clock
 log = logging.getLogger("gateway")
 
 ADMIN_REALM: Final = "admin"  # the admin listener's challenge realm
-OWN_BODY_LIMIT: Final = 64 * 1024  # bodies the gateway itself parses (auth and admin endpoints)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Services:
     routes: RouteTable
     http: SharedClientSession
     upstream_pool: UpstreamPool
+    bodies: BodyReader
     proxy: ProxyEndpoint
     admin_actions: AdminActions
 
@@ -142,14 +144,17 @@ def build_services(
     token_service, login = _token_service(settings, keyring, revoker, view, client, http, clock)
     authenticator = Authenticator(verifier, view)
     routes = RouteTable.from_settings(
-        settings.routes, blocked=("/admin",) if settings.admin.block_public_path else ()
+        settings.routes,
+        blocked=("/admin",) if settings.admin.block_public_path else (),
+        path_parameters=p.path_parameters,
     )
     pool = UpstreamPool(
         connect_timeout=p.connect_timeout,
         read_timeout=p.read_timeout,
         keepalive_timeout=min(p.keepalive_timeout, 30),
     )
-    forwarder = Forwarder(pool, http, HeaderPolicy(p), p)
+    bodies = BodyReader.from_settings(p)
+    forwarder = Forwarder(pool, http, HeaderPolicy(p), bodies, p)
     metrics = Metrics()
     metrics.watch_revocations(sync, view)
     return Services(
@@ -171,6 +176,7 @@ def build_services(
         routes=routes,
         http=http,
         upstream_pool=pool,
+        bodies=bodies,
         proxy=ProxyEndpoint(routes, authenticator, forwarder),
         admin_actions=AdminActions(revoker, audit, verifier, clock),
     )
@@ -228,9 +234,7 @@ def create_app(
         max_header_size=settings.proxy.max_header_size,
         observer=RequestObserver(s.metrics, json_logs=settings.logging.format == "json"),
     )
-    app = web.Application(
-        middlewares=[edge], client_max_size=OWN_BODY_LIMIT, handler_args=server_limits(settings)
-    )
+    app = web.Application(middlewares=[edge], client_max_size=OWN_BODY_LIMIT)
     _share(app, s)
     app[EDGE] = edge
     app[PROXY] = s.proxy
@@ -241,24 +245,39 @@ def create_app(
         app[TOKEN_SERVICE] = s.token_service
         app[LOGIN] = s.login
         _token_routes(app.router)
-    app.router.add_get("/.well-known/jwks.json", wellknown.jwks)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_route("*", "/{tail:.*}", proxy)  # everything else is proxied
+    _add_routes(
+        app.router,
+        ("GET", "/.well-known/jwks.json", wellknown.jwks),
+        ("GET", "/healthz", health.healthz),
+        ("GET", "/readyz", health.readyz),
+        ("GET", "/metrics", metrics_handler),
+        ("*", "/{tail:.*}", proxy),  # everything else is proxied
+    )
     return app
 
 
 def _token_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/auth/login", token_endpoints.login)
-    router.add_post("/auth/refresh", token_endpoints.refresh)
-    router.add_post("/refresh", token_endpoints.refresh)
-    router.add_post("/auth/token", token_endpoints.token)
-    router.add_post("/auth/revoke", token_endpoints.revoke)
-    router.add_post("/auth/logout", token_endpoints.logout)
-    router.add_get("/auth/sessions", session_endpoints.list_sessions)
-    router.add_delete("/auth/sessions/{sid}", session_endpoints.delete_session)
-    router.add_get("/.well-known/oauth-authorization-server", wellknown.metadata)
+    _add_routes(
+        router,
+        ("POST", "/auth/login", token_endpoints.login),
+        ("POST", "/auth/refresh", token_endpoints.refresh),
+        ("POST", "/refresh", token_endpoints.refresh),
+        ("POST", "/auth/token", token_endpoints.token),
+        ("POST", "/auth/revoke", token_endpoints.revoke),
+        ("POST", "/auth/logout", token_endpoints.logout),
+        ("GET", "/auth/sessions", session_endpoints.list_sessions),
+        ("DELETE", "/auth/sessions/{sid}", session_endpoints.delete_session),
+        ("GET", "/.well-known/oauth-authorization-server", wellknown.metadata),
+    )
+
+
+def _add_routes(router: web.UrlDispatcher, *routes: tuple[str, str, Any]) -> None:
+    """Register (method, path, handler) routes. `Expect: 100-continue` is left to the body
+    reader (gateway.edge.bodies): aiohttp's default answers it before any check runs."""
+    for method, path, handler in routes:
+        router.add_route(method, path, handler, expect_handler=defer_expectation)
+        if method == "GET":
+            router.add_route("HEAD", path, handler, expect_handler=defer_expectation)
 
 
 def create_admin_app(services: Services) -> web.Application:
@@ -271,12 +290,15 @@ def create_admin_app(services: Services) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=OWN_BODY_LIMIT)
     _share(app, services)
     app[ADMIN_ACTIONS] = services.admin_actions
-    app.router.add_post("/admin/revoke/token", admin_api.revoke_token)
-    app.router.add_delete("/admin/sessions/{sid}", admin_api.revoke_session)
-    app.router.add_post("/admin/users/{sub}/revoke", admin_api.revoke_user)
-    app.router.add_get("/admin/users/{sub}/sessions", admin_api.user_sessions)
-    app.router.add_get("/admin/revocations", admin_api.revocations)
-    app.router.add_get("/admin/audit", admin_api.audit)
+    _add_routes(
+        app.router,
+        ("POST", "/admin/revoke/token", admin_api.revoke_token),
+        ("DELETE", "/admin/sessions/{sid}", admin_api.revoke_session),
+        ("POST", "/admin/users/{sub}/revoke", admin_api.revoke_user),
+        ("GET", "/admin/users/{sub}/sessions", admin_api.user_sessions),
+        ("GET", "/admin/revocations", admin_api.revocations),
+        ("GET", "/admin/audit", admin_api.audit),
+    )
     return app
 
 
@@ -284,6 +306,7 @@ def _share(app: web.Application, s: Services) -> None:
     """The state both applications' handlers read."""
     app[SETTINGS] = s.settings
     app[CLOCK] = s.clock
+    app[BODIES] = s.bodies
     app[METRICS] = s.metrics
     app[KEYRING] = s.keyring
     app[VERIFIER] = s.verifier
@@ -292,13 +315,3 @@ def _share(app: web.Application, s: Services) -> None:
     app[REVOCATION_STORE] = s.revocation_store
     app[AUDIT] = s.audit
     app[REVOKER] = s.revoker
-
-
-def server_limits(settings: Settings) -> dict[str, Any]:
-    """aiohttp parser limits: a backstop well above our own 431 check, so ours answers first."""
-    backstop = max(128 * 1024, 4 * settings.proxy.max_header_size)
-    return {
-        "max_field_size": backstop,
-        "max_line_size": backstop,
-        "keepalive_timeout": settings.proxy.keepalive_timeout,
-    }

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gateway.authserver.token_service import TokenService
     from gateway.config import Settings
     from gateway.edge import Exchange
+    from gateway.edge.bodies import BodyReader
     from gateway.proxy.bearer import Authenticator
     from gateway.proxy.endpoint import ProxyEndpoint
     from gateway.runtime.metrics import Metrics
@@ -41,6 +42,7 @@ REVOKER: web.AppKey[Revoker] = web.AppKey("revoker")
 TOKEN_SERVICE: web.AppKey[TokenService] = web.AppKey("token_service")
 LOGIN: web.AppKey[LoginService] = web.AppKey("login")
 PROXY: web.AppKey[ProxyEndpoint] = web.AppKey("proxy")
+BODIES: web.AppKey[BodyReader] = web.AppKey("bodies")
 ADMIN_ACTIONS: web.AppKey[AdminActions] = web.AppKey("admin_actions")
 # The public app's edge layer, also called directly by the fast lane.
 EDGE: web.AppKey[Middleware] = web.AppKey("edge")

@@ -22,7 +22,7 @@ from pydantic_settings import (
 
 from gateway.errors import ConfigError
 from gateway.store.client import check_redis_url
-from gateway.typedefs import FailMode, RoutePolicy
+from gateway.typedefs import FailMode, PathParameters, RoutePolicy
 
 ENV_PREFIX: Final = "GATEWAY_"
 ASYMMETRIC_ALGORITHMS: Final = ("EdDSA", "ES256", "RS256")
@@ -253,7 +253,13 @@ class RouteSettings(_Section):
     @field_validator("prefix")
     @classmethod
     def _prefix_is_absolute(cls, value: str) -> str:
-        if not value.startswith("/") or "//" in value or "/../" in value + "/" or "%" in value:
+        if (
+            not value.startswith("/")
+            or "//" in value
+            or "/../" in value + "/"
+            or "%" in value
+            or ";" in value
+        ):
             raise ValueError("must be an absolute, normalized path such as /api/")
         return value
 
@@ -265,13 +271,41 @@ class RouteSettings(_Section):
         return value.rstrip("/")
 
 
+def _default_stripped_headers() -> list[str]:
+    return [
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "X-Override-URL",
+        "X-Original-URI",
+        "X-Forwarded-URI",
+        "X-Forwarded-Path",
+        "X-Forwarded-Prefix",
+        "X-Envoy-Original-Path",
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ]
+
+
 class ProxySettings(_Section):
     connect_timeout: PositiveSeconds = 5
-    """seconds to connect to an upstream (else 502)"""
+    """seconds to connect to an upstream (else 504; refused or unreachable: 502)"""
     read_timeout: PositiveSeconds = 60
     """seconds an upstream may stay silent while the gateway waits on it (else 504)"""
+    header_timeout: PositiveSeconds = 15
+    """seconds a client has to send a whole request head, from the connection's opening or
+    the first byte of a head on a kept-alive one (else 408 and the connection closes)"""
     keepalive_timeout: PositiveSeconds = 75
     """seconds an idle client connection is kept open (idle upstream connections: at most 30)"""
+    body_timeout: PositiveSeconds = 60
+    """seconds a request body may stall between two reads (else 408)"""
+    min_body_rate: int = Field(default=256, ge=0)
+    """bytes/s a request body must average while the gateway waits for it, once body_timeout
+    has passed (else 408; 0 = off): a body trickled a byte at a time is cut"""
+    send_timeout: PositiveSeconds = 60
+    """seconds a client may leave a response unread before its connection is closed"""
+    max_connections: int = Field(default=4096, ge=1)
+    """open client connections per worker; past it new ones get 503 and are closed"""
     max_concurrency: int = Field(default=1024, ge=1)
     """requests in flight per worker before 503"""
     max_body_size: int = Field(default=1 << 30, ge=0, description="bytes; 0 = unlimited")
@@ -291,6 +325,20 @@ class ProxySettings(_Section):
     """client headers with these prefixes are always removed"""
     realm: str = "gateway"
     """realm of the WWW-Authenticate challenge"""
+    path_parameters: PathParameters = "match_without"
+    """`;params` in path segments (servlet containers serve /a;x=1/b as /a/b): match routes on
+    the path without them (the path is forwarded as received), or refuse such paths (400)"""
+    strip_request_headers: list[str] = Field(default_factory=_default_stripped_headers)
+    """client headers removed before forwarding: ones that make some frameworks serve another
+    URL or method than the request line's (any case, `_` for `-`)"""
+
+    @field_validator("strip_request_headers")
+    @classmethod
+    def _stripped_names(cls, value: list[str]) -> list[str]:
+        for header in value:
+            if not HEADER_NAME_RE.match(header):
+                raise ValueError(f"{header!r} is not a valid header name")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -13,7 +13,9 @@
     │   ├── InsufficientScope         403 insufficient_scope
     │   ├── NotFound                  404 not_found
     │   ├── MethodNotAllowed          405 method_not_allowed
+    │   ├── RequestTimeout            408 request_timeout (a body or head that stalls)
     │   ├── PayloadTooLarge           413 payload_too_large
+    │   ├── ExpectationFailed         417 expectation_failed
     │   ├── RateLimited               429 rate_limited (+ Retry-After)
     │   └── HeadersTooLarge           431 request_header_fields_too_large
     ├── ServiceFault (5xx)            our side, Redis or the upstream failed
@@ -147,10 +149,24 @@ class MethodNotAllowed(ClientFault):
     default_description = "method not allowed"
 
 
+class RequestTimeout(ClientFault):
+    """The client stopped sending (or sends too slowly) what it started: a 4xx, never 5xx."""
+
+    status = 408
+    code = "request_timeout"
+    default_description = "the request was not received in time"
+
+
 class PayloadTooLarge(ClientFault):
     status = 413
     code = "payload_too_large"
     default_description = "request body too large"
+
+
+class ExpectationFailed(ClientFault):
+    status = 417
+    code = "expectation_failed"
+    default_description = "only 'Expect: 100-continue' is supported"
 
 
 class RateLimited(ClientFault):

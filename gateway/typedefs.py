@@ -14,5 +14,8 @@ RevocationKind: TypeAlias = Literal["jti", "sid", "sub"]
 RoutePolicy: TypeAlias = Literal["public", "optional", "required"]
 """What a configured route asks of a request's credentials."""
 
+PathParameters: TypeAlias = Literal["match_without", "refuse"]
+"""How `;params` in path segments are judged: routes matched without them, or refused."""
+
 FailMode: TypeAlias = Literal["closed", "open"]
 """What protected routes do once the revocation view is staler than allowed."""

@@ -24,7 +24,7 @@ from aiohttp.web_runner import BaseRunner
 from bench.common import free_port, spawn_redis, wait_for_port
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.proxy.fastlane import GatewayRunner
+from gateway.runtime.runner import GatewayRunner
 from gateway.tokens.keys import generate_key_material, write_secret_file
 from tests.helpers import AUDIENCE, ISSUER, FakeClock, write_users_file
 
@@ -175,7 +175,7 @@ def settings(settings_factory: Callable[..., Settings]) -> Settings:
 
 
 class GatewayTestServer(TestServer):
-    """TestServer with the runner `gateway serve` uses (the fast lane's GatewayRunner)."""
+    """TestServer with the runner `gateway serve` uses (connection layer, fast lane)."""
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         return GatewayRunner(self.app, **kwargs)

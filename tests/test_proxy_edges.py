@@ -19,26 +19,7 @@ from yarl import URL
 from bench.common import free_port
 from gateway.config import Settings
 from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import bearer, mint
-
-
-async def raw_request(client: Any, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes exactly as given (no client-side normalization); parse a simple response."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    writer.write(request)
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), headers, body
-
-
-def get(path: str, *headers: str) -> bytes:
-    extra = "".join(f"{h}\r\n" for h in headers)
-    return f"GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n{extra}\r\n".encode("latin-1")
-
+from tests.helpers import bearer, get, mint, raw_request
 
 TRICKS = [
     "/public/../api",
@@ -330,10 +311,12 @@ async def _ws_echo(request: web.Request) -> web.WebSocketResponse:
     async for message in ws:
         if message.type == WSMsgType.TEXT:
             await ws.send_str("echo:" + message.data)
+    request.app[CLOSED].set()
     return ws
 
 
 SEEN = web.AppKey("seen", list)
+CLOSED = web.AppKey("closed", asyncio.Event)
 
 
 async def test_websocket_is_proxied_after_auth(
@@ -343,6 +326,7 @@ async def test_websocket_is_proxied_after_auth(
 ) -> None:
     app = web.Application()
     app[SEEN] = []
+    app[CLOSED] = asyncio.Event()
     app.router.add_get("/ws", _ws_echo)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -358,6 +342,8 @@ async def test_websocket_is_proxied_after_auth(
         message = await asyncio.wait_for(ws.receive(), 5)
         assert message.data == "echo:hi"
         await ws.close()
+        # the client's close travels through the gateway to the upstream, which ends
+        await asyncio.wait_for(app[CLOSED].wait(), 10)
         assert app[SEEN] == ["wsuser"]
     finally:
         await server.close()

@@ -7,13 +7,13 @@ CLI; these handlers read the request and shape the answer.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
 
 from gateway.admin.actions import Actor
-from gateway.appkeys import ADMIN_ACTIONS, ADMIN_ID, REVOCATIONS
+from gateway.appkeys import ADMIN_ACTIONS, ADMIN_ID, BODIES, REVOCATIONS
 from gateway.authserver.responses import session_json
+from gateway.edge.bodies import read_json_object
 from gateway.errors import InvalidRequest
 
 log = logging.getLogger("gateway.admin")
@@ -21,7 +21,7 @@ log = logging.getLogger("gateway.admin")
 
 async def revoke_token(request: web.Request) -> web.Response:
     """POST /admin/revoke/token: {"token": JWT} or {"jti", "exp"}; expired tokens are a no-op."""
-    body = await _json_object(request)
+    body = await read_json_object(request.app[BODIES], request)
     result = await request.app[ADMIN_ACTIONS].revoke_token(
         _actor(request), token=body.get("token"), jti=body.get("jti"), exp=body.get("exp")
     )
@@ -74,16 +74,6 @@ def _actor(request: web.Request) -> Actor:
 
 def _log(request: web.Request, action: str, target: str) -> None:
     log.info("admin action %s target=%s by key %s", action, target, request[ADMIN_ID])
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidRequest("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    return body
 
 
 def _int_query(request: web.Request, name: str, *, default: int, maximum: int) -> int:

@@ -3,40 +3,46 @@
 from __future__ import annotations
 
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from gateway.appkeys import AUTHENTICATOR
+from gateway.appkeys import AUTHENTICATOR, BODIES
+from gateway.edge.bodies import read_json_object
 from gateway.errors import AuthenticationRequired, InvalidRequest
 from gateway.proxy.bearer import bearer_token
 from gateway.tokens.verifier import Principal
 
 FORM: Final = "application/x-www-form-urlencoded"
 MAX_FIELD: Final = {"username": 256, "password": 1024, "refresh_token": 512, "token": 8192}
+MAX_FIELDS: Final = 64  # parameters in one form
 
 
 async def read_params(request: web.Request) -> dict[str, Any]:
-    """JSON object or form body as a dict; 400 invalid_request for anything else."""
+    """JSON object or form body as a dict; 400 invalid_request for anything else (the body
+    is read under the gateway's size limit and deadlines: gateway.edge.bodies)."""
+    reader = request.app[BODIES]
     if request.content_type == "application/json":
-        try:
-            data = await request.json()
-        except ValueError:
-            raise InvalidRequest("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("the body must be a JSON object")
-        return data
+        return await read_json_object(reader, request)
     if request.content_type == FORM:
-        form = await request.post()
-        params: dict[str, Any] = {}
-        for name in form:
-            values = form.getall(name)
-            if len(values) > 1:  # RFC 6749 §3.1: parameters must not repeat
-                raise InvalidRequest(f"parameter {name!r} repeated")
-            params[name] = values[0]
-        return params
+        return form_params(await reader.own_body(request))
     if not request.body_exists:
         return {}
     raise InvalidRequest("use application/json or application/x-www-form-urlencoded")
+
+
+def form_params(body: bytes) -> dict[str, str]:
+    """An urlencoded form as a dict; a repeated parameter is refused (RFC 6749 §3.1)."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:  # not UTF-8, or too many fields
+        raise InvalidRequest("the form cannot be read") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise InvalidRequest(f"parameter {name!r} repeated")
+        params[name] = value
+    return params
 
 
 def text_param(params: dict[str, Any], name: str, *, required: bool = False) -> str | None:

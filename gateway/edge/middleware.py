@@ -4,15 +4,17 @@ header size limit, and errors as JSON: the one place where GatewayErrors become 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Final, Protocol
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.appkeys import EXCHANGE
 from gateway.edge.exchange import Exchange, request_id_from
 from gateway.errors import (
+    ExpectationFailed,
     GatewayError,
     HeadersTooLarge,
     InvalidRequest,
@@ -24,6 +26,10 @@ from gateway.errors import (
 log = logging.getLogger("gateway")
 
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+HTTP_VERSIONS: Final = (HttpVersion10, HttpVersion11)
+# RFC 9112 §3.2: host [ ":" port ]; a DNS name or IPv4 address, or an IPv6 literal. No
+# userinfo, no list, no spaces: anything else is refused, never forwarded or echoed.
+_HOST: Final = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?").fullmatch
 
 _HTTP_EXCEPTIONS: Final[dict[int, type[GatewayError]]] = {
     400: InvalidRequest,
@@ -71,7 +77,8 @@ class Observer(Protocol):
 def edge_middleware(
     *, realm: str, max_header_size: int | None = None, observer: Observer | None = None
 ) -> Middleware:
-    """Request id, header size limit (431), errors as JSON and observation, in one layer.
+    """Request id, request line and Host checks, header size limit (431), errors as JSON
+    and observation, in one layer.
 
     One middleware rather than four: each aiohttp middleware layer costs a coroutine and a
     handler wrapper on every request. The request id is kept from a well-formed client
@@ -90,12 +97,16 @@ def edge_middleware(
         status = 500
         try:
             try:
+                check_request_line(request)
                 if max_header_size is not None and _header_bytes(request) > max_header_size:
                     raise HeadersTooLarge()
                 response = await handler(request)
             except GatewayError as exc:
                 exchange.error = exc
                 response = error_response(exc, realm)
+                if "Expect" in request.headers:
+                    # refused before its body was asked for: the client will not send it
+                    response.force_close()
             except web.HTTPException as exc:  # the router's own 404/405, body limits
                 if exc.status < 400:
                     status = exc.status
@@ -117,6 +128,24 @@ def edge_middleware(
                 observer.finished(request, exchange, status, time.perf_counter() - started)
 
     return middleware
+
+
+def check_request_line(request: web.BaseRequest) -> None:
+    """HTTP/1.0 or 1.1 only, no expectation but 100-continue, and a well-formed Host (the
+    parser already refuses two Host fields, and a missing one in HTTP/1.1). SECURITY: an
+    odd version or Host is where two servers in a chain start to read a request differently.
+    """
+    if request.version not in HTTP_VERSIONS:
+        raise InvalidRequest("unsupported HTTP version")
+    headers = request.headers
+    expect = headers.get("Expect")
+    if expect is not None and expect.lower() != "100-continue":
+        raise ExpectationFailed()
+    host = headers.get("Host")
+    if host is not None:
+        valid = _HOST(host)
+        if valid is None or int(valid[1] or 0) > 65535:
+            raise InvalidRequest("invalid Host header")
 
 
 def _header_bytes(request: web.Request) -> int:

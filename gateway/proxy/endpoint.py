@@ -25,8 +25,7 @@ class ProxyEndpoint:
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         exchange = request[EXCHANGE]
-        path = normalize_path(request.rel_url.raw_path)
-        route = self._routes.match(path)
+        route, path = self._routes.resolve(normalize_path(request.rel_url.raw_path))
         if route is None or route.blocked:
             raise NotFound("no route for this path")
         exchange.route = route.name

@@ -1,4 +1,4 @@
-"""Serving the public app: aiohttp's AppRunner, with a fast lane for plain proxied requests.
+"""The fast lane: plain proxied requests go from the server straight to the proxy endpoint.
 
 aiohttp hands every request to the application, which resolves it in the router, builds the
 match info and runs the middleware chain before the handler sees it: a measurable share of
@@ -23,15 +23,6 @@ from gateway.proxy.endpoint import ProxyEndpoint, proxy
 from gateway.proxy.routing import is_plain_path
 
 _LEAVE_TO_THE_APP = (hdrs.EXPECT, hdrs.UPGRADE)
-
-
-class GatewayRunner(web.AppRunner):
-    """An AppRunner whose server puts plain proxied requests on the fast lane."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()  # runs the app's start-up
-        server.request_handler = FastLane(self.app, server.request_handler)
-        return server
 
 
 class FastLane:

@@ -20,6 +20,7 @@ from yarl import URL
 
 from gateway.config import ProxySettings
 from gateway.edge import Exchange
+from gateway.edge.bodies import BodyReader
 from gateway.errors import (
     InvalidRequest,
     Overloaded,
@@ -41,7 +42,6 @@ from gateway.runtime.http_client import SharedClientSession
 
 log = logging.getLogger("gateway.proxy")
 
-CHUNK: Final = 64 * 1024
 NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
@@ -53,9 +53,11 @@ class Forwarder:
         pool: UpstreamPool,
         http: SharedClientSession,
         policy: HeaderPolicy,
+        bodies: BodyReader,
         settings: ProxySettings,
     ):
         self._pool = pool
+        self._bodies = bodies
         self._http = http  # WebSocket upgrades only
         self._policy = policy
         self._max_body = settings.max_body_size
@@ -112,7 +114,7 @@ class Forwarder:
             if request.body_exists:
                 if declared is not None:
                     fields.append((b"Content-Length", b"%d" % declared))  # our framing header
-                body = self._limited(request, exchange)
+                body = self._body(request, exchange)
             has_body = request.method != "HEAD"
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -164,18 +166,12 @@ class Forwarder:
         await response.write_eof()
         return response
 
-    def _limited(self, request: web.Request, exchange: Exchange) -> AsyncIterator[bytes]:
-        """The client's body, cut off with 413 past proxy.max_body_size."""
-        max_body = self._max_body
-
-        async def chunks() -> AsyncIterator[bytes]:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                exchange.bytes_in += len(chunk)
-                if max_body and exchange.bytes_in > max_body:
-                    raise PayloadTooLarge()
-                yield chunk
-
-        return chunks()
+    async def _body(self, request: web.Request, exchange: Exchange) -> AsyncIterator[bytes]:
+        """The client's body under the gateway's deadlines, cut with 413 past
+        proxy.max_body_size; reading it first answers a pending `Expect: 100-continue`."""
+        async for chunk in self._bodies.chunks(request, max_size=self._max_body):
+            exchange.bytes_in += len(chunk)
+            yield chunk
 
     async def _stream_body(
         self,

@@ -40,6 +40,8 @@ SET_BY_GATEWAY: Final = frozenset(
         "x-request-id",
     }
 )
+# Client-sent copies of these pass only from a configured trusted proxy (like X-Forwarded-*).
+FROM_TRUSTED_PROXIES_ONLY: Final = frozenset({"forwarded", "x-real-ip"})
 CACHE_SIZE: Final = 4096  # bound of each per-name cache below
 _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
 _NOTHING: Final[frozenset[str]] = frozenset()
@@ -61,6 +63,7 @@ class HeaderPolicy:
         self.identity: tuple[tuple[str, str], ...] = tuple(settings.identity_headers.items())
         self._identity_names = frozenset(canonical(h) for _, h in self.identity)
         self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
+        self._stripped = frozenset(canonical(h) for h in settings.strip_request_headers)
         self._forward_authorization = settings.forward_authorization
         self._trusted = tuple(
             ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
@@ -79,10 +82,14 @@ class HeaderPolicy:
         if verdict is None:
             text = name.decode("latin-1")
             lower = text.lower()
+            key = canonical(text)
             dropped = (
                 lower in HOP_BY_HOP
                 or lower in SET_BY_GATEWAY
-                or canonical(text) in SET_BY_GATEWAY
+                or key in SET_BY_GATEWAY
+                # SECURITY: headers that make frameworks serve another URL or method than
+                # the one authorized (X-Original-URL, X-HTTP-Method-Override, ...)
+                or key in self._stripped
                 or self.is_identity_header(text)
                 or (lower == "authorization" and not self._forward_authorization)
             )
@@ -105,12 +112,15 @@ class HeaderPolicy:
         plus the forwarding and identity fields, ready to be written upstream."""
         fields: list[tuple[bytes, bytes]] = []
         connection: list[bytes] = []
+        proxied: list[tuple[bytes, bytes]] = []  # kept only if a trusted proxy sent them
         verdict_of = self._request_verdict
         for name, value in raw_headers:
             dropped, lower = verdict_of(name)
             if dropped:
                 if lower == "connection":
                     connection.append(value)
+                elif lower in FROM_TRUSTED_PROXIES_ONLY:
+                    proxied.append((name, value))
                 continue
             fields.append((name, value))
         named = _named_by_connection(connection)
@@ -122,12 +132,14 @@ class HeaderPolicy:
             fields.append((b"Host", _encode(own_host)))
         client = remote or "unknown"
         if self._is_trusted(remote):  # a proxy we trust: keep what it says and append
+            fields += proxied
             prior = headers.getall(_XFF, [])
             forwarded_for = ", ".join([*prior, client])
             proto, forwarded_host = headers.get(_XFP, scheme), headers.get(_XFH, host or "")
         else:
-            # SECURITY: client-sent X-Forwarded-* are replaced unless they come from a
-            # configured trusted proxy; legacy backends that trust them could be fooled.
+            # SECURITY: client-sent X-Forwarded-*, Forwarded and X-Real-IP are replaced or
+            # dropped unless they come from a configured trusted proxy; legacy backends that
+            # trust them could be fooled.
             forwarded_for, proto, forwarded_host = client, scheme, host or ""
         fields += (
             (b"X-Forwarded-For", _encode(forwarded_for)),

@@ -6,20 +6,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import unquote_to_bytes
 
 from yarl import URL
 
 from gateway.config import RouteSettings
 from gateway.errors import InvalidRequest
-from gateway.typedefs import RoutePolicy
+from gateway.typedefs import PathParameters, RoutePolicy
 
 _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SLASHES: Final = re.compile(r"/{2,}")
-# Already normal: sub-delims, unreserved, ":" and "@" only (no "%", "\\", controls), and no
-# empty or dot segments. Most requests take this path and skip the rewriting below.
-_PLAIN_PATH: Final = re.compile(r"(?:/(?!\.{1,2}(?:[/;]|$))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*/?")
+# Already normal: sub-delims but ";", unreserved, ":" and "@" only (no "%", "\\", controls,
+# no path parameters), and no empty or dot segments. Most requests take this path and skip
+# the rewriting below.
+_PLAIN_PATH: Final = re.compile(r"(?:/(?!\.{1,2}(?:/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*/?")
+_PARAMS: Final = re.compile(r";[^/]*")
 MAX_PATH_LENGTH: Final = 8192
 
 
@@ -51,19 +54,43 @@ class Route:
 class RouteTable:
     """Routes sorted longest prefix first."""
 
-    def __init__(self, routes: Sequence[Route]):
+    def __init__(
+        self, routes: Sequence[Route], *, path_parameters: PathParameters = "match_without"
+    ):
         self._routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+        self._refuse_parameters = path_parameters == "refuse"
 
     @classmethod
     def from_settings(
-        cls, routes: Sequence[RouteSettings], *, blocked: Sequence[str] = ()
+        cls,
+        routes: Sequence[RouteSettings],
+        *,
+        blocked: Sequence[str] = (),
+        path_parameters: PathParameters = "match_without",
     ) -> RouteTable:
         """Configured routes plus `blocked` prefixes that answer 404 (never proxied)."""
         reserved = [
             Route(p, URL(), "public", frozenset(), frozenset(), False, False, False, p, True)
             for p in blocked
         ]
-        return cls([*reserved, *(route_from_settings(r) for r in routes)])
+        configured = [route_from_settings(r) for r in routes]
+        return cls([*reserved, *configured], path_parameters=path_parameters)
+
+    def resolve(self, path: str) -> tuple[Route | None, str]:
+        """(route, path to forward) for a normalized path.
+
+        SECURITY: servlet containers (Tomcat, Jetty, Spring) drop `;params` from every
+        segment, so `/reports;x=1/q` is `/reports/q` to them: the route is chosen on the
+        path as they will read it, or such paths are refused (proxy.path_parameters). The
+        path is forwarded as received, except when the route strips its prefix.
+        """
+        if ";" not in path:
+            return self.match(path), path
+        if self._refuse_parameters:
+            raise InvalidRequest("path parameters (;) are not accepted")
+        bare = _PARAMS.sub("", path)
+        route = self.match(bare)
+        return route, bare if route is not None and route.strip_prefix else path
 
     def match(self, path: str) -> Route | None:
         for route in self._routes:
@@ -100,7 +127,8 @@ def normalize_path(raw_path: str) -> str:
 
     SECURITY: authorization is decided on this path and this path is what the upstream gets,
     so `/public/../admin`, `/public/%2e%2e/admin`, `/public%2f..%2fadmin`, `//admin`,
-    backslashes and `..;` segments cannot reach a protected route under a public policy.
+    backslashes, `..;` segments and overlong UTF-8 cannot reach a protected route under a
+    public policy.
     """
     if len(raw_path) > MAX_PATH_LENGTH or not raw_path.startswith("/"):
         raise InvalidRequest("invalid request path")
@@ -111,8 +139,18 @@ def normalize_path(raw_path: str) -> str:
     path = _PERCENT.sub(_decode_safe_escape, raw_path) if "%" in raw_path else raw_path
     if "\x00" in path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
         raise InvalidRequest("invalid character in path")
+    _check_utf8(path)
     path = _SLASHES.sub("/", path.replace("\\", "/"))
     return _remove_dot_segments(path)
+
+
+def _check_utf8(path: str) -> None:
+    """SECURITY: the bytes a path encodes must be UTF-8. Overlong forms such as `%c0%ae`
+    (a "." some decoders accept) or `%c0%af` ("/") would let a backend see another path."""
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+    except UnicodeError:
+        raise InvalidRequest("invalid UTF-8 in path") from None
 
 
 def _decode_safe_escape(match: re.Match[str]) -> str:

@@ -37,7 +37,8 @@ class UpstreamConnectError(UpstreamError):
 
 
 class UpstreamTimeoutError(UpstreamError):
-    """Silent for longer than the read timeout (504), or slow to accept (502)."""
+    """Did not accept the connection within the connect timeout, or silent for longer than
+    the read timeout (504)."""
 
 
 class UpstreamBroken(UpstreamError):
@@ -492,7 +493,7 @@ class UpstreamPool:
                 self._connect_timeout,
             )
         except TimeoutError:
-            raise UpstreamConnectError("connecting to the upstream timed out") from None
+            raise UpstreamTimeoutError("connecting to the upstream timed out") from None
         except OSError as exc:
             raise UpstreamConnectError(f"cannot connect to the upstream ({exc.strerror})") from None
         return protocol

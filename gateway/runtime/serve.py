@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.app import create_apps
 from gateway.config import Settings
-from gateway.proxy.fastlane import GatewayRunner
+from gateway.runtime.runner import GatewayRunner
 
 log = logging.getLogger("gateway")
 
@@ -35,7 +35,7 @@ async def serve(
     app, admin_app = create_apps(settings)
     runner = GatewayRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()  # starts the services' lifetimes (store, revocation view, clients)
-    admin_runner = web.AppRunner(admin_app, access_log=None, shutdown_timeout=shutdown_timeout)
+    admin_runner = GatewayRunner(admin_app, access_log=None, shutdown_timeout=shutdown_timeout)
     await admin_runner.setup()
     site = web.TCPSite(
         runner,

@@ -13,6 +13,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Final
 
+from aiohttp import http_parser
+
 from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.runtime.logs import configure_logging
@@ -43,10 +45,23 @@ def worker_count(settings: Settings, requested: int | None) -> int:
 
 def run(settings: Settings, *, workers: int = 1) -> int:
     """Blocking entry point: one process, or a supervisor of `workers` processes."""
+    require_c_parser()
     if workers <= 1:
         run_loop(settings, reuse_port=False)
         return 0
     return Supervisor(settings, workers).run()
+
+
+def require_c_parser() -> None:
+    """Refuse to serve on aiohttp's pure-Python HTTP parser (C extensions missing, or
+    AIOHTTP_NO_EXTENSIONS set). SECURITY: the two parsers disagree on edge cases (lowercase
+    methods, odd versions); a proxy must read every request exactly one way."""
+    if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
+        raise ConfigError(
+            "aiohttp's C HTTP parser is not in use (its C extensions are missing, or "
+            "AIOHTTP_NO_EXTENSIONS is set): install aiohttp with its extensions and unset "
+            "AIOHTTP_NO_EXTENSIONS"
+        )
 
 
 def _worker_main(settings: Settings, ready: Connection, parent_pid: int) -> None:

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
+from gateway.safejson import parse_json
 from gateway.store.boundary import FOREIGN_ERRORS, store_errors, translated
 from gateway.store.keyspace import KeySpace, sub_key
 from gateway.typedefs import RevocationKind
@@ -49,7 +50,7 @@ def decode(data: bytes | str) -> Revocation | None:
     if len(data) > MAX_MESSAGE:
         return None
     try:
-        body = json.loads(data)
+        body = parse_json(data)
         kind, ident, until = body["kind"], body["id"], float(body["until"])
         at = None if body.get("at") is None else float(body["at"])
         version = int(body.get("version", 0))

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.config import TokenSettings
 from gateway.errors import InvalidToken
+from gateway.safejson import parse_json
 from gateway.tokens.jws import MalformedToken, SignatureCheck, b64url_decode, split_compact
 from gateway.tokens.keys import KeyRing
 from gateway.typedefs import Clock
@@ -147,7 +147,7 @@ class TokenVerifier:
         if not self._signature_checks[key.kid].verify(signing_input, signature):
             raise InvalidToken("the access token signature is invalid", reason="bad_signature")
         try:
-            claims = json.loads(payload)
+            claims = parse_json(payload)
         except ValueError:
             raise _malformed() from None
         if not isinstance(claims, dict):
@@ -163,8 +163,8 @@ class TokenVerifier:
         if header is not None:
             return header
         try:
-            parsed = json.loads(b64url_decode(segment))
-        except ValueError:  # MalformedToken, bad JSON or bad UTF-8
+            parsed = parse_json(b64url_decode(segment))
+        except ValueError:  # MalformedToken, bad or too deeply nested JSON, bad UTF-8
             raise _malformed() from None
         if not isinstance(parsed, dict):
             raise _malformed()
