@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import bcrypt
 import fakeredis
+import pytest
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -42,64 +43,70 @@ async def test_bcrypt_hashes_are_accepted(
     assert bad.status == 401
 
 
-async def test_login_delegated_to_the_legacy_backend(
-    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings], upstream: Upstream
-) -> None:
+@pytest.fixture
+async def legacy_backend() -> AsyncIterator[str]:
+    """The legacy backend's own login endpoint (dave/letmein), on loopback."""
     legacy = web.Application()
     legacy.router.add_post("/login", legacy_login)
     server = TestServer(legacy, host="127.0.0.1")
     await server.start_server()
-    try:
-        backend = {
-            "url": f"http://127.0.0.1:{server.port}/login",
-            "username_field": "login",
-            "password_field": "secret",
-            "subject_field": "user.id",
-            "roles_field": "user.groups",
-        }
-        client = await gateway_factory(
-            settings_factory(auth={"backend": backend}), redis=fakeredis.FakeAsyncRedis()
-        )
-        resp = await client.post("/auth/login", json={"username": "dave", "password": "letmein"})
-        assert resp.status == 200
-        token = (await resp.json())["access_token"]
-        await client.get("/api", headers=bearer(token))
-        seen = upstream.headers_of()
-        assert seen["x-user-id"] == ["u-42"]
-        assert seen["x-user-roles"] == ["staff"]
-        resp = await client.post("/auth/login", json={"username": "dave", "password": "wrong"})
-        assert resp.status == 401
-        assert (await resp.json())["error"] == "invalid_grant"
-    finally:
-        await server.close()
+    yield f"http://127.0.0.1:{server.port}/login"
+    await server.close()
+
+
+async def login_through_backend(
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    backend: dict[str, str],
+    upstream: Upstream,
+) -> dict[str, list[str]]:
+    """Log dave in through the backend and return what the upstream sees of him."""
+    client = await gateway_factory(
+        settings_factory(auth={"backend": backend}), redis=fakeredis.FakeAsyncRedis()
+    )
+    resp = await client.post("/auth/login", json={"username": "dave", "password": "letmein"})
+    assert resp.status == 200
+    await client.get("/api", headers=bearer((await resp.json())["access_token"]))
+    wrong = await client.post("/auth/login", json={"username": "dave", "password": "wrong"})
+    assert wrong.status == 401
+    assert (await wrong.json())["error"] == "invalid_grant"
+    return upstream.headers_of()
+
+
+async def test_login_delegated_to_the_legacy_backend(
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    upstream: Upstream,
+    legacy_backend: str,
+) -> None:
+    backend = {
+        "url": legacy_backend,
+        "username_field": "login",
+        "password_field": "secret",
+        "subject_field": "user.id",
+        "roles_field": "user.groups",
+    }
+    seen = await login_through_backend(gateway_factory, settings_factory, backend, upstream)
+    assert seen["x-user-id"] == ["u-42"]
+    assert seen["x-user-roles"] == ["staff"]
 
 
 async def test_backend_roles_without_a_subject_field(
-    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings], upstream: Upstream
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    upstream: Upstream,
+    legacy_backend: str,
 ) -> None:
     """roles_field alone: the subject is the username, the roles still come from the answer."""
-    legacy = web.Application()
-    legacy.router.add_post("/login", legacy_login)
-    server = TestServer(legacy, host="127.0.0.1")
-    await server.start_server()
-    try:
-        backend = {
-            "url": f"http://127.0.0.1:{server.port}/login",
-            "username_field": "login",
-            "password_field": "secret",
-            "roles_field": "user.groups",
-        }
-        client = await gateway_factory(
-            settings_factory(auth={"backend": backend}), redis=fakeredis.FakeAsyncRedis()
-        )
-        resp = await client.post("/auth/login", json={"username": "dave", "password": "letmein"})
-        assert resp.status == 200
-        await client.get("/api", headers=bearer((await resp.json())["access_token"]))
-        seen = upstream.headers_of()
-        assert seen["x-user-id"] == ["dave"]
-        assert seen["x-user-roles"] == ["staff"]
-    finally:
-        await server.close()
+    backend = {
+        "url": legacy_backend,
+        "username_field": "login",
+        "password_field": "secret",
+        "roles_field": "user.groups",
+    }
+    seen = await login_through_backend(gateway_factory, settings_factory, backend, upstream)
+    assert seen["x-user-id"] == ["dave"]
+    assert seen["x-user-roles"] == ["staff"]
 
 
 async def test_login_backend_down_is_503(
