@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 
-.PHONY: help install demo test test-fast lint fmt docs bench bench-quick clean
+.PHONY: help install demo test test-fast lint fmt docs bench bench-quick chaos clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
@@ -16,6 +16,7 @@ help:
 	@echo "make docs   - regenerate README's configuration reference from the settings models"
 	@echo "make bench  - benchmark: direct, naive proxy, gateway, nginx in alternating rounds"
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
+	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

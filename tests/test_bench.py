@@ -23,9 +23,12 @@ RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
 def bench(
-    *args: str, path: str | None = None, timeout: float = 240
+    *args: str, tmp: Path, path: str | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
+    """bench/run.py with its work folder under `tmp` (TMPDIR), so that only this run's
+    processes are looked for afterwards, never another benchmark's on the same machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["TMPDIR"] = str(tmp)
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
@@ -38,8 +41,8 @@ def bench(
     )
 
 
-def bench_processes() -> list[str]:
-    """Command lines of processes still running from a benchmark work folder."""
+def bench_processes(tmp: Path) -> list[str]:
+    """Command lines of processes still running from this test's benchmark work folder."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -49,7 +52,7 @@ def bench_processes() -> list[str]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if "gateway-bench-" in cmdline and state != "Z":
+        if f"{tmp}/gateway-bench-" in cmdline and state != "Z":
             found.append(cmdline)
     return found
 
@@ -58,7 +61,14 @@ def test_missing_wrk_without_install_is_a_clear_refusal(tmp_path: Path) -> None:
     only_python = tmp_path / "bin"
     only_python.mkdir()
     (only_python / "python").symlink_to(sys.executable)
-    result = bench("--smoke", "--no-install", "--out", str(tmp_path / "out"), path=str(only_python))
+    result = bench(
+        "--smoke",
+        "--no-install",
+        "--out",
+        str(tmp_path / "out"),
+        tmp=tmp_path,
+        path=str(only_python),
+    )
     assert result.returncode == 2
     assert "wrk is not installed" in result.stderr
     assert "apt-get install -y wrk" in result.stderr
@@ -83,13 +93,14 @@ def test_upstream_not_running_is_a_clear_refusal_and_nothing_is_left(tmp_path: P
         str(closed),
         "--out",
         str(tmp_path / "out"),
+        tmp=tmp_path,
         path=f"{fake_bin}:{os.environ['PATH']}",
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
     assert f"http://127.0.0.1:{closed}/small is not answering" in result.stderr
     assert "Traceback" not in result.stderr
-    assert bench_processes() == []
+    assert bench_processes(tmp_path) == []
 
 
 @pytest.mark.skipif(
@@ -97,11 +108,11 @@ def test_upstream_not_running_is_a_clear_refusal_and_nothing_is_left(tmp_path: P
 )
 def test_smoke_run_writes_results_and_tears_down(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = bench("--smoke", "--no-install", "--out", str(out))
+    result = bench("--smoke", "--no-install", "--out", str(out), tmp=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     latest = json.loads((out / "latest.json").read_text())
     warm = latest["throughput"]["small JSON, same 8 tokens (cache-warm)"]
     assert {"direct", "naive proxy", "gateway"} <= set(warm)
     assert warm["gateway"]["rps"] > 0
     assert "| scenario | target | req/s |" in (out / "latest.md").read_text()
-    assert bench_processes() == []
+    assert bench_processes(tmp_path) == []
