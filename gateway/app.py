@@ -24,6 +24,8 @@ from gateway.appkeys import (
     AUTHENTICATOR,
     CLOCK,
     EDGE,
+    FEDERATION,
+    INTROSPECTION,
     KEYRING,
     LOGIN,
     METRICS,
@@ -36,8 +38,16 @@ from gateway.appkeys import (
     TOKEN_SERVICE,
     VERIFIER,
 )
-from gateway.authserver import session_endpoints, token_endpoints, wellknown
-from gateway.authserver.credentials import BackendLoginChecker, CredentialChecker, UserFileChecker
+from gateway.authserver import introspection, session_endpoints, token_endpoints, wellknown
+from gateway.authserver.credentials import (
+    BackendLoginChecker,
+    CredentialChecker,
+    UserFileChecker,
+    load_user_file,
+)
+from gateway.authserver.federation.exchange import FederatedLogin
+from gateway.authserver.federation.providers import build_providers, identity_links
+from gateway.authserver.introspection import Introspection
 from gateway.authserver.login import LoginService
 from gateway.authserver.revoker import Revoker
 from gateway.authserver.token_service import TokenService
@@ -51,7 +61,7 @@ from gateway.proxy.routing import RouteTable
 from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime import health
 from gateway.runtime.http_client import SharedClientSession
-from gateway.runtime.lifetimes import clients_lifetime, store_lifetime
+from gateway.runtime.lifetimes import clients_lifetime, federation_lifetime, store_lifetime
 from gateway.runtime.metrics import Metrics, metrics_handler
 from gateway.runtime.observer import RequestObserver
 from gateway.store import (
@@ -93,6 +103,8 @@ class Services:
     revoker: Revoker
     token_service: TokenService | None  # None without a signing key: verification only
     login: LoginService | None
+    federation: FederatedLogin | None  # None without a signing key or providers
+    introspection: Introspection
     authenticator: Authenticator
     routes: RouteTable
     http: SharedClientSession
@@ -139,7 +151,9 @@ def build_services(
         clock=clock,
     )
     http = SharedClientSession(p)
+    metrics = Metrics()
     token_service, login = _token_service(settings, keyring, revoker, view, client, http, clock)
+    federation = _federation(settings, token_service, client, http, clock, metrics)
     authenticator = Authenticator(verifier, view)
     routes = RouteTable.from_settings(
         settings.routes, blocked=("/admin",) if settings.admin.block_public_path else ()
@@ -150,7 +164,6 @@ def build_services(
         keepalive_timeout=min(p.keepalive_timeout, 30),
     )
     forwarder = Forwarder(pool, http, HeaderPolicy(p), p)
-    metrics = Metrics()
     metrics.watch_revocations(sync, view)
     return Services(
         settings=settings,
@@ -167,6 +180,18 @@ def build_services(
         revoker=revoker,
         token_service=token_service,
         login=login,
+        federation=federation,
+        introspection=Introspection(
+            settings.introspection.clients,
+            authenticator=authenticator,
+            sessions=revoker.sessions,
+            view=view,
+            issuer=t.issuer,
+            audience=t.audience,
+            rate_limit=settings.introspection.rate_limit,
+            realm=p.realm,
+            clock=clock,
+        ),
         authenticator=authenticator,
         routes=routes,
         http=http,
@@ -198,6 +223,35 @@ def _token_service(
         _credential_checker(settings, http), service, limiter, settings.auth.rate_limits
     )
     return service, login
+
+
+def _federation(
+    settings: Settings,
+    tokens: TokenService | None,
+    redis: Redis,
+    http: SharedClientSession,
+    clock: Clock,
+    metrics: Metrics,
+) -> FederatedLogin | None:
+    """Token exchange with the configured identity providers, when there are any."""
+    f = settings.federation
+    if tokens is None or not f.providers:
+        return None
+    providers = build_providers(
+        f, http, leeway=settings.tokens.leeway, clock=clock, record_fetch=metrics.record_jwks_fetch
+    )
+    users = settings.auth.users_file
+    federation = FederatedLogin(
+        providers,
+        tokens,
+        own_issuer=settings.tokens.issuer,
+        limiter=RateLimiter(redis, clock=clock, prefix=settings.redis.prefix),
+        per_ip=settings.auth.rate_limits.per_ip,
+        links=identity_links(load_user_file(users)) if users is not None else {},
+        record=metrics.record_federated_login,
+    )
+    metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
+    return federation
 
 
 def _credential_checker(settings: Settings, http: SharedClientSession) -> CredentialChecker:
@@ -241,6 +295,11 @@ def create_app(
         app[TOKEN_SERVICE] = s.token_service
         app[LOGIN] = s.login
         _token_routes(app.router)
+    if s.federation is not None:
+        app[FEDERATION] = s.federation
+        app.cleanup_ctx.append(federation_lifetime(s.federation))
+    app[INTROSPECTION] = s.introspection
+    app.router.add_post("/auth/introspect", introspection.introspect)
     app.router.add_get("/.well-known/jwks.json", wellknown.jwks)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
