@@ -58,12 +58,19 @@ from gateway.proxy.endpoint import ProxyEndpoint, proxy
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
 from gateway.proxy.routing import RouteTable
+from gateway.proxy.tracecontext import TracePolicy
 from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime import health
 from gateway.runtime.http_client import SharedClientSession
-from gateway.runtime.lifetimes import clients_lifetime, federation_lifetime, store_lifetime
+from gateway.runtime.lifetimes import (
+    clients_lifetime,
+    federation_lifetime,
+    store_lifetime,
+    telemetry_lifetime,
+)
 from gateway.runtime.metrics import Metrics, metrics_handler
 from gateway.runtime.observer import RequestObserver
+from gateway.runtime.telemetry import Telemetry
 from gateway.store import (
     AuditLog,
     RateLimiter,
@@ -111,6 +118,7 @@ class Services:
     upstream_pool: UpstreamPool
     proxy: ProxyEndpoint
     admin_actions: AdminActions
+    telemetry: Telemetry
 
 
 def build_services(
@@ -119,9 +127,12 @@ def build_services(
     redis: Redis | None = None,
     clock: Clock = time.time,
     environ: Mapping[str, str] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Services:
-    """Every component, connected to nothing yet. `redis` and `clock` are injectable."""
+    """Every component, connected to nothing yet. `redis`, `clock` and `telemetry` are
+    injectable."""
     r, t, p = settings.redis, settings.tokens, settings.proxy
+    telemetry = telemetry or Telemetry.from_settings(settings.tracing)
     keyring = load_keyring(settings.keys, environ)
     verifier = TokenVerifier.from_settings(keyring, t, clock=clock)
     view = RevocationView(clock=clock)
@@ -144,16 +155,17 @@ def build_services(
     )
     audit = AuditLog(client, clock=clock, prefix=r.prefix)
     revoker = Revoker(
-        sessions=SessionStore(client, clock=clock, prefix=r.prefix),
-        revocations=revocation_store,
+        sessions=telemetry.traced(SessionStore(client, clock=clock, prefix=r.prefix), "sessions"),
+        revocations=telemetry.traced(revocation_store, "revocations"),
         view=view,
         settings=t,
         clock=clock,
     )
     http = SharedClientSession(p)
     metrics = Metrics()
-    token_service, login = _token_service(settings, keyring, revoker, view, client, http, clock)
-    federation = _federation(settings, token_service, client, http, clock, metrics)
+    limiter = telemetry.traced(RateLimiter(client, clock=clock, prefix=r.prefix), "ratelimit")
+    token_service, login = _token_service(settings, keyring, revoker, view, limiter, http, clock)
+    federation = _federation(settings, token_service, limiter, http, clock, metrics)
     authenticator = Authenticator(verifier, view)
     routes = RouteTable.from_settings(
         settings.routes, blocked=("/admin",) if settings.admin.block_public_path else ()
@@ -163,7 +175,13 @@ def build_services(
         read_timeout=p.read_timeout,
         keepalive_timeout=min(p.keepalive_timeout, 30),
     )
-    forwarder = Forwarder(pool, http, HeaderPolicy(p), p)
+    mode = settings.tracing.mode
+    trace = None
+    if mode != "passthrough":
+        trace = TracePolicy(
+            mode, current_span=telemetry.current_span if telemetry.enabled else None
+        )
+    forwarder = Forwarder(pool, http, HeaderPolicy(p, trace=trace), p)
     metrics.watch_revocations(sync, view)
     return Services(
         settings=settings,
@@ -198,6 +216,7 @@ def build_services(
         upstream_pool=pool,
         proxy=ProxyEndpoint(routes, authenticator, forwarder),
         admin_actions=AdminActions(revoker, audit, verifier, clock),
+        telemetry=telemetry,
     )
 
 
@@ -206,7 +225,7 @@ def _token_service(
     keyring: KeyRing,
     revoker: Revoker,
     view: RevocationView,
-    redis: Redis,
+    limiter: RateLimiter,
     http: SharedClientSession,
     clock: Clock,
 ) -> tuple[TokenService | None, LoginService | None]:
@@ -218,7 +237,6 @@ def _token_service(
         keyring, issuer=t.issuer, audience=t.audience, access_ttl=t.access_ttl, clock=clock
     )
     service = TokenService(revoker=revoker, view=view, issuer=issuer, settings=t)
-    limiter = RateLimiter(redis, clock=clock, prefix=settings.redis.prefix)
     login = LoginService(
         _credential_checker(settings, http), service, limiter, settings.auth.rate_limits
     )
@@ -228,7 +246,7 @@ def _token_service(
 def _federation(
     settings: Settings,
     tokens: TokenService | None,
-    redis: Redis,
+    limiter: RateLimiter,
     http: SharedClientSession,
     clock: Clock,
     metrics: Metrics,
@@ -245,7 +263,7 @@ def _federation(
         providers,
         tokens,
         own_issuer=settings.tokens.issuer,
-        limiter=RateLimiter(redis, clock=clock, prefix=settings.redis.prefix),
+        limiter=limiter,
         per_ip=settings.auth.rate_limits.per_ip,
         links=identity_links(load_user_file(users)) if users is not None else {},
         record=metrics.record_federated_login,
@@ -282,6 +300,7 @@ def create_app(
         max_header_size=settings.proxy.max_header_size,
         observer=RequestObserver(s.metrics, json_logs=settings.logging.format == "json"),
     )
+    edge = s.telemetry.wrap_edge(edge)  # itself unless OpenTelemetry export is on
     app = web.Application(
         middlewares=[edge], client_max_size=OWN_BODY_LIMIT, handler_args=server_limits(settings)
     )
@@ -291,6 +310,7 @@ def create_app(
     app[AUTHENTICATOR] = s.authenticator
     app.cleanup_ctx.append(clients_lifetime(s.http, s.upstream_pool))
     app.cleanup_ctx.append(store_lifetime(s.redis, s.revocation_sync, owned=s.owns_redis))
+    app.cleanup_ctx.append(telemetry_lifetime(s.telemetry))
     if s.token_service is not None and s.login is not None:
         app[TOKEN_SERVICE] = s.token_service
         app[LOGIN] = s.login

@@ -17,6 +17,7 @@ from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.errors import StoreUnavailable
 from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime.http_client import SharedClientSession
+from gateway.runtime.telemetry import Telemetry
 from gateway.tokens.revocation_sync import RevocationSync
 
 log = logging.getLogger("gateway")
@@ -69,6 +70,18 @@ def federation_lifetime(federation: FederatedLogin) -> Lifetime:
                 yield
         finally:
             await federation.close()
+
+    return lifetime
+
+
+def telemetry_lifetime(telemetry: Telemetry) -> Lifetime:
+    """Spans still queued for export are flushed when the app stops."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(telemetry.shutdown)  # the exporter's flush blocks
 
     return lifetime
 
