@@ -14,7 +14,7 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from bench.common import free_port
-from gateway.config import Settings
+from gateway.config import AuthSettings, FederationSettings, Settings
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import ID_TOKEN_TYPE, TOKEN_EXCHANGE, bearer
 
@@ -40,8 +40,8 @@ async def test_demo_walkthrough_exchange(
     federation["providers"][0]["issuer"] = issuer
     demo = settings.model_copy(
         update={
-            "federation": Settings(federation=federation).federation,
-            "auth": Settings(auth={"users_file": str(ROOT / "deploy" / "demo-users.yaml")}).auth,
+            "federation": FederationSettings(**federation),
+            "auth": AuthSettings(users_file=ROOT / "deploy" / "demo-users.yaml"),
         }
     )
     gateway = await gateway_factory(demo, redis=fakeredis.FakeAsyncRedis())
