@@ -549,7 +549,10 @@ async def _until(condition: Callable[[], bool], limit: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("failure", ["error", "hang"])
+@pytest.mark.parametrize(
+    "failure",
+    ["error", pytest.param("hang", marks=pytest.mark.slow)],  # a real fetch timeout
+)
 async def test_known_keys_still_verify_when_the_jwks_fails_after_warm_up(
     failure: str, federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:

@@ -14,7 +14,7 @@ from gateway.authserver.federation.fetch import FetchFailed, cache_max_age, fetc
 from gateway.authserver.federation.jwks import parse_jwks
 from gateway.authserver.federation.providers import copy_claims, provider_roles
 from gateway.config import ProviderRolesSettings, Settings
-from gateway.proxy.tracecontext import parse_traceparent
+from gateway.proxy.tracecontext import incoming_trace_id, parse_traceparent
 from tests.helpers import public_jwk
 
 PROVIDER = {"name": "idp", "issuer": "https://idp.example", "discovery": True, "audiences": ["a"]}
@@ -173,4 +173,7 @@ def test_roles_and_copied_claims() -> None:
     ],
 )
 def test_traceparent_parsing(value: str | None, valid: bool) -> None:
-    assert (parse_traceparent(value) is not None) is valid
+    parsed = parse_traceparent(value)
+    assert (parsed is not None) is valid
+    headers = {} if value is None else {"traceparent": value}
+    assert incoming_trace_id(headers) == (parsed.trace_id if parsed is not None else None)

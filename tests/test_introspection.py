@@ -212,6 +212,7 @@ async def test_rate_limited_per_client(
     assert (await introspect(gateway, token)).status == 200
 
 
+@pytest.mark.slow  # waits for the revocation watchdog's real interval
 async def test_stale_revocations_fail_closed_never_a_stale_true(
     gateway: Any, fake_server: fakeredis.FakeServer, clock: FakeClock
 ) -> None:

@@ -26,6 +26,9 @@ TraceMode = Literal["passthrough", "participate", "restart"]
 TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})
 # version-traceid-parentid-flags; a future version may append fields (W3C §3.2.4).
 _TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_VERSION_00: Final = re.compile(
+    r"00-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
+).fullmatch
 _ZERO_TRACE: Final = "0" * 32
 _ZERO_PARENT: Final = "0" * 16
 MAX_TRACESTATE: Final = 512  # W3C §3.3.1.5: 32 members, at least 512 characters kept
@@ -58,10 +61,14 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
 
 
 def incoming_trace_id(headers: Mapping[str, str]) -> str | None:
-    """The trace id of the client's `traceparent`, when it sent a valid one."""
+    """The trace id of the client's `traceparent`, when it sent a valid one (read for every
+    access line: version 00, nearly all of them, is one regular expression)."""
     value = headers.get("traceparent")
     if value is None:
         return None
+    match = _VERSION_00(value)
+    if match is not None:
+        return match.group(1)
     parsed = parse_traceparent(value)
     return parsed.trace_id if parsed is not None else None
 
