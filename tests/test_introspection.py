@@ -248,3 +248,25 @@ def test_secret_hashes_are_sha256() -> None:
     import hashlib
 
     assert client_secret_hash("x") == "sha256:" + hashlib.sha256(b"x").hexdigest()
+
+
+def test_check_config_masks_client_hashes() -> None:
+    from gateway.cli import masked
+
+    data = masked(Settings(introspection={"clients": CLIENTS}))  # type: ignore[arg-type]
+    hashes = [c["hash"] for c in data["introspection"]["clients"]]  # type: ignore[index]
+    assert hashes and all(h.endswith("...(masked)") for h in hashes)
+    assert client_secret_hash(SECRET) not in str(data)
+
+
+@pytest.mark.slow  # runs the CLI in a child process
+def test_cli_creates_a_client_secret_and_its_entry() -> None:
+    from tests.helpers import run_cli
+
+    result = run_cli("introspection-client", "create", "--id", "billing")
+    assert result.returncode == 0, result.stderr
+    secret = result.stdout.split(": ", 1)[1].splitlines()[0].strip()
+    assert secret.startswith("gwis_") and len(secret) > 40
+    assert f"{{id: billing, hash: {client_secret_hash(secret)}}}" in result.stdout
+    bad = run_cli("introspection-client", "create", "--id", "no spaces")
+    assert bad.returncode == 2 and "--id may hold" in bad.stderr
