@@ -1,4 +1,5 @@
-"""`make demo`: start the echo upstream and the gateway with config.yaml, print the walk-through."""
+"""`make demo`: start the echo upstream, the demo identity provider and the gateway with
+config.yaml, print the walk-through."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config.yaml"
 GATEWAY = "http://127.0.0.1:8080"
 ADMIN = "http://127.0.0.1:8081"
+IDP = "http://127.0.0.1:9100"
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> bool:
@@ -33,7 +35,8 @@ def port_in_use(port: int) -> bool:
 
 
 WALKTHROUGH = """
-Demo is running: echo upstream on 127.0.0.1:9000, gateway on {gw}, admin API on {admin}.
+Demo is running: echo upstream on 127.0.0.1:9000, gateway on {gw}, admin API on {admin},
+demo identity provider (demo-idp) on {idp}.
 Users: alice / wonderland (role user), bob / builder (roles user, reports).
 Admin API key: demo-admin-key. Walk through it in another shell:
 
@@ -79,6 +82,26 @@ Admin API key: demo-admin-key. Walk through it in another shell:
   curl -s {gw}/.well-known/oauth-authorization-server
   curl -s {gw}/.well-known/jwks.json
 
+  # sign in with an identity provider: get an ID token from demo-idp (DEMO ONLY: it signs
+  # one for any username), exchange it (RFC 8693); the session's sub is demo-idp:carol
+  ID_TOKEN=$(curl -s -X POST {idp}/token -d username=carol | field id_token)
+  FED=$(curl -s -X POST {gw}/auth/token \
+    -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+    -d subject_token_type=urn:ietf:params:oauth:token-type:id_token \
+    -d device_name=CLI -d "subject_token=$ID_TOKEN")
+  echo "$FED"; ACCESS=$(echo "$FED" | field access_token)
+  curl -s -H "Authorization: Bearer $ACCESS" {gw}/reports/q3
+  # demo-idp's "alice" is linked to the local user alice (deploy/demo-users.yaml)
+  ID_TOKEN=$(curl -s -X POST {idp}/token -d username=alice | field id_token)
+
+  # another service asks whether a token is live (RFC 7662, HTTP Basic); never a reason
+  curl -s -u demo-service:demo-introspect-secret -d "token=$ACCESS" {gw}/auth/introspect
+  curl -s -u demo-service:demo-introspect-secret -d token=bogus {gw}/auth/introspect
+
+  # trace context reaches the upstream unchanged; the access log shows its trace id
+  curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
+    {gw}/public/traced
+
 Press Ctrl-C to stop.
 """
 
@@ -86,7 +109,7 @@ Press Ctrl-C to stop.
 def main() -> int:
     # SIGTERM (a process manager, `timeout`) stops the demo like Ctrl-C: the children too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    for port in (8080, 8081, 9000):
+    for port in (8080, 8081, 9000, 9100):
         if port_in_use(port):
             print(f"demo: port {port} is already in use; stop what listens there first")
             return 1
@@ -94,22 +117,26 @@ def main() -> int:
     upstream = subprocess.Popen(
         [sys.executable, str(ROOT / "deploy" / "demo_upstream.py")], env=env
     )
+    idp = subprocess.Popen([sys.executable, str(ROOT / "deploy" / "demo_idp.py")], env=env)
     gateway = None
     try:
         if not wait_for_port(9000):
             print("demo: the echo upstream did not start")
+            return 1
+        if not wait_for_port(9100):
+            print("demo: the demo identity provider did not start")
             return 1
         command = [sys.executable, "-m", "gateway", "serve", "--config", str(CONFIG)]
         gateway = subprocess.Popen(command, env=env)
         if not wait_for_port(8080):
             print("demo: the gateway did not start (see the log above)")
             return 1
-        print(WALKTHROUGH.format(gw=GATEWAY, admin=ADMIN), flush=True)
+        print(WALKTHROUGH.format(gw=GATEWAY, admin=ADMIN, idp=IDP), flush=True)
         return gateway.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        for process in (gateway, upstream):
+        for process in (gateway, idp, upstream):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:

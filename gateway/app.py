@@ -25,6 +25,8 @@ from gateway.appkeys import (
     BODIES,
     CLOCK,
     EDGE,
+    FEDERATION,
+    INTROSPECTION,
     KEYRING,
     LOGIN,
     METRICS,
@@ -37,8 +39,16 @@ from gateway.appkeys import (
     TOKEN_SERVICE,
     VERIFIER,
 )
-from gateway.authserver import session_endpoints, token_endpoints, wellknown
-from gateway.authserver.credentials import BackendLoginChecker, CredentialChecker, UserFileChecker
+from gateway.authserver import introspection, session_endpoints, token_endpoints, wellknown
+from gateway.authserver.credentials import (
+    BackendLoginChecker,
+    CredentialChecker,
+    UserFileChecker,
+    load_user_file,
+)
+from gateway.authserver.federation.exchange import FederatedLogin
+from gateway.authserver.federation.providers import build_providers, identity_links
+from gateway.authserver.introspection import Introspection
 from gateway.authserver.login import LoginService
 from gateway.authserver.revoker import Revoker
 from gateway.authserver.token_service import TokenService
@@ -50,12 +60,19 @@ from gateway.proxy.endpoint import ProxyEndpoint, proxy
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
 from gateway.proxy.routing import RouteTable
+from gateway.proxy.tracecontext import TracePolicy
 from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime import health
 from gateway.runtime.http_client import SharedClientSession
-from gateway.runtime.lifetimes import clients_lifetime, store_lifetime
+from gateway.runtime.lifetimes import (
+    clients_lifetime,
+    federation_lifetime,
+    store_lifetime,
+    telemetry_lifetime,
+)
 from gateway.runtime.metrics import Metrics, metrics_handler
 from gateway.runtime.observer import RequestObserver
+from gateway.runtime.telemetry import Telemetry
 from gateway.store import (
     AuditLog,
     RateLimiter,
@@ -94,6 +111,8 @@ class Services:
     revoker: Revoker
     token_service: TokenService | None  # None without a signing key: verification only
     login: LoginService | None
+    federation: FederatedLogin | None  # None without a signing key or providers
+    introspection: Introspection
     authenticator: Authenticator
     routes: RouteTable
     http: SharedClientSession
@@ -101,6 +120,7 @@ class Services:
     bodies: BodyReader
     proxy: ProxyEndpoint
     admin_actions: AdminActions
+    telemetry: Telemetry
 
 
 def build_services(
@@ -109,9 +129,12 @@ def build_services(
     redis: Redis | None = None,
     clock: Clock = time.time,
     environ: Mapping[str, str] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Services:
-    """Every component, connected to nothing yet. `redis` and `clock` are injectable."""
+    """Every component, connected to nothing yet. `redis`, `clock` and `telemetry` are
+    injectable."""
     r, t, p = settings.redis, settings.tokens, settings.proxy
+    telemetry = telemetry or Telemetry.from_settings(settings.tracing)
     keyring = load_keyring(settings.keys, environ)
     verifier = TokenVerifier.from_settings(keyring, t, clock=clock)
     view = RevocationView(clock=clock)
@@ -134,14 +157,17 @@ def build_services(
     )
     audit = AuditLog(client, clock=clock, prefix=r.prefix)
     revoker = Revoker(
-        sessions=SessionStore(client, clock=clock, prefix=r.prefix),
-        revocations=revocation_store,
+        sessions=telemetry.traced(SessionStore(client, clock=clock, prefix=r.prefix), "sessions"),
+        revocations=telemetry.traced(revocation_store, "revocations"),
         view=view,
         settings=t,
         clock=clock,
     )
     http = SharedClientSession(p)
-    token_service, login = _token_service(settings, keyring, revoker, view, client, http, clock)
+    metrics = Metrics()
+    limiter = telemetry.traced(RateLimiter(client, clock=clock, prefix=r.prefix), "ratelimit")
+    token_service, login = _token_service(settings, keyring, revoker, view, limiter, http, clock)
+    federation = _federation(settings, token_service, limiter, http, clock, metrics)
     authenticator = Authenticator(verifier, view)
     routes = RouteTable.from_settings(
         settings.routes,
@@ -153,9 +179,14 @@ def build_services(
         read_timeout=p.read_timeout,
         keepalive_timeout=min(p.keepalive_timeout, 30),
     )
+    mode = settings.tracing.mode
+    trace = None
+    if mode != "passthrough":
+        trace = TracePolicy(
+            mode, current_span=telemetry.current_span if telemetry.enabled else None
+        )
     bodies = BodyReader.from_settings(p)
-    forwarder = Forwarder(pool, http, HeaderPolicy(p), bodies, p)
-    metrics = Metrics()
+    forwarder = Forwarder(pool, http, HeaderPolicy(p, trace=trace), bodies, p)
     metrics.watch_revocations(sync, view)
     return Services(
         settings=settings,
@@ -172,6 +203,18 @@ def build_services(
         revoker=revoker,
         token_service=token_service,
         login=login,
+        federation=federation,
+        introspection=Introspection(
+            settings.introspection.clients,
+            authenticator=authenticator,
+            sessions=revoker.sessions,
+            view=view,
+            issuer=t.issuer,
+            audience=t.audience,
+            rate_limit=settings.introspection.rate_limit,
+            realm=p.realm,
+            clock=clock,
+        ),
         authenticator=authenticator,
         routes=routes,
         http=http,
@@ -179,6 +222,7 @@ def build_services(
         bodies=bodies,
         proxy=ProxyEndpoint(routes, authenticator, forwarder),
         admin_actions=AdminActions(revoker, audit, verifier, clock),
+        telemetry=telemetry,
     )
 
 
@@ -187,7 +231,7 @@ def _token_service(
     keyring: KeyRing,
     revoker: Revoker,
     view: RevocationView,
-    redis: Redis,
+    limiter: RateLimiter,
     http: SharedClientSession,
     clock: Clock,
 ) -> tuple[TokenService | None, LoginService | None]:
@@ -199,11 +243,39 @@ def _token_service(
         keyring, issuer=t.issuer, audience=t.audience, access_ttl=t.access_ttl, clock=clock
     )
     service = TokenService(revoker=revoker, view=view, issuer=issuer, settings=t)
-    limiter = RateLimiter(redis, clock=clock, prefix=settings.redis.prefix)
     login = LoginService(
         _credential_checker(settings, http), service, limiter, settings.auth.rate_limits
     )
     return service, login
+
+
+def _federation(
+    settings: Settings,
+    tokens: TokenService | None,
+    limiter: RateLimiter,
+    http: SharedClientSession,
+    clock: Clock,
+    metrics: Metrics,
+) -> FederatedLogin | None:
+    """Token exchange with the configured identity providers, when there are any."""
+    f = settings.federation
+    if tokens is None or not f.providers:
+        return None
+    providers = build_providers(
+        f, http, leeway=settings.tokens.leeway, clock=clock, record_fetch=metrics.record_jwks_fetch
+    )
+    users = settings.auth.users_file
+    federation = FederatedLogin(
+        providers,
+        tokens,
+        own_issuer=settings.tokens.issuer,
+        limiter=limiter,
+        per_ip=settings.auth.rate_limits.per_ip,
+        links=identity_links(load_user_file(users)) if users is not None else {},
+        record=metrics.record_federated_login,
+    )
+    metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
+    return federation
 
 
 def _credential_checker(settings: Settings, http: SharedClientSession) -> CredentialChecker:
@@ -234,6 +306,7 @@ def create_app(
         max_header_size=settings.proxy.max_header_size,
         observer=RequestObserver(s.metrics, json_logs=settings.logging.format == "json"),
     )
+    edge = s.telemetry.wrap_edge(edge)  # itself unless OpenTelemetry export is on
     app = web.Application(middlewares=[edge], client_max_size=OWN_BODY_LIMIT)
     _share(app, s)
     app[EDGE] = edge
@@ -241,12 +314,18 @@ def create_app(
     app[AUTHENTICATOR] = s.authenticator
     app.cleanup_ctx.append(clients_lifetime(s.http, s.upstream_pool))
     app.cleanup_ctx.append(store_lifetime(s.redis, s.revocation_sync, owned=s.owns_redis))
+    app.cleanup_ctx.append(telemetry_lifetime(s.telemetry))
     if s.token_service is not None and s.login is not None:
         app[TOKEN_SERVICE] = s.token_service
         app[LOGIN] = s.login
         _token_routes(app.router)
+    if s.federation is not None:
+        app[FEDERATION] = s.federation
+        app.cleanup_ctx.append(federation_lifetime(s.federation))
+    app[INTROSPECTION] = s.introspection
     _add_routes(
         app.router,
+        ("POST", "/auth/introspect", introspection.introspect),
         ("GET", "/.well-known/jwks.json", wellknown.jwks),
         ("GET", "/healthz", health.healthz),
         ("GET", "/readyz", health.readyz),

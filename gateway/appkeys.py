@@ -11,6 +11,8 @@ from aiohttp.typedefs import Middleware
 
 if TYPE_CHECKING:
     from gateway.admin.actions import AdminActions
+    from gateway.authserver.federation.exchange import FederatedLogin
+    from gateway.authserver.introspection import Introspection
     from gateway.authserver.login import LoginService
     from gateway.authserver.revoker import Revoker
     from gateway.authserver.token_service import TokenService
@@ -41,6 +43,8 @@ AUDIT: web.AppKey[AuditLog] = web.AppKey("audit")
 REVOKER: web.AppKey[Revoker] = web.AppKey("revoker")
 TOKEN_SERVICE: web.AppKey[TokenService] = web.AppKey("token_service")
 LOGIN: web.AppKey[LoginService] = web.AppKey("login")
+FEDERATION: web.AppKey[FederatedLogin] = web.AppKey("federation")
+INTROSPECTION: web.AppKey[Introspection] = web.AppKey("introspection")
 PROXY: web.AppKey[ProxyEndpoint] = web.AppKey("proxy")
 BODIES: web.AppKey[BodyReader] = web.AppKey("bodies")
 ADMIN_ACTIONS: web.AppKey[AdminActions] = web.AppKey("admin_actions")

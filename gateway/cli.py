@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     create_key.add_argument("--id", required=True, help="key id recorded in the audit trail")
     create_key.set_defaults(func=cmd_admin_key_create)
 
+    introspection_client = sub.add_parser(
+        "introspection-client", help="callers of /auth/introspect"
+    ).add_subparsers(dest="introspection_client_command", required=True, metavar="ACTION")
+    create_client = introspection_client.add_parser(
+        "create",
+        help="make a new introspection client secret; prints it once and its config entry",
+    )
+    create_client.add_argument("--id", required=True, help="client id (the HTTP Basic user)")
+    create_client.set_defaults(func=cmd_introspection_client_create)
+
     revoke = sub.add_parser(
         "revoke", help="revoke through Redis directly (reaches every running gateway)"
     ).add_subparsers(dest="revoke_command", required=True, metavar="KIND")
@@ -208,7 +218,7 @@ def masked(settings: Settings) -> dict[str, object]:
     Key material never appears: settings hold only the files and variables it comes from.
     """
     data = settings.model_dump(mode="json")
-    for key in data["admin"]["keys"]:
+    for key in [*data["admin"]["keys"], *data["introspection"]["clients"]]:
         key["hash"] = key["hash"][:15] + "...(masked)"
     data["redis"]["url"] = _without_password(data["redis"]["url"])
     if data["auth"]["backend"]:
@@ -304,6 +314,21 @@ def cmd_admin_key_create(args: argparse.Namespace) -> int:
     print(f"admin API key (shown once, keep it secret): {key}")
     print("add to admin.keys:")
     print(f"  - {{id: {args.id}, hash: {admin_key_hash(key)}}}")
+    return 0
+
+
+def cmd_introspection_client_create(args: argparse.Namespace) -> int:
+    from gateway.authserver.introspection import client_secret_hash, new_client_secret
+    from gateway.config import IntrospectionClientSettings
+
+    try:
+        IntrospectionClientSettings(id=args.id, hash="sha256:" + "0" * 64)
+    except ValueError:
+        raise UsageError("--id may hold letters, digits, '.', '_' and '-' (64 at most)") from None
+    secret = new_client_secret()
+    print(f"introspection client secret for {args.id} (shown once, keep it secret): {secret}")
+    print("add to introspection.clients:")
+    print(f"  - {{id: {args.id}, hash: {client_secret_hash(secret)}}}")
     return 0
 
 

@@ -10,6 +10,7 @@
     │   ├── InvalidToken              401 invalid_token, with a machine-readable reason
     │   ├── MalformedAuthorization    400 invalid_request (e.g. two Authorization headers)
     │   ├── InvalidClient             401 invalid_client (admin API keys)
+    │   ├── BasicClientRejected       401 invalid_client, HTTP Basic challenge (introspection)
     │   ├── InsufficientScope         403 insufficient_scope
     │   ├── NotFound                  404 not_found
     │   ├── MethodNotAllowed          405 method_not_allowed
@@ -22,6 +23,7 @@
     │   ├── StoreUnavailable          503 temporarily_unavailable
     │   ├── Overloaded                503 temporarily_unavailable
     │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
+    │   ├── ProviderUnavailable       503 temporarily_unavailable (an identity provider's keys)
     │   ├── UpstreamUnavailable       502 bad_gateway
     │   └── UpstreamTimeout           504 gateway_timeout
 
@@ -130,6 +132,18 @@ class InvalidClient(ClientFault):
     challenge = ""
 
 
+class BasicClientRejected(ClientFault):
+    """A client that authenticates with HTTP Basic (RFC 6749 §2.3.1) is missing or wrong:
+    401 invalid_client whose challenge names the Basic scheme, not Bearer."""
+
+    status = 401
+    code = "invalid_client"
+    default_description = "client authentication failed"
+
+    def __init__(self, description: str | None = None, *, realm: str):
+        super().__init__(description, headers={"WWW-Authenticate": f'Basic realm="{realm}"'})
+
+
 class InsufficientScope(ClientFault):
     status = 403
     code = "insufficient_scope"
@@ -204,6 +218,15 @@ class Overloaded(ServiceFault):
 
 class RevocationStale(ServiceFault):
     default_description = "revocation state is stale; refusing protected requests"
+
+
+class ProviderUnavailable(ServiceFault):
+    """An identity provider's keys cannot be had (fetch failed, nothing usable cached)."""
+
+    default_description = "the identity provider's keys are temporarily unavailable"
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 30):
+        super().__init__(description, headers={"Retry-After": str(max(1, retry_after))})
 
 
 class UpstreamUnavailable(ServiceFault):

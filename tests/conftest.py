@@ -26,7 +26,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.runtime.runner import GatewayRunner
 from gateway.tokens.keys import generate_key_material, write_secret_file
-from tests.helpers import AUDIENCE, ISSUER, FakeClock, write_users_file
+from tests.helpers import AUDIENCE, ISSUER, FakeClock, FakeIdentityProvider, write_users_file
 
 
 @pytest.fixture(autouse=True)
@@ -203,6 +203,18 @@ async def gateway_factory(aiohttp_client: Any) -> GatewayFactory:
 @pytest.fixture
 async def gateway(gateway_factory: GatewayFactory, settings: Settings) -> TestClient[Any, Any]:
     return await gateway_factory(settings)
+
+
+@pytest.fixture
+async def identity_provider() -> AsyncIterator[FakeIdentityProvider]:
+    """A fake OIDC identity provider on a free loopback port (discovery, JWKS, signer)."""
+    idp = FakeIdentityProvider()
+    server = TestServer(idp.app(), host="127.0.0.1")
+    await server.start_server(access_log=None)
+    idp.url = f"http://127.0.0.1:{server.port}"
+    yield idp
+    idp.release.set()
+    await server.close()
 
 
 # ---- real redis-server ------------------------------------------------------------------

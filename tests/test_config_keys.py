@@ -219,7 +219,12 @@ def test_configuration_reference_lists_every_key_of_the_example_config() -> None
     reference = render_reference()
 
     def keys(data: object, prefix: str = "") -> list[str]:
-        if isinstance(data, dict) and prefix not in ("proxy.identity_headers.",):
+        maps = (
+            "proxy.identity_headers.",
+            "federation.providers[].required_claims.",
+            "federation.providers[].roles.map.",
+        )
+        if isinstance(data, dict) and prefix not in maps:
             return [k for name, v in data.items() for k in keys(v, f"{prefix}{name}.")]
         if isinstance(data, list) and data and isinstance(data[0], dict):
             return [k for item in data for k in keys(item, prefix[:-1] + "[].")]

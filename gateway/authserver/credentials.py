@@ -65,6 +65,7 @@ def verify_password(stored_hash: str, password: str) -> bool:
 class UserRecord:
     password_hash: str
     identity: Identity
+    identities: tuple[str, ...] = ()  # external identities (`<provider>:<subject>`) linked here
 
 
 class UserFileChecker:
@@ -112,13 +113,18 @@ def load_user_file(path: Path) -> dict[str, UserRecord]:
             raise ConfigError(f"{where}: users.{name}.roles must be a list of strings")
         if not isinstance(claims, dict):
             raise ConfigError(f"{where}: users.{name}.claims must be a mapping")
+        linked = entry.get("identities", [])
+        if not isinstance(linked, list) or not all(isinstance(i, str) and ":" in i for i in linked):
+            raise ConfigError(
+                f"{where}: users.{name}.identities must be <provider>:<subject> strings"
+            )
         identity = Identity(
             sub=str(entry.get("sub", name)),
             roles=tuple(roles),
             scope=entry.get("scope"),
             claims=claims,
         )
-        users[str(name)] = UserRecord(entry["password_hash"], identity)
+        users[str(name)] = UserRecord(entry["password_hash"], identity, tuple(linked))
     return users
 
 

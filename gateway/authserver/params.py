@@ -14,7 +14,13 @@ from gateway.proxy.bearer import bearer_token
 from gateway.tokens.verifier import Principal
 
 FORM: Final = "application/x-www-form-urlencoded"
-MAX_FIELD: Final = {"username": 256, "password": 1024, "refresh_token": 512, "token": 8192}
+MAX_FIELD: Final = {
+    "username": 256,
+    "password": 1024,
+    "refresh_token": 512,
+    "token": 8192,
+    "subject_token": 16384,  # provider ID tokens with many claims stay well below
+}
 MAX_FIELDS: Final = 64  # parameters in one form
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +12,9 @@ from gateway.edge import NO_STORE
 from gateway.store import Session
 
 
-def token_response(pair: TokenPair, now: float) -> web.Response:
+def token_response(
+    pair: TokenPair, now: float, *, extra: Mapping[str, Any] | None = None
+) -> web.Response:
     session = pair.session
     body: dict[str, Any] = {
         "access_token": pair.access.token,
@@ -25,6 +28,8 @@ def token_response(pair: TokenPair, now: float) -> web.Response:
     }
     if session.scope:
         body["scope"] = session.scope
+    if extra:
+        body.update(extra)
     return web.json_response(body, headers=NO_STORE)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.appkeys import AUTHENTICATOR, CLOCK, LOGIN, METRICS, REVOKER, TOKEN_SERVICE
+from gateway.authserver.federation.grant import TOKEN_EXCHANGE_GRANT, exchange_grant
 from gateway.authserver.params import optional_principal, read_params, text_param
 from gateway.authserver.responses import token_response
 from gateway.authserver.token_service import Device
@@ -38,13 +39,16 @@ async def refresh(request: web.Request) -> web.Response:
 
 
 async def token(request: web.Request) -> web.Response:
-    """POST /auth/token: the OAuth 2.0 token endpoint (password and refresh_token grants)."""
+    """POST /auth/token: the OAuth 2.0 token endpoint (password, refresh_token and
+    token-exchange grants)."""
     params = await read_params(request)
     grant = text_param(params, "grant_type", required=True)
     if grant == "password":
         return await _password_grant(request, params)
     if grant == "refresh_token":
         return await _refresh_grant(request, params)
+    if grant == TOKEN_EXCHANGE_GRANT:
+        return await exchange_grant(request, params)
     raise UnsupportedGrantType()
 
 

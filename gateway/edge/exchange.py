@@ -31,6 +31,7 @@ class Exchange:
     error: GatewayError | None = None
     upstream_status: int | None = None  # set once the request was forwarded
     upstream_seconds: float = 0.0
+    trace_id: str | None = None  # the trace id sent upstream, when the gateway chose it
     bytes_in: int = 0
     bytes_out: int = 0
 

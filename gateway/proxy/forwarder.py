@@ -88,6 +88,7 @@ class Forwarder:
             scheme=request.scheme,
             host=request.host,
             upstream_host=None if route.preserve_host else route.upstream.raw_authority,
+            exchange=exchange,
         )
         target = route.upstream_path(path)
         query = request.rel_url.raw_query_string

@@ -10,6 +10,8 @@ from urllib.parse import quote
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import ProxySettings
+from gateway.edge import Exchange
+from gateway.proxy.tracecontext import TRACE_HEADERS, TracePolicy
 from gateway.tokens.verifier import Principal
 
 # RFC 9110 §7.6.1 hop-by-hop fields plus framing and routing fields the gateway sets itself.
@@ -59,7 +61,7 @@ def canonical(name: str) -> str:
 class HeaderPolicy:
     """Precomputed header sets, built once per app, applied per request."""
 
-    def __init__(self, settings: ProxySettings):
+    def __init__(self, settings: ProxySettings, *, trace: TracePolicy | None = None):
         self.identity: tuple[tuple[str, str], ...] = tuple(settings.identity_headers.items())
         self._identity_names = frozenset(canonical(h) for _, h in self.identity)
         self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
@@ -71,6 +73,9 @@ class HeaderPolicy:
         self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
         self._request_verdicts: dict[bytes, tuple[bool, str]] = {}
         self._response_verdicts: dict[bytes, tuple[bool, str]] = {}
+        # None in passthrough mode: trace context is forwarded like any other field.
+        self._trace = trace
+        self._trace_dropped = TRACE_HEADERS if trace is not None else _NOTHING
 
     def is_identity_header(self, name: str) -> bool:
         key = canonical(name)
@@ -92,6 +97,7 @@ class HeaderPolicy:
                 or key in self._stripped
                 or self.is_identity_header(text)
                 or (lower == "authorization" and not self._forward_authorization)
+                or lower in self._trace_dropped
             )
             verdict = _remember(self._request_verdicts, name, (dropped, lower))
         return verdict
@@ -107,6 +113,7 @@ class HeaderPolicy:
         scheme: str,
         host: str | None,
         upstream_host: str | None,
+        exchange: Exchange | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """Client header fields (bytes as received) minus hop-by-hop and identity copies,
         plus the forwarding and identity fields, ready to be written upstream."""
@@ -149,6 +156,8 @@ class HeaderPolicy:
         )
         if principal is not None:
             fields += self.identity_fields(principal)
+        if self._trace is not None and exchange is not None:
+            fields += self._trace.upstream_fields(headers, exchange)
         return fields
 
     def identity_fields(self, principal: Principal) -> tuple[tuple[bytes, bytes], ...]:

@@ -6,7 +6,8 @@ import math
 
 from aiohttp import web
 
-from gateway.appkeys import REVOCATION_STORE, REVOCATION_SYNC, REVOCATIONS, SETTINGS
+from gateway.appkeys import FEDERATION, REVOCATION_STORE, REVOCATION_SYNC, REVOCATIONS, SETTINGS
+from gateway.authserver.federation.jwks import KeyState
 from gateway.errors import StoreUnavailable
 
 
@@ -16,7 +17,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """GET /readyz: 200 only when Redis answers and the revocation view is loaded."""
+    """GET /readyz: 200 only when Redis answers and the revocation view is loaded; the
+    identity providers' key state is reported alongside."""
     sync = request.app[REVOCATION_SYNC]
     try:
         redis_ok = await request.app[REVOCATION_STORE].ping()
@@ -26,7 +28,7 @@ async def readyz(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS].revocation
     stale = staleness > settings.max_staleness
     ready = redis_ok and sync.loaded
-    body = {
+    body: dict[str, object] = {
         "status": "ready" if ready else "unavailable",
         "redis": "ok" if redis_ok else "unreachable",
         "revocations_loaded": sync.loaded,
@@ -36,4 +38,18 @@ async def readyz(request: web.Request) -> web.Response:
     }
     if stale and settings.fail_mode == "open":
         body["warning"] = "serving WITHOUT current revocations (fail mode open)"
+    federation = request.app.get(FEDERATION)
+    if federation is not None:  # reported, never a reason to be unready: logins still work
+        body["identity_providers"] = {
+            p.name: _key_state(p.keys.state()) for p in federation.providers
+        }
     return web.json_response(body, status=200 if ready else 503)
+
+
+def _key_state(state: KeyState) -> dict[str, object]:
+    return {
+        "keys": state.status,
+        "key_count": state.keys,
+        "age_seconds": None if state.age is None else round(state.age, 3),
+        "last_error": state.last_error,
+    }

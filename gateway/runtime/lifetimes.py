@@ -13,9 +13,11 @@ from typing import Any, Final
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.errors import StoreUnavailable
 from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime.http_client import SharedClientSession
+from gateway.runtime.telemetry import Telemetry
 from gateway.tokens.revocation_sync import RevocationSync
 
 log = logging.getLogger("gateway")
@@ -54,6 +56,32 @@ def store_lifetime(redis: Redis, sync: RevocationSync, *, owned: bool) -> Lifeti
         finally:
             if owned:
                 await redis.aclose()
+
+    return lifetime
+
+
+def federation_lifetime(federation: FederatedLogin) -> Lifetime:
+    """The identity providers' keys fetched in the background at start (the first exchange
+    need not wait for them); fetches still in flight cancelled on the way out."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            async with background(federation.warm_up()):
+                yield
+        finally:
+            await federation.close()
+
+    return lifetime
+
+
+def telemetry_lifetime(telemetry: Telemetry) -> Lifetime:
+    """Spans still queued for export are flushed when the app stops."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(telemetry.shutdown)  # the exporter's flush blocks
 
     return lifetime
 

@@ -1,6 +1,6 @@
 """Logs: the one-line-per-request access log (batched), JSON event lines, and their setup.
 
-Lines carry ids (request id, sub, sid, jti), never a token, password or key; the query
+Lines carry ids (request id, trace id, sub, sid, jti), never a token, password or key; the query
 string is never logged (clients put tokens there).
 """
 
@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.edge import Exchange
 from gateway.errors import InvalidToken
+from gateway.proxy.tracecontext import incoming_trace_id
 
 access_log = logging.getLogger("gateway.access")
 FLUSH_INTERVAL: Final = 0.2  # seconds an access line may wait in memory
@@ -40,10 +41,13 @@ def json_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
     """The access line as one JSON object, assembled directly (it is written per request)."""
     # request_id (validated or made), remote (an address) and method (llhttp admits known
     # methods only) never need escaping; the path, route and claims may.
+    trace_id = exchange.trace_id or incoming_trace_id(request.headers)
     parts = [
         '{"request_id":"',
         exchange.request_id,
-        '","remote":',
+        '"',
+        ',"trace_id":"' + trace_id + '"' if trace_id is not None else "",  # 32 hex digits
+        ',"remote":',
         _json_string(request.remote),
         ',"method":"',
         request.method,
@@ -93,6 +97,9 @@ def text_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
         reason = f"/{error.reason}" if isinstance(error, InvalidToken) else ""
         parts.append(f"error={error.code}{reason}")
     parts.append(f"id={exchange.request_id}")
+    trace_id = exchange.trace_id or incoming_trace_id(request.headers)
+    if trace_id is not None:
+        parts.append(f"trace={trace_id}")
     return " ".join(parts)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway.appkeys import METRICS
+from gateway.authserver.federation.jwks import KeyState
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView
 
@@ -49,6 +51,18 @@ class Metrics:
         )
         self.refresh = Counter("gateway_refresh", "Refreshes by outcome", ["outcome"], registry=r)
         self.logins = Counter("gateway_logins", "Logins by outcome", ["outcome"], registry=r)
+        self.federated_logins = Counter(
+            "gateway_federated_logins",
+            "Token exchanges of identity-provider tokens by provider and outcome",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.jwks_fetches = Counter(
+            "gateway_jwks_fetches",
+            "Fetches of identity providers' keys by provider and outcome (ok or why not)",
+            ["provider", "outcome"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "gateway_redis_errors", "Requests that failed because Redis was unavailable", registry=r
         )
@@ -89,6 +103,16 @@ class Metrics:
         """Export the revocation view's state, read at scrape time (nothing on the hot path)."""
         self._export.register(RevocationCollector(sync, view))
 
+    def record_federated_login(self, provider: str, outcome: str) -> None:
+        self.federated_logins.labels(provider, outcome).inc()
+
+    def record_jwks_fetch(self, provider: str, outcome: str) -> None:
+        self.jwks_fetches.labels(provider, outcome).inc()
+
+    def watch_provider_keys(self, states: Callable[[], Iterable[tuple[str, KeyState]]]) -> None:
+        """Export the identity providers' key state, read at scrape time."""
+        self._export.register(ProviderKeysCollector(states))
+
     def render(self) -> bytes:
         return generate_latest(self._export)
 
@@ -125,6 +149,31 @@ class RevocationCollector(Collector):
                 value=1.0 if self._view.refusing else 0.0,
             ),
         ]
+
+
+class ProviderKeysCollector(Collector):
+    def __init__(self, states: Callable[[], Iterable[tuple[str, KeyState]]]):
+        self._states = states
+
+    def collect(self) -> list[Metric]:
+        age = GaugeMetricFamily(
+            "gateway_jwks_age_seconds",
+            "Seconds since the provider's keys were last fetched (-1: never)",
+            labels=["provider"],
+        )
+        keys = GaugeMetricFamily(
+            "gateway_jwks_keys", "Usable keys of the provider held now", labels=["provider"]
+        )
+        usable = GaugeMetricFamily(
+            "gateway_jwks_usable",
+            "1 while the provider's keys can verify tokens (fresh, or stale within the bound)",
+            labels=["provider"],
+        )
+        for name, state in self._states():
+            age.add_metric([name], -1.0 if state.age is None else state.age)
+            keys.add_metric([name], float(state.keys))
+            usable.add_metric([name], 1.0 if state.status in ("ok", "stale") else 0.0)
+        return [age, keys, usable]
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -1,0 +1,108 @@
+"""The configured identity providers, and who a verified provider token speaks for: the
+subject `<provider>:<provider subject>` with the provider's roles and copied claims, or the
+local user that the user file links that external identity to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from gateway.authserver.credentials import Identity, UserRecord
+from gateway.authserver.federation.jwks import FetchRecorder, ProviderKeys
+from gateway.authserver.federation.provider_tokens import ProviderTokenVerifier
+from gateway.config import OWN_CLAIMS, FederationSettings, ProviderRolesSettings, ProviderSettings
+from gateway.errors import ConfigError
+from gateway.runtime.http_client import SharedClientSession
+from gateway.typedefs import Clock
+
+PROVIDER_CLAIM: Final = "idp"  # names the provider in our access tokens
+_SCALARS: Final = (str, int, float, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    settings: ProviderSettings
+    keys: ProviderKeys
+    verifier: ProviderTokenVerifier
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+def build_providers(
+    settings: FederationSettings,
+    http: SharedClientSession,
+    *,
+    leeway: float,
+    clock: Clock,
+    record_fetch: FetchRecorder,
+) -> list[Provider]:
+    providers = []
+    for p in settings.providers:
+        keys = ProviderKeys(p, settings, http, clock=clock, record=record_fetch)
+        verifier = ProviderTokenVerifier(p, keys, leeway=leeway, clock=clock)
+        providers.append(Provider(p, keys, verifier))
+    return providers
+
+
+def external_subject(provider: str, subject: str) -> str:
+    """Our `sub` for a provider's user: never equal to a local user's or another provider's."""
+    return f"{provider}:{subject}"
+
+
+def identity_links(users: Mapping[str, UserRecord]) -> dict[str, Identity]:
+    """External identity (`<provider>:<subject>`) → the local user it signs in as."""
+    links: dict[str, Identity] = {}
+    for record in users.values():
+        for external in record.identities:
+            if external in links:
+                raise ConfigError(f"auth.users_file: {external!r} is linked to two users")
+            links[external] = record.identity
+    return links
+
+
+def federated_identity(
+    provider: ProviderSettings, claims: Mapping[str, Any], links: Mapping[str, Identity]
+) -> Identity:
+    """The Identity a verified provider token opens a session for."""
+    subject = external_subject(provider.name, claims[provider.subject_claim])
+    copied = {**copy_claims(provider.copy_claims, claims), PROVIDER_CLAIM: provider.name}
+    local = links.get(subject)
+    if local is not None:  # a linked user keeps its own sub, roles, scope and claims
+        return Identity(
+            sub=local.sub, roles=local.roles, scope=local.scope, claims={**copied, **local.claims}
+        )
+    return Identity(sub=subject, roles=provider_roles(provider.roles, claims), claims=copied)
+
+
+def provider_roles(settings: ProviderRolesSettings, claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """Default roles, then the groups of `from_claim` (mapped through `map` when it is set)."""
+    roles = list(settings.default)
+    if settings.from_claim is not None:
+        for group in _groups(claims.get(settings.from_claim)):
+            roles += settings.map.get(group, []) if settings.map else [group]
+    return tuple(dict.fromkeys(roles))
+
+
+def _groups(value: Any) -> Sequence[str]:
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [g for g in value if isinstance(g, str)]
+    return ()
+
+
+def copy_claims(names: Sequence[str], claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The named claims whose values are scalars or lists of scalars; never our own claims."""
+    copied: dict[str, Any] = {}
+    for name in names:
+        value = claims.get(name)
+        if name in OWN_CLAIMS or value is None:
+            continue
+        if isinstance(value, _SCALARS) or (
+            isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)
+        ):
+            copied[name] = value
+    return copied

@@ -1,0 +1,199 @@
+"""Token introspection (RFC 7662) for services that cannot verify the gateway's tokens.
+
+Callers are the configured `introspection.clients`, authenticated with HTTP Basic against
+`sha256:` hashes of their secrets (constant time, no early exit). An access token is judged
+by the same verifier and in-memory revocation view as a proxied request (no Redis); a
+refresh token by one read-only lookup of its session, which never rotates it and never
+counts as reuse. Anything not live is `{"active": false}`, without saying why. While the
+revocation view is stale past its bound in fail mode `closed`, the answer is 503, never a
+`true` that a revocation might contradict.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from typing import Any, Final
+from urllib.parse import unquote_plus
+
+from aiohttp import web
+
+from gateway.appkeys import INTROSPECTION
+from gateway.authserver.params import read_params, text_param
+from gateway.config import IntrospectionClientSettings, RateLimit
+from gateway.edge import NO_STORE
+from gateway.errors import BasicClientRejected, InvalidToken, RateLimited, RevocationStale
+from gateway.proxy.bearer import Authenticator
+from gateway.store import SessionStore, parse_refresh_token, refresh_token_hash
+from gateway.tokens.revocation_view import RevocationView
+from gateway.tokens.verifier import Principal
+from gateway.typedefs import Clock
+
+INACTIVE: Final = {"active": False}
+SECRET_PREFIX: Final = "gwis_"
+
+
+def client_secret_hash(secret: str) -> str:
+    """The configuration form of a client secret: `sha256:<hex>` (secrets are 256-bit)."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_client_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+class Introspection:
+    """Authenticates introspection clients and judges tokens; see the module docstring."""
+
+    def __init__(
+        self,
+        clients: Sequence[IntrospectionClientSettings],
+        *,
+        authenticator: Authenticator,
+        sessions: SessionStore,
+        view: RevocationView,
+        issuer: str,
+        audience: str,
+        rate_limit: RateLimit,
+        realm: str,
+        clock: Clock,
+    ):
+        self._clients = [
+            (c.id.encode(), bytes.fromhex(c.hash.removeprefix("sha256:"))) for c in clients
+        ]
+        self._authenticator = authenticator
+        self._sessions = sessions
+        self._view = view
+        self._issuer = issuer
+        self._audience = audience
+        self._limit = rate_limit
+        self._realm = realm
+        self._clock = clock
+        self._windows: dict[str, tuple[int, int]] = {}  # client → (window index, count)
+
+    def authenticate(self, values: Sequence[str]) -> str:
+        """The client id for `Authorization: Basic …` values; 401 invalid_client otherwise."""
+        credentials = _basic_credentials(values)
+        if credentials is None:
+            raise BasicClientRejected(
+                "client authentication (HTTP Basic) is required", realm=self._realm
+            )
+        client_id, secret = credentials
+        presented_id = client_id.encode()
+        digest = hashlib.sha256(secret.encode()).digest()
+        matched = None
+        for known_id, expected in self._clients:  # SECURITY: constant time, no early exit
+            same_id = hmac.compare_digest(presented_id, known_id)
+            if hmac.compare_digest(digest, expected) and same_id:
+                matched = client_id
+        if matched is None:
+            raise BasicClientRejected("client authentication failed", realm=self._realm)
+        return matched
+
+    def count(self, client_id: str) -> None:
+        """One introspection of this client in this process's window; 429 past the limit."""
+        window = self._limit.window
+        now = self._clock()
+        index = int(now // window)
+        seen_index, count = self._windows.get(client_id, (index, 0))
+        count = count + 1 if seen_index == index else 1
+        self._windows[client_id] = (index, count)
+        if count > self._limit.limit:
+            raise RateLimited(
+                "too many introspection requests", retry_after=int((index + 1) * window - now) + 1
+            )
+
+    async def judge(self, token: str) -> dict[str, Any]:
+        """The RFC 7662 answer for a token."""
+        if parse_refresh_token(token) is not None:
+            return await self._refresh_token(token)
+        try:
+            principal = self._authenticator.principal_for(token)  # RevocationStale → 503
+        except InvalidToken:
+            return dict(INACTIVE)
+        return self._access_token(principal)
+
+    def _access_token(self, principal: Principal) -> dict[str, Any]:
+        claims = principal.claims
+        answer: dict[str, Any] = {
+            "active": True,
+            "token_type": "Bearer",
+            "sub": principal.sub,
+            "username": principal.sub,
+            "sid": principal.sid,
+            "jti": principal.jti,
+            "iss": claims.get("iss"),
+            "aud": claims.get("aud"),
+            "iat": int(principal.iat),
+            "exp": int(principal.exp),
+            "roles": list(principal.roles),
+        }
+        if "nbf" in claims:
+            answer["nbf"] = claims["nbf"]
+        if principal.scopes:
+            answer["scope"] = " ".join(principal.scopes)
+        if isinstance(claims.get("client_id"), str):
+            answer["client_id"] = claims["client_id"]
+        return answer
+
+    async def _refresh_token(self, token: str) -> dict[str, Any]:
+        sid = parse_refresh_token(token)
+        assert sid is not None
+        if self._view.refusing:
+            raise RevocationStale()
+        # SECURITY: a read of the session's current hash only: introspecting never spends
+        # the token, never yields a successor and never counts as its reuse.
+        session = await self._sessions.owner(sid, refresh_token_hash(token))
+        if session is None or self._view.session_revoked(session):
+            return dict(INACTIVE)
+        answer: dict[str, Any] = {
+            "active": True,
+            "token_type": "refresh_token",
+            "sub": session.sub,
+            "username": session.sub,
+            "sid": session.sid,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": int(session.created_at),
+            "exp": int(session.expires_at),
+            "roles": list(session.roles),
+        }
+        if session.scope:
+            answer["scope"] = session.scope
+        if session.client_id:
+            answer["client_id"] = session.client_id
+        return answer
+
+
+def _basic_credentials(values: Sequence[str]) -> tuple[str, str] | None:
+    """(client id, secret) from exactly one `Basic` Authorization value (RFC 7617, with the
+    form-encoding of RFC 6749 §2.3.1), else None."""
+    if len(values) != 1:
+        return None
+    scheme, _, encoded = values[0].strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or not client_id or not secret:
+        return None
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+async def introspect(request: web.Request) -> web.Response:
+    """POST /auth/introspect: form `token` (and an optional `token_type_hint`)."""
+    introspection = request.app[INTROSPECTION]
+    client_id = introspection.authenticate(request.headers.getall("Authorization", []))
+    introspection.count(client_id)
+    params = await read_params(request)
+    token = text_param(params, "token", required=True)
+    assert token is not None
+    answer = await introspection.judge(token)
+    return web.json_response(answer, headers=NO_STORE)
