@@ -33,9 +33,9 @@ PAGE_HEADERS: Final = {
 _ROW: Final = Template(
     """      <tr>
         <td>$device$current<span class="agent" title="$agent">$agent</span></td>
-        <td>$last_used</td>
+        <td class="when">$last_used</td>
         <td>$ip</td>
-        <td>$created</td>
+        <td class="when">$created</td>
         <td>
           <form method="post" action="/auth/browser/devices/signout">
             <input type="hidden" name="sid" value="$sid">
@@ -61,7 +61,7 @@ def _e(value: object) -> str:
 
 
 def _when(instant: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(instant))
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(instant))
 
 
 def page(body: str, *, status: int = 200) -> web.Response:
