@@ -54,9 +54,9 @@ document.getElementById("fire").addEventListener("click", async () => {{
   const summary = document.getElementById("summary");
   list.textContent = "";
   summary.textContent = "running…";
+  const options = {{credentials: "same-origin", headers: {{Accept: "application/json"}}}};
   const calls = Array.from({{length: 20}}, (_, i) =>
-    fetch("/app/api/ping?i=" + i, {{credentials: "same-origin", headers: {{Accept: "application/json"}}}})
-      .then(r => r.status, () => "network error"));
+    fetch("/app/api/ping?i=" + i, options).then(r => r.status, () => "network error"));
   const statuses = await Promise.all(calls);
   for (const status of statuses) {{
     const item = document.createElement("li");
