@@ -26,6 +26,7 @@ from gateway.browser.seal import (
 from gateway.browser.upstream_cookies import is_gateway_set_cookie, without_gateway_cookies
 from gateway.config import BrowserSettings, Settings, load_settings
 from gateway.errors import ConfigError
+from tests.helpers import run_cli
 
 A, R = "gw_at", "gw_rt"
 
@@ -318,3 +319,24 @@ def test_allowed_origins_are_kept_as_browsers_send_them() -> None:
         allowed_origins=["HTTPS://App.Example:443", "http://h:80", "http://h:8080", "https://h:80"]
     ).allowed_origins
     assert origins == ["https://app.example", "http://h", "http://h:8080", "https://h:80"]
+
+
+@pytest.mark.slow
+def test_cli_cookie_key_generate(tmp_path: Path) -> None:
+    out = tmp_path / "keys" / "cookie.key"
+    result = run_cli("cookie-key", "generate", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert "browser.seal_keys" in result.stdout and str(out) in result.stdout
+    settings = BrowserSettings(seal_keys=[{"id": "c", "secret_file": out}])  # type: ignore[list-item]
+    assert len(load_seal_keys(settings)[0][1]) == 32
+    assert run_cli("cookie-key", "generate", "--out", str(out)).returncode == 1
+    assert run_cli("cookie-key", "generate", "--out", str(out), "--if-missing").returncode == 0
+
+
+def test_the_demo_configuration_runs_browser_mode_on_plain_http() -> None:
+    settings = load_settings(Path(__file__).resolve().parent.parent / "config.yaml")
+    b = settings.browser
+    assert b.enabled and not b.secure and settings.environment == "demo"
+    assert not b.access_cookie.startswith("__") and b.seal_cookies
+    assert b.allowed_origins == ["http://127.0.0.1:8080"]
