@@ -340,3 +340,31 @@ def test_the_demo_configuration_runs_browser_mode_on_plain_http() -> None:
     assert b.enabled and not b.secure and settings.environment == "demo"
     assert not b.access_cookie.startswith("__") and b.seal_cookies
     assert b.allowed_origins == ["http://127.0.0.1:8080"]
+
+
+async def test_the_identity_provider_kind_plugs_in_an_exchange() -> None:
+    from gateway.authserver.token_service import Device, TokenPair
+    from gateway.browser.login_kinds import PasswordLogin, SubjectTokenLogin, choose
+    from gateway.errors import InvalidRequest, UnsupportedGrantType
+
+    calls: list[tuple[str, str, Device]] = []
+
+    async def exchange(token: str, token_type: str, device: Device) -> TokenPair:
+        calls.append((token, token_type, device))
+        return "pair"  # type: ignore[return-value]
+
+    kind = SubjectTokenLogin(exchange)
+    id_token = "eyJ" + "a" * 3000
+    params = {"subject_token": id_token, "subject_token_type": "urn:x:id_token"}
+    assert choose([kind, PasswordLogin(None)], params) is kind  # type: ignore[arg-type]
+    assert await kind.open_session(params, Device(ip="10.0.0.1")) == "pair"
+    assert calls == [(id_token, "urn:x:id_token", Device(ip="10.0.0.1"))]
+    for bad in (
+        {"subject_token": 5, "subject_token_type": "t"},
+        {"subject_token": "x" * 20000, "subject_token_type": "t"},
+        {"subject_token": "x"},  # no type
+    ):
+        with pytest.raises(InvalidRequest):
+            await kind.open_session(bad, Device())
+    with pytest.raises(UnsupportedGrantType):
+        await SubjectTokenLogin().open_session(params, Device())

@@ -353,7 +353,11 @@ class BrowserEndpoints:
         return sids
 
     async def _end_previous(self, request: web.Request, pair: TokenPair) -> None:
-        """Signing in again in the same browser replaces its previous session."""
-        for sid in await self._sessions_named(request):
-            if sid != pair.session.sid:
-                await self._revoker.end_session(sid)
+        """Signing in again in the same browser replaces its previous session (best effort:
+        the new session exists already, and an old one left over ends with its lifetime)."""
+        try:
+            for sid in await self._sessions_named(request):
+                if sid != pair.session.sid:
+                    await self._revoker.end_session(sid)
+        except ServiceFault:
+            log.warning("previous browser session not ended (store unavailable)")

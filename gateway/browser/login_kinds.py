@@ -19,6 +19,7 @@ from gateway.errors import InvalidRequest, UnsupportedGrantType
 
 # (subject_token, subject_token_type, device) → a new session's pair
 SubjectTokenExchange = Callable[[str, str, Device], Awaitable[TokenPair]]
+MAX_SUBJECT_TOKEN: Final = 16 * 1024  # ID tokens are longer than other parameters
 
 
 class LoginKind(Protocol):
@@ -58,10 +59,11 @@ class SubjectTokenLogin:
     async def open_session(self, params: Mapping[str, Any], device: Device) -> TokenPair:
         if self._exchange is None:
             raise UnsupportedGrantType("sign-in with an identity provider token is not enabled")
-        values = dict(params)
-        token = text_param(values, "subject_token", required=True)
-        token_type = text_param(values, "subject_token_type", required=True)
-        assert token is not None and token_type is not None
+        token = params.get("subject_token")
+        if not isinstance(token, str) or not token or len(token) > MAX_SUBJECT_TOKEN:
+            raise InvalidRequest("subject_token must be a token")
+        token_type = text_param(dict(params), "subject_token_type", required=True)
+        assert token_type is not None
         return await self._exchange(token, token_type, device)
 
 
