@@ -569,3 +569,19 @@ async def test_access_log_says_cookie_or_bearer_and_never_holds_a_cookie(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for value in jar.cookies.values():
         assert value not in logged and value.split(".")[-1][:40] not in logged
+
+
+async def test_without_the_login_page_navigations_get_the_json_401(
+    gateway_factory: GatewayFactory, browser_settings_factory: Any, upstream: Upstream
+) -> None:
+    import aiohttp
+
+    settings = browser_settings_factory(browser={"login_page": False, "unauthenticated": "401"})
+    client = await gateway_factory(settings, cookie_jar=aiohttp.DummyCookieJar())
+    resp = await client.get("/app/", headers={"Sec-Fetch-Mode": "navigate"}, allow_redirects=False)
+    assert resp.status == 401 and (await resp.json())["error"] == "invalid_request"
+    resp = await client.get("/auth/browser/login")
+    assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+    assert upstream.received == []
+    jar, _ = await browser_login(client)  # the JSON sign-in still works (an app's own page)
+    assert (await client.get("/app/", headers=jar.header())).status == 200
