@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -348,16 +348,17 @@ async def test_the_identity_provider_kind_plugs_in_an_exchange() -> None:
     from gateway.errors import InvalidRequest, UnsupportedGrantType
 
     calls: list[tuple[str, str, Device]] = []
+    pair = cast(TokenPair, object())  # what the exchange returns goes back as it is
 
     async def exchange(token: str, token_type: str, device: Device) -> TokenPair:
         calls.append((token, token_type, device))
-        return "pair"  # type: ignore[return-value]
+        return pair
 
     kind = SubjectTokenLogin(exchange)
     id_token = "eyJ" + "a" * 3000
     params = {"subject_token": id_token, "subject_token_type": "urn:x:id_token"}
     assert choose([kind, PasswordLogin(None)], params) is kind  # type: ignore[arg-type]
-    assert await kind.open_session(params, Device(ip="10.0.0.1")) == "pair"
+    assert await kind.open_session(params, Device(ip="10.0.0.1")) is pair
     assert calls == [(id_token, "urn:x:id_token", Device(ip="10.0.0.1"))]
     for bad in (
         {"subject_token": 5, "subject_token_type": "t"},

@@ -212,7 +212,7 @@ class BrowserEndpoints:
         except InvalidToken as exc:
             raise self._gate.ended(request, exc) from None
         assert refreshed.refresh_token is not None
-        self._exchange(request, refreshed.session.sub, refreshed.session.sid)
+        self._record(request, None)
         response = web.Response(status=204, headers=NO_STORE)
         add_cookies(
             response.headers,
@@ -240,7 +240,8 @@ class BrowserEndpoints:
     async def sign_out_device(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/browser/devices/signout (form `sid`): end one of the user's sessions."""
         self._gate.cross_site.check(request)
-        principal = (await self._signed_in(request, pages=True)).principal
+        resolved = await self._signed_in(request, pages=True)
+        principal = resolved.principal
         params = await read_params(request)
         sid = params.get("sid")
         session = await self._revoker.get_session(sid) if isinstance(sid, str) else None
@@ -249,7 +250,7 @@ class BrowserEndpoints:
         await self._revoker.end_session(session.sid)
         if session.sid == principal.sid:
             return _see_other(LOGIN_PATH, self._gate.format.cleared())
-        return _see_other(DEVICES_PATH, ())
+        return _see_other(DEVICES_PATH, resolved.cookies)
 
     @_transient_waits
     async def sign_out_everywhere(self, request: web.Request) -> web.StreamResponse:
@@ -311,17 +312,16 @@ class BrowserEndpoints:
             resolved = await self._gate.resolve(presented)
         except InvalidToken as exc:
             raise self._gate.ended(request, exc) from None
-        self._exchange(request, resolved.principal.sub, resolved.principal.sid, resolved.principal)
+        self._record(request, resolved.principal)
         return resolved
 
-    def _exchange(
-        self, request: web.Request, sub: str, sid: str, principal: Principal | None = None
-    ) -> None:
+    @staticmethod
+    def _record(request: web.Request, principal: Principal | None) -> None:
+        """For the access line: authenticated by cookie, and as whom when known."""
         exchange = request[EXCHANGE]
         exchange.auth_method = "cookie"
         if principal is not None:
             exchange.principal = principal
-        log.debug("browser session sub=%s sid=%s", sub, sid)
 
     def _session_cookies(self, pair: TokenPair) -> tuple[str, str]:
         now = self._clock()
