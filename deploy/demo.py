@@ -116,8 +116,9 @@ devices out; "Sign out" ends the session everywhere. The same with curl:
   curl -s -b /tmp/gw-jar {gw}/api/orders
   # a browser session from an identity provider's ID token (demo-idp, as above)
   ID_TOKEN=$(curl -s -X POST {idp}/token -d username=carol | field id_token)
+  TYPE=urn:ietf:params:oauth:token-type:id_token
   curl -s -c /tmp/gw-jar -X POST {gw}/auth/browser/login -H 'Content-Type: application/json' \\
-    -d "{{\\"subject_token\\":\\"$ID_TOKEN\\",\\"subject_token_type\\":\\"urn:ietf:params:oauth:token-type:id_token\\"}}"
+    -d "{{\\"subject_token\\":\\"$ID_TOKEN\\",\\"subject_token_type\\":\\"$TYPE\\"}}"
 
 Press Ctrl-C to stop.
 """

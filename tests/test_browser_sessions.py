@@ -13,9 +13,12 @@ from gateway.config import Settings
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import (
     ACCESS_COOKIE,
+    ID_TOKEN_TYPE,
+    IDP_CLIENT_ID,
     REFRESH_COOKIE,
     CookieJar,
     FakeClock,
+    FakeIdentityProvider,
     bearer,
     browser_login,
     login,
@@ -313,7 +316,7 @@ async def test_json_login_failures_are_json(browser_client: Any) -> None:
     assert resp.status == 400 and (await resp.json())["error"] == "invalid_request"
 
 
-async def test_identity_provider_tokens_are_not_accepted_yet(browser_client: Any) -> None:
+async def test_identity_provider_tokens_need_a_configured_provider(browser_client: Any) -> None:
     resp = await browser_client.post(
         "/auth/browser/login",
         json={
@@ -585,3 +588,45 @@ async def test_without_the_login_page_navigations_get_the_json_401(
     assert upstream.received == []
     jar, _ = await browser_login(client)  # the JSON sign-in still works (an app's own page)
     assert (await client.get("/app/", headers=jar.header())).status == 200
+
+
+async def test_an_identity_provider_token_signs_a_browser_in(
+    gateway_factory: GatewayFactory,
+    browser_settings_factory: Any,
+    identity_provider: FakeIdentityProvider,
+    upstream: Upstream,
+    clock: FakeClock,
+) -> None:
+    import aiohttp
+
+    provider = {
+        "name": "idp",
+        "issuer": identity_provider.issuer,
+        "discovery": True,
+        "audiences": [IDP_CLIENT_ID],
+        "algorithms": ["RS256", "ES256"],
+        "roles": {"default": ["user"]},
+    }
+    settings = browser_settings_factory(federation={"providers": [provider], "fetch_timeout": 2})
+    client = await gateway_factory(settings, clock=clock, cookie_jar=aiohttp.DummyCookieJar())
+    resp = await client.post(
+        "/auth/browser/login",
+        json={
+            "subject_token": identity_provider.id_token(now=clock.now),
+            "subject_token_type": ID_TOKEN_TYPE,
+        },
+    )
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert set(body) == IDENTITY and body["sub"] == "idp:user-123"
+    jar = CookieJar()
+    jar.update(resp)
+    assert set(jar.cookies) == {ACCESS_COOKIE, REFRESH_COOKIE}
+    assert (await client.get("/api", headers=jar.header())).status == 200
+    assert upstream.headers_of()["x-user-id"] == ["idp:user-123"]
+    forged = identity_provider.id_token(now=clock.now, iss="https://elsewhere.example")
+    resp = await client.post(
+        "/auth/browser/login", json={"subject_token": forged, "subject_token_type": ID_TOKEN_TYPE}
+    )
+    assert resp.status == 400 and (await resp.json())["error"] == "invalid_grant"
+    assert "Set-Cookie" not in resp.headers
