@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_KEY := .demo/keys/demo-ed25519.pem
+DEMO_SEAL_KEY := .demo/keys/cookie-seal.key
 
 .PHONY: help install demo test test-fast lint fmt docs bench bench-quick chaos clean
 
@@ -29,7 +30,10 @@ install: $(STAMP)
 $(DEMO_KEY): | $(STAMP)
 	$(BIN)/gateway keys generate --alg EdDSA --out $(DEMO_KEY) --if-missing
 
-demo: $(STAMP) $(DEMO_KEY)
+$(DEMO_SEAL_KEY): | $(STAMP)
+	$(BIN)/gateway cookie-key generate --out $(DEMO_SEAL_KEY) --if-missing
+
+demo: $(STAMP) $(DEMO_KEY) $(DEMO_SEAL_KEY)
 	@$(BIN)/python deploy/demo.py
 
 test: $(STAMP)

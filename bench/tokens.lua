@@ -1,11 +1,15 @@
--- wrk script: every request carries a bearer token taken in turn from $TOKENS_FILE
--- (one per line); each wrk thread starts at a different offset. done() prints JSON.
+-- wrk script: every request carries a credential taken in turn from $TOKENS_FILE (one per
+-- line): a bearer token by default, or $TOKEN_HEADER: $TOKEN_PREFIX<line> (the cookie
+-- scenarios send Cookie: <name>=<sealed value>); each wrk thread starts at a different
+-- offset. done() prints JSON.
 local tokens = {}
 local counter = 0
+local header = os.getenv("TOKEN_HEADER") or "Authorization"
+local prefix = os.getenv("TOKEN_PREFIX") or "Bearer "
 
 init = function(args)
   for line in io.lines(os.getenv("TOKENS_FILE")) do
-    tokens[#tokens + 1] = "Bearer " .. line
+    tokens[#tokens + 1] = prefix .. line
   end
   counter = math.random(#tokens)
 end
@@ -13,7 +17,7 @@ end
 request = function()
   counter = counter + 1
   if counter > #tokens then counter = 1 end
-  return wrk.format("GET", nil, {["Authorization"] = tokens[counter]})
+  return wrk.format("GET", nil, {[header] = tokens[counter]})
 end
 
 done = function(summary, latency, requests)

@@ -102,6 +102,24 @@ Admin API key: demo-admin-key. Walk through it in another shell:
   curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
     {gw}/public/traced
 
+Browser sessions (cookie mode; the demo's cookies are plain-http, demo-only settings):
+open {gw}/app/ in a browser. You are sent to the sign-in page; sign in as alice / wonderland
+and land on the "legacy web app", which shows the identity headers the upstream received
+(never the gateway's cookies). "Fire 20 parallel requests" sends 20 fetch() calls; after
+the access cookie expires (tokens.access_ttl) they are all still answered 200, the gateway
+refreshing the session itself. {gw}/auth/browser/devices lists your sessions and signs
+devices out; "Sign out" ends the session everywhere. The same with curl:
+
+  curl -si -c /tmp/gw-jar -X POST {gw}/auth/browser/login -H 'Content-Type: application/json' \\
+    -d '{{"username":"alice","password":"wonderland"}}'
+  curl -s -b /tmp/gw-jar {gw}/auth/browser/session
+  curl -s -b /tmp/gw-jar {gw}/api/orders
+  # a browser session from an identity provider's ID token (demo-idp, as above)
+  ID_TOKEN=$(curl -s -X POST {idp}/token -d username=carol | field id_token)
+  TYPE=urn:ietf:params:oauth:token-type:id_token
+  curl -s -c /tmp/gw-jar -X POST {gw}/auth/browser/login -H 'Content-Type: application/json' \\
+    -d "{{\\"subject_token\\":\\"$ID_TOKEN\\",\\"subject_token_type\\":\\"$TYPE\\"}}"
+
 Press Ctrl-C to stop.
 """
 

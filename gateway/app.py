@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from redis.asyncio import Redis
 
 from gateway.admin import api as admin_api
@@ -52,9 +52,19 @@ from gateway.authserver.introspection import Introspection
 from gateway.authserver.login import LoginService
 from gateway.authserver.revoker import Revoker
 from gateway.authserver.token_service import TokenService
+from gateway.browser.browser_endpoints import BrowserEndpoints
+from gateway.browser.cookies import CookieFormat
+from gateway.browser.cross_site import CrossSiteCheck
+from gateway.browser.gate import CookieGate, cookie_routes
+from gateway.browser.html_pages import stylesheet_handler
+from gateway.browser.login_kinds import PasswordLogin, SubjectTokenLogin
+from gateway.browser.refresh import BrowserSessions
+from gateway.browser.seal import cookie_seal
+from gateway.browser.upstream_cookies import CookieHeaderPolicy
 from gateway.config import Settings
 from gateway.edge import edge_middleware
 from gateway.edge.bodies import OWN_BODY_LIMIT, BodyReader, defer_expectation
+from gateway.errors import MethodNotAllowed, NotFound
 from gateway.proxy.bearer import Authenticator
 from gateway.proxy.endpoint import ProxyEndpoint, proxy
 from gateway.proxy.forwarder import Forwarder
@@ -81,6 +91,7 @@ from gateway.store import (
     connect_redis,
     is_memory_url,
 )
+from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.keys import KeyRing, load_keyring
 from gateway.tokens.revocation_sync import RevocationSync
@@ -121,6 +132,7 @@ class Services:
     proxy: ProxyEndpoint
     admin_actions: AdminActions
     telemetry: Telemetry
+    browser: BrowserEndpoints | None = None  # browser sessions (cookie mode), when enabled
 
 
 def build_services(
@@ -186,7 +198,26 @@ def build_services(
             mode, current_span=telemetry.current_span if telemetry.enabled else None
         )
     bodies = BodyReader.from_settings(p)
-    forwarder = Forwarder(pool, http, HeaderPolicy(p, trace=trace), bodies, p)
+    browser = _browser(
+        settings,
+        keyring,
+        verifier,
+        authenticator,
+        revoker,
+        view,
+        client,
+        login,
+        federation,
+        metrics,
+        clock,
+        environ,
+    )
+    policy = (
+        HeaderPolicy(p, trace=trace)
+        if browser is None
+        else CookieHeaderPolicy(p, settings.browser, trace=trace)
+    )
+    forwarder = Forwarder(pool, http, policy, bodies, p)
     metrics.watch_revocations(sync, view)
     return Services(
         settings=settings,
@@ -220,9 +251,10 @@ def build_services(
         http=http,
         upstream_pool=pool,
         bodies=bodies,
-        proxy=ProxyEndpoint(routes, authenticator, forwarder),
+        proxy=ProxyEndpoint(routes, authenticator, forwarder, browser[0] if browser else None),
         admin_actions=AdminActions(revoker, audit, verifier, clock),
         telemetry=telemetry,
+        browser=browser[1] if browser else None,
     )
 
 
@@ -278,6 +310,57 @@ def _federation(
     return federation
 
 
+def _browser(
+    settings: Settings,
+    keyring: KeyRing,
+    verifier: TokenVerifier,
+    authenticator: Authenticator,
+    revoker: Revoker,
+    view: RevocationView,
+    redis: Redis,
+    login: LoginService | None,
+    federation: FederatedLogin | None,
+    metrics: Metrics,
+    clock: Clock,
+    environ: Mapping[str, str] | None,
+) -> tuple[CookieGate, BrowserEndpoints] | None:
+    """Browser sessions (cookie mode): the proxy's cookie branch and /auth/browser/*."""
+    b, t = settings.browser, settings.tokens
+    if not b.enabled or login is None:  # settings refuse browser mode without a signing key
+        return None
+    if not b.secure:
+        log.warning("browser.secure is false: cookies without Secure, for plain-http demos only")
+    issuer = TokenIssuer(
+        keyring, issuer=t.issuer, audience=t.audience, access_ttl=t.access_ttl, clock=clock
+    )
+    sessions = BrowserSessions(
+        store=CookieSessionStore(redis, clock=clock, prefix=settings.redis.prefix),
+        issuer=issuer,
+        revoker=revoker,
+        view=view,
+        metrics=metrics,
+        rotation_grace=b.rotation_grace,
+    )
+    gate = CookieGate(
+        b,
+        routes=cookie_routes(settings.routes, enabled=True),
+        seal=cookie_seal(b, environ),
+        cookie_format=CookieFormat(b),
+        authenticator=authenticator,
+        sessions=sessions,
+        cross_site=CrossSiteCheck(b.allowed_origins, metrics),
+        metrics=metrics,
+        clock=clock,
+    )
+    # Identity-provider tokens (SPEC §10) sign in through the token exchange, when configured.
+    exchange = federation.exchange if federation is not None else None
+    kinds = (SubjectTokenLogin(exchange), PasswordLogin(login))
+    endpoints = BrowserEndpoints(
+        gate=gate, kinds=kinds, revoker=revoker, verifier=verifier, metrics=metrics, clock=clock
+    )
+    return gate, endpoints
+
+
 def _credential_checker(settings: Settings, http: SharedClientSession) -> CredentialChecker:
     """The user file or the login backend; otherwise nobody can log in (said at start)."""
     if settings.auth.users_file is not None:
@@ -318,7 +401,9 @@ def create_app(
     if s.token_service is not None and s.login is not None:
         app[TOKEN_SERVICE] = s.token_service
         app[LOGIN] = s.login
-        _token_routes(app.router)
+        _token_routes(app.router, s.browser)
+    if s.browser is not None:
+        _browser_routes(app.router, s.browser, login_page=settings.browser.login_page)
     if s.federation is not None:
         app[FEDERATION] = s.federation
         app.cleanup_ctx.append(federation_lifetime(s.federation))
@@ -335,19 +420,56 @@ def create_app(
     return app
 
 
-def _token_routes(router: web.UrlDispatcher) -> None:
+def _token_routes(router: web.UrlDispatcher, browser: BrowserEndpoints | None) -> None:
+    refresh: Handler = token_endpoints.refresh
+    list_sessions: Handler = session_endpoints.list_sessions
+    delete_session: Handler = session_endpoints.delete_session
+    if browser is not None:  # these also take a browser's cookies
+        refresh = browser.refresh_by_cookie(refresh)
+        list_sessions = browser.accepting_cookies(list_sessions)
+        delete_session = browser.accepting_cookies(delete_session)
     _add_routes(
         router,
         ("POST", "/auth/login", token_endpoints.login),
-        ("POST", "/auth/refresh", token_endpoints.refresh),
-        ("POST", "/refresh", token_endpoints.refresh),
+        ("POST", "/auth/refresh", refresh),
+        ("POST", "/refresh", refresh),
         ("POST", "/auth/token", token_endpoints.token),
         ("POST", "/auth/revoke", token_endpoints.revoke),
         ("POST", "/auth/logout", token_endpoints.logout),
-        ("GET", "/auth/sessions", session_endpoints.list_sessions),
-        ("DELETE", "/auth/sessions/{sid}", session_endpoints.delete_session),
+        ("GET", "/auth/sessions", list_sessions),
+        ("DELETE", "/auth/sessions/{sid}", delete_session),
         ("GET", "/.well-known/oauth-authorization-server", wellknown.metadata),
     )
+
+
+def _browser_routes(
+    router: web.UrlDispatcher, browser: BrowserEndpoints, *, login_page: bool
+) -> None:
+    """/auth/browser/* (SPEC §9) and the sign-out forms of the devices page."""
+    _add_routes(
+        router,
+        ("GET", "/auth/browser/login", browser.login_page if login_page else _not_served),
+        ("POST", "/auth/browser/login", browser.login),
+        ("GET", "/auth/browser/session", browser.session),
+        ("GET", "/auth/browser/devices", browser.devices),
+        ("GET", "/auth/browser/assets/browser.css", stylesheet_handler),
+    )
+    for path, handler in (
+        ("/auth/browser/logout", browser.logout),
+        ("/auth/browser/refresh", browser.refresh),
+        ("/auth/browser/devices/signout", browser.sign_out_device),
+        ("/auth/browser/devices/signout-all", browser.sign_out_everywhere),
+    ):
+        # any other method: 405, never the catch-all proxy route
+        _add_routes(router, ("POST", path, handler), ("*", path, _post_only))
+
+
+async def _not_served(_request: web.Request) -> web.Response:
+    raise NotFound("the login page is not served here (browser.login_page: false)")
+
+
+async def _post_only(_request: web.Request) -> web.Response:
+    raise MethodNotAllowed("use POST", headers={"Allow": "POST"})
 
 
 def _add_routes(router: web.UrlDispatcher, *routes: tuple[str, str, Any]) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from gateway.tokens.keys import KeyRing
     from gateway.tokens.revocation_sync import RevocationSync
     from gateway.tokens.revocation_view import RevocationView
-    from gateway.tokens.verifier import TokenVerifier
+    from gateway.tokens.verifier import Principal, TokenVerifier
     from gateway.typedefs import Clock
 
 # Application state: the same service objects on the public and the admin app.
@@ -54,3 +54,5 @@ EDGE: web.AppKey[Middleware] = web.AppKey("edge")
 # Request state.
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")
 ADMIN_ID: web.RequestKey[str] = web.RequestKey("admin_id")
+# The caller as a browser's cookies identify it, on /auth endpoints that accept them.
+COOKIE_PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("cookie_principal")

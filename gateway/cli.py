@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--if-missing", action="store_true", help="do nothing if --out exists")
     generate.set_defaults(func=cmd_keys_generate)
 
+    cookie_key = sub.add_parser(
+        "cookie-key", help="keys that seal browser session cookies"
+    ).add_subparsers(dest="cookie_key_command", required=True, metavar="ACTION")
+    cookie_generate = cookie_key.add_parser(
+        "generate", help="write a new cookie-sealing key (32 random bytes, base64url), mode 0600"
+    )
+    cookie_generate.add_argument("--out", required=True, type=Path, help="file to create")
+    cookie_generate.add_argument(
+        "--if-missing", action="store_true", help="do nothing if --out exists"
+    )
+    cookie_generate.set_defaults(func=cmd_cookie_key_generate)
+
     users = sub.add_parser("users", help="the local user file for /auth/login").add_subparsers(
         dest="users_command", required=True, metavar="ACTION"
     )
@@ -249,6 +261,21 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     source = "secret_file" if args.alg == "HS256" else "private_key_file"
     print(f"wrote {args.alg} key to {out} (mode 0600). Add to keys.items:")
     print(f"  - {{kid: {kid}, alg: {args.alg}, {source}: {out}}}")
+    return 0
+
+
+def cmd_cookie_key_generate(args: argparse.Namespace) -> int:
+    from gateway.browser.seal import new_seal_key
+
+    out: Path = args.out
+    if out.exists():
+        if args.if_missing:
+            return 0
+        print(f"gateway: {out} exists; refusing to overwrite a key", file=sys.stderr)
+        return 1
+    write_secret_file(out, new_seal_key())
+    print(f"wrote a cookie-sealing key to {out} (mode 0600). Add it first in browser.seal_keys:")
+    print(f"  - {{id: c{secrets.token_hex(3)}, secret_file: {out}}}")
     return 0
 
 

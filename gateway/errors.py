@@ -7,11 +7,13 @@
     │   │   └── BadCredentials        401 invalid_grant (login: unknown user = wrong password)
     │   ├── UnsupportedGrantType      400 unsupported_grant_type
     │   ├── AuthenticationRequired    401, no error code in WWW-Authenticate (RFC 6750 §3.1)
+    │   ├── LoginRedirect             302 to the login page (a browser navigation, no session)
     │   ├── InvalidToken              401 invalid_token, with a machine-readable reason
     │   ├── MalformedAuthorization    400 invalid_request (e.g. two Authorization headers)
     │   ├── InvalidClient             401 invalid_client (admin API keys)
     │   ├── BasicClientRejected       401 invalid_client, HTTP Basic challenge (introspection)
     │   ├── InsufficientScope         403 insufficient_scope
+    │   ├── CrossSiteRequest          403 access_denied (CSRF check of a cookie request)
     │   ├── NotFound                  404 not_found
     │   ├── MethodNotAllowed          405 method_not_allowed
     │   ├── RequestTimeout            408 request_timeout (a body or head that stalls)
@@ -31,7 +33,8 @@
 
 `edge_middleware` in `gateway.edge` is the one place that turns GatewayErrors into the JSON
 error body and renders the `WWW-Authenticate` challenge (with the listener's configured
-realm) for the classes that carry one; everything else just raises.
+realm) for the classes that carry one; everything else just raises. An error may also carry
+Set-Cookie values (`cookies`: browser sessions clear theirs when they end).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class GatewayError(Exception):
     def __init__(self, description: str | None = None, *, headers: Mapping[str, str] | None = None):
         self.description = description or self.default_description
         self.extra_headers: dict[str, str] = dict(headers or {})
+        self.cookies: tuple[str, ...] = ()  # Set-Cookie values the answer carries
         super().__init__(self.description)
 
     def headers(self) -> dict[str, str]:
@@ -118,6 +122,18 @@ class InvalidToken(ClientFault):
         self.reason = reason
 
 
+class LoginRedirect(ClientFault):
+    """A browser's top-level navigation without a session: sent to the login page. (The JSON
+    body is for clients that do not follow redirects.)"""
+
+    status = 302
+    code = "login_required"
+    default_description = "sign in to continue"
+
+    def __init__(self, location: str, description: str | None = None):
+        super().__init__(description, headers={"Location": location})
+
+
 class MalformedAuthorization(ClientFault):
     """The Authorization header itself is malformed (e.g. sent twice): RFC 6750 §3.1 400."""
 
@@ -149,6 +165,18 @@ class InsufficientScope(ClientFault):
     code = "insufficient_scope"
     default_description = "the access token lacks a required role or scope"
     challenge = "insufficient_scope"
+
+
+class CrossSiteRequest(ClientFault):
+    """A cookie-authenticated request that did not come from an allowed origin (CSRF)."""
+
+    status = 403
+    code = "access_denied"
+    default_description = "cross-site request refused"
+
+    def __init__(self, description: str | None = None, *, reason: str):
+        super().__init__(description)
+        self.reason = reason  # for metrics: cross_site, origin_null, foreign_origin, …
 
 
 class NotFound(ClientFault):

@@ -23,10 +23,18 @@ from aiohttp.web_runner import BaseRunner
 
 from bench.common import free_port, spawn_redis, wait_for_port
 from gateway.app import create_app
+from gateway.browser.seal import new_seal_key
 from gateway.config import Settings
 from gateway.runtime.runner import GatewayRunner
 from gateway.tokens.keys import generate_key_material, write_secret_file
-from tests.helpers import AUDIENCE, ISSUER, FakeClock, FakeIdentityProvider, write_users_file
+from tests.helpers import (
+    AUDIENCE,
+    ISSUER,
+    FakeClock,
+    FakeIdentityProvider,
+    browser_section,
+    write_users_file,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -188,13 +196,19 @@ GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 async def gateway_factory(aiohttp_client: Any) -> GatewayFactory:
     """Start the gateway app on a real loopback socket; `create_app` kwargs pass through."""
 
-    async def make(settings: Settings, **kwargs: Any) -> TestClient[Any, Any]:
+    async def make(
+        settings: Settings,
+        *,
+        cookie_jar: aiohttp.abc.AbstractCookieJar | None = None,
+        **kwargs: Any,
+    ) -> TestClient[Any, Any]:
         app = create_app(settings, **kwargs)
         # as `gateway serve` runs it: the fast lane on, aiohttp's own access log (which
         # prints queries) off
         server = GatewayTestServer(app, host="127.0.0.1")
         await server.start_server(access_log=None)
-        client: TestClient[Any, Any] = await aiohttp_client(server)
+        options = {} if cookie_jar is None else {"cookie_jar": cookie_jar}
+        client: TestClient[Any, Any] = await aiohttp_client(server, **options)
         return client
 
     return make
@@ -263,11 +277,15 @@ async def gateway_process(
     processes: list[subprocess.Popen[bytes]] = []
 
     async def start(
-        *args: str, redis_url: str = "memory://", **proxy: Any
+        *args: str,
+        redis_url: str = "memory://",
+        sections: dict[str, Any] | None = None,
+        **proxy: Any,
     ) -> tuple[subprocess.Popen[bytes], str]:
-        """`gateway serve` in a child process; returns it once /healthz answers."""
+        """`gateway serve` in a child process; returns it once /healthz answers. `sections`
+        replaces whole sections of the configuration below."""
         port = free_port()
-        config = {
+        config: dict[str, Any] = {
             "redis": {"url": redis_url},
             "listen": {"port": port},
             "admin": {"port": free_port()},
@@ -278,6 +296,7 @@ async def gateway_process(
             "proxy": proxy,
             "routes": [{"prefix": "/", "upstream": upstream.url, "policy": "public"}],
         }
+        config.update(sections or {})
         path = tmp_path / f"config-{port}.yaml"
         path.write_text(json.dumps(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
@@ -492,3 +511,60 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+# ---- browser sessions (cookie mode) -------------------------------------------------------
+
+
+@pytest.fixture
+def seal_key_file(tmp_path: Path) -> Path:
+    """A cookie-sealing key, written as `gateway cookie-key generate` does."""
+    path = tmp_path / "cookie-seal.key"
+    write_secret_file(path, new_seal_key())
+    return path
+
+
+@pytest.fixture
+def browser_settings_factory(
+    settings_factory: Callable[..., Settings], users_file: Path, seal_key_file: Path
+) -> Callable[..., Settings]:
+    """Browser mode on plain http (`secure: false`, development), the demo users, a sealing
+    key; `browser=` overrides browser keys, other keywords whole sections."""
+
+    def make(browser: dict[str, Any] | None = None, **sections: Any) -> Settings:
+        defaults: dict[str, Any] = {
+            "environment": "development",
+            "auth": {
+                "users_file": str(users_file),
+                "rate_limits": {
+                    "per_ip": {"limit": 1000, "window": 60},
+                    "failures_per_username": {"limit": 1000, "window": 60},
+                },
+            },
+            "browser": {**browser_section(seal_key_file), **(browser or {})},
+        }
+        return settings_factory(**{**defaults, **sections})
+
+    return make
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.redis)])
+async def browser_client(
+    request: pytest.FixtureRequest,
+    gateway_factory: GatewayFactory,
+    browser_settings_factory: Callable[..., Settings],
+    fake_server: fakeredis.FakeServer,
+    clock: FakeClock,
+) -> Any:
+    """The gateway in browser mode on fakeredis and on a real redis-server; the client keeps
+    no cookies of its own (tests send Cookie themselves, byte for byte)."""
+    settings = browser_settings_factory()
+    jar = aiohttp.DummyCookieJar()
+    if request.param == "fakeredis":
+        redis = fakeredis.FakeAsyncRedis(server=fake_server)
+        return await gateway_factory(settings, redis=redis, clock=clock, cookie_jar=jar)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    settings = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"url": server.url})}
+    )
+    return await gateway_factory(settings, clock=clock, cookie_jar=jar)

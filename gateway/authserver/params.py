@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from gateway.appkeys import AUTHENTICATOR, BODIES
+from gateway.appkeys import AUTHENTICATOR, BODIES, COOKIE_PRINCIPAL
 from gateway.edge.bodies import read_json_object
 from gateway.errors import AuthenticationRequired, InvalidRequest
 from gateway.proxy.bearer import bearer_token
@@ -65,10 +65,13 @@ def text_param(params: dict[str, Any], name: str, *, required: bool = False) -> 
 
 
 def optional_principal(request: web.Request) -> Principal | None:
-    """The caller's verified, unrevoked Principal when it sent a bearer token, else None."""
+    """The caller's verified, unrevoked Principal when it sent a bearer token (or, where the
+    browser plane accepts them, session cookies), else None."""
     authenticator = request.app[AUTHENTICATOR]
     presented = bearer_token(request.headers)
-    return None if presented is None else authenticator.principal_for(presented)
+    if presented is None:
+        return request.get(COOKIE_PRINCIPAL)
+    return authenticator.principal_for(presented)
 
 
 def required_principal(request: web.Request) -> Principal:

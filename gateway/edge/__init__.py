@@ -8,11 +8,20 @@ bodies.py       reading request bodies with deadlines; the gateway's own small b
 """
 
 from gateway.edge.exchange import Exchange, new_request_id, request_id_from
-from gateway.edge.middleware import NO_STORE, edge_middleware, error_response, www_authenticate
+from gateway.edge.middleware import (
+    NO_STORE,
+    PRIVATE_NO_STORE,
+    add_cookies,
+    edge_middleware,
+    error_response,
+    www_authenticate,
+)
 
 __all__ = [
     "NO_STORE",
+    "PRIVATE_NO_STORE",
     "Exchange",
+    "add_cookies",
     "edge_middleware",
     "error_response",
     "new_request_id",

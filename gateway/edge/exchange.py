@@ -30,6 +30,8 @@ class Exchange:
     principal: Principal | None = None
     error: GatewayError | None = None
     upstream_status: int | None = None  # set once the request was forwarded
+    auth_method: str | None = None  # "cookie" for browser sessions; bearer otherwise
+    set_cookies: tuple[str, ...] = ()  # Set-Cookie values for the relayed response
     upstream_seconds: float = 0.0
     trace_id: str | None = None  # the trace id sent upstream, when the gateway chose it
     bytes_in: int = 0

@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
 
 from gateway.appkeys import EXCHANGE
 from gateway.edge.exchange import Exchange, request_id_from
@@ -26,6 +28,8 @@ from gateway.errors import (
 log = logging.getLogger("gateway")
 
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# A response that sets a cookie must never be kept by a shared cache (nor by any cache).
+PRIVATE_NO_STORE: Final = "private, no-store"
 HTTP_VERSIONS: Final = (HttpVersion10, HttpVersion11)
 # RFC 9112 §3.2: host [ ":" port ]; a DNS name or IPv4 address, or an IPv6 literal. No
 # userinfo, no list, no spaces: anything else is refused, never forwarded or echoed.
@@ -46,7 +50,17 @@ def error_response(exc: GatewayError, realm: str) -> web.Response:
     challenge = www_authenticate(exc, realm)
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
-    return web.json_response(body, status=exc.status, headers=headers)
+    response = web.json_response(body, status=exc.status, headers=headers)
+    if exc.cookies:
+        add_cookies(response.headers, exc.cookies)
+    return response
+
+
+def add_cookies(headers: CIMultiDict[str], cookies: Iterable[str]) -> None:
+    """Set-Cookie fields on a response, which no cache may then keep."""
+    for cookie in cookies:
+        headers.add("Set-Cookie", cookie)
+    headers["Cache-Control"] = PRIVATE_NO_STORE
 
 
 def www_authenticate(exc: GatewayError, realm: str) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from gateway.appkeys import EXCHANGE, PROXY
@@ -9,6 +11,9 @@ from gateway.errors import NotFound
 from gateway.proxy.bearer import Authenticator
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.routing import RouteTable, normalize_path
+
+if TYPE_CHECKING:
+    from gateway.browser.gate import CookieGate
 
 
 class ProxyEndpoint:
@@ -18,10 +23,17 @@ class ProxyEndpoint:
     paths (gateway.proxy.fastlane), so it takes nothing from request.app.
     """
 
-    def __init__(self, routes: RouteTable, authenticator: Authenticator, forwarder: Forwarder):
+    def __init__(
+        self,
+        routes: RouteTable,
+        authenticator: Authenticator,
+        forwarder: Forwarder,
+        cookies: CookieGate | None = None,
+    ):
         self._routes = routes
         self._authenticator = authenticator
         self._forwarder = forwarder
+        self._cookies = cookies  # browser sessions, when enabled (gateway.browser.gate)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         exchange = request[EXCHANGE]
@@ -29,7 +41,11 @@ class ProxyEndpoint:
         if route is None or route.blocked:
             raise NotFound("no route for this path")
         exchange.route = route.name
-        exchange.principal = self._authenticator.authenticate(request.headers, route)
+        cookies = self._cookies
+        if cookies is not None and cookies.accepts(route, request.headers):
+            exchange.principal = await cookies.authenticate(request, route, exchange)
+        else:
+            exchange.principal = self._authenticator.authenticate(request.headers, route)
         return await self._forwarder.forward(request, route, path, exchange)
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.config import ProxySettings
-from gateway.edge import Exchange
+from gateway.edge import Exchange, add_cookies
 from gateway.edge.bodies import BodyReader
 from gateway.errors import (
     InvalidRequest,
@@ -151,6 +151,8 @@ class Forwarder:
         has_body = has_body and status not in NO_BODY_STATUSES
         out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
         out_headers["X-Request-Id"] = exchange.request_id
+        if exchange.set_cookies:  # a browser session's refreshed cookie (gateway.browser)
+            add_cookies(out_headers, exchange.set_cookies)
         reason = upstream.reason or None
         if has_body and upstream.complete:
             content = upstream.buffered_body()

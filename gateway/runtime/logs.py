@@ -1,7 +1,8 @@
 """Logs: the one-line-per-request access log (batched), JSON event lines, and their setup.
 
-Lines carry ids (request id, trace id, sub, sid, jti), never a token, password or key; the query
-string is never logged (clients put tokens there).
+Lines carry ids (request id, trace id, sub, sid, jti) and how the request authenticated
+(`auth`: bearer or cookie), never a token, password, cookie value or key; the query string is
+never logged (clients put tokens there).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def json_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
             ',"jti":',
             _json_string(principal.jti),
         )
+    if principal is not None or exchange.auth_method is not None:
+        parts += (',"auth":"', exchange.auth_method or "bearer", '"')  # bearer or cookie
     error = exchange.error
     if error is not None:
         parts += (',"error":', _json_string(error.code))
@@ -92,6 +95,8 @@ def text_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
         parts.append(f"upstream={exchange.upstream_status} {upstream_ms:.3f}ms")
     if exchange.principal is not None:
         parts.append(f"sub={exchange.principal.sub} sid={exchange.principal.sid}")
+    if exchange.principal is not None or exchange.auth_method is not None:
+        parts.append(f"auth={exchange.auth_method or 'bearer'}")
     error = exchange.error
     if error is not None:
         reason = f"/{error.reason}" if isinstance(error, InvalidToken) else ""

@@ -63,6 +63,18 @@ class Metrics:
             ["provider", "outcome"],
             registry=r,
         )
+        self.browser_refresh = Counter(
+            "gateway_browser_refresh",
+            "Browser session refreshes (cookie mode) by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.csrf_rejections = Counter(
+            "gateway_csrf_rejections",
+            "Cookie-authenticated requests refused as cross-site, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "gateway_redis_errors", "Requests that failed because Redis was unavailable", registry=r
         )

@@ -77,6 +77,10 @@ class RevocationView:
             if watermark is not None and min(principal.iat, principal.auth_time) < watermark:
                 raise InvalidToken("the access token has been revoked", reason="revoked")
 
+    def sid_revoked(self, sid: str) -> bool:
+        """True when the session id is revoked (known before anything else of the session)."""
+        return sid in self._sid
+
     def session_revoked(self, session: SessionLike) -> bool:
         """True when the session's sid is revoked or its user was revoked after it began."""
         if session.sid in self._sid:

@@ -1,0 +1,1 @@
+"""Browser sessions (cookie mode): cookies, sealing, CSRF, transparent refresh, the pages."""

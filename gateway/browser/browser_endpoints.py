@@ -1,0 +1,363 @@
+"""/auth/browser/*: sign in and out with cookies, the session, explicit refresh, your devices.
+
+No answer ever carries a token in its body: the tokens travel only in the HttpOnly cookies.
+Every state-changing request passes the CSRF check first (the login form too: login CSRF
+would sign a victim into the attacker's account). Redis unavailable is 503 with Retry-After
+and leaves the cookies as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from gateway.appkeys import COOKIE_PRINCIPAL, EXCHANGE
+from gateway.authserver.params import FORM, read_params
+from gateway.authserver.revoker import Revoker
+from gateway.authserver.token_service import Device, TokenPair
+from gateway.browser.gate import RETRY_AFTER, CookieGate, Resolved
+from gateway.browser.html_pages import devices_page, login_page, page
+from gateway.browser.login_kinds import LoginKind, choose, device_name_from
+from gateway.browser.navigation import LOGIN_PATH, safe_return_to
+from gateway.browser.seal import ACCESS, REFRESH
+from gateway.edge import NO_STORE, add_cookies
+from gateway.errors import (
+    AuthenticationRequired,
+    BadCredentials,
+    GatewayError,
+    InvalidRequest,
+    InvalidToken,
+    NotFound,
+    RateLimited,
+    ServiceFault,
+)
+from gateway.runtime.metrics import Metrics
+from gateway.store import parse_refresh_token
+from gateway.tokens.verifier import Principal, TokenVerifier
+from gateway.typedefs import Clock
+
+log = logging.getLogger("gateway.browser")
+
+DEVICES_PATH: Final = "/auth/browser/devices"
+_FORM_MESSAGES: Final[dict[type[GatewayError], str]] = {
+    BadCredentials: "Invalid username or password.",
+    RateLimited: "Too many sign-in attempts. Wait a moment and try again.",
+    InvalidRequest: "Enter your username and password.",
+}
+
+Endpoint = Callable[["BrowserEndpoints", web.Request], Awaitable[web.StreamResponse]]
+
+
+def _transient_waits(endpoint: Endpoint) -> Endpoint:
+    """A 503 from here says when to come back (and has set no cookie)."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(self: BrowserEndpoints, request: web.Request) -> web.StreamResponse:
+        try:
+            return await endpoint(self, request)
+        except ServiceFault as exc:
+            exc.extra_headers.setdefault("Retry-After", RETRY_AFTER)
+            raise
+
+    return wrapper
+
+
+def _is_form(request: web.Request) -> bool:
+    """A form submitted by a page (answered with a redirect), not a script's JSON call."""
+    return request.content_type == FORM or request.headers.get("Sec-Fetch-Mode") == "navigate"
+
+
+def _see_other(location: str, cookies: Sequence[str]) -> web.Response:
+    response = web.Response(status=303, headers={"Location": location, **NO_STORE})
+    add_cookies(response.headers, cookies)
+    return response
+
+
+def _identity(
+    principal_sub: str, roles: Sequence[str], sid: str, session_end: float, access_exp: float
+) -> dict[str, Any]:
+    return {
+        "sub": principal_sub,
+        "roles": list(roles),
+        "session_id": sid,
+        "session_expires_at": int(session_end),
+        "access_expires_at": int(access_exp),
+    }
+
+
+class BrowserEndpoints:
+    """The handlers of /auth/browser/*, over the cookie gate and the token service."""
+
+    def __init__(
+        self,
+        *,
+        gate: CookieGate,
+        kinds: Sequence[LoginKind],
+        revoker: Revoker,
+        verifier: TokenVerifier,
+        metrics: Metrics,
+        clock: Clock,
+    ):
+        self._gate = gate
+        self._kinds = kinds
+        self._revoker = revoker
+        self._verifier = verifier
+        self._logins = metrics.logins
+        self._clock = clock
+
+    # -- signing in and out ----------------------------------------------------------------
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        """GET /auth/browser/login: the sign-in form (return_to kept, if it is ours)."""
+        return page(login_page(safe_return_to(request.query.get("return_to"))))
+
+    @_transient_waits
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        """POST /auth/browser/login: form → 303 to return_to; JSON → 200 with the identity."""
+        self._gate.cross_site.check(request)  # login CSRF
+        form = _is_form(request)
+        params = await read_params(request)
+        raw_return = params.get("return_to")
+        return_to = safe_return_to(raw_return if isinstance(raw_return, str) else None)
+        user_agent = (request.headers.get(hdrs.USER_AGENT) or "")[:256] or None
+        name = params.get("device_name")
+        device = Device(
+            device_name=name[:128]
+            if isinstance(name, str) and name.isprintable() and name
+            else device_name_from(user_agent),
+            ip=request.remote,
+            user_agent=user_agent,
+        )
+        try:
+            pair = await choose(self._kinds, params).open_session(params, device)
+        except GatewayError as exc:
+            self._logins.labels(getattr(exc, "reason", exc.code)).inc()
+            message = _FORM_MESSAGES.get(type(exc))
+            if not form or message is None:
+                raise
+            username = params.get("username")
+            shown = username if isinstance(username, str) and len(username) <= 256 else ""
+            response = page(
+                login_page(return_to, username=shown, message=message), status=exc.status
+            )
+            response.headers.update(exc.headers())
+            return response
+        self._logins.labels("success").inc()
+        await self._end_previous(request, pair)
+        cookies = self._session_cookies(pair)
+        if form:
+            return _see_other(return_to, cookies)
+        session = pair.session
+        body = _identity(
+            session.sub, session.roles, session.sid, session.expires_at, pair.access.exp
+        )
+        response = web.json_response(body, headers=NO_STORE)
+        add_cookies(response.headers, cookies)
+        return response
+
+    @_transient_waits
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        """POST /auth/browser/logout: the session ends everywhere; both cookies cleared."""
+        self._gate.cross_site.check(request)
+        for sid in await self._sessions_named(request):
+            await self._revoker.end_session(sid)
+        cleared = self._gate.format.cleared()
+        if _is_form(request):
+            return _see_other(LOGIN_PATH, cleared)
+        response = web.Response(status=204, headers=NO_STORE)
+        add_cookies(response.headers, cleared)
+        return response
+
+    # -- the session -----------------------------------------------------------------------
+
+    @_transient_waits
+    async def session(self, request: web.Request) -> web.StreamResponse:
+        """GET /auth/browser/session: who the cookies speak for (refreshing when needed)."""
+        resolved = await self._signed_in(request, pages=False)
+        principal = resolved.principal
+        session = await self._revoker.get_session(principal.sid)
+        if session is None:
+            raise self._gate.ended(request, InvalidToken("the session has ended", reason="ended"))
+        body = _identity(
+            principal.sub, principal.roles, principal.sid, session.expires_at, principal.exp
+        )
+        response = web.json_response(body, headers=NO_STORE)
+        if resolved.cookies:
+            add_cookies(response.headers, resolved.cookies)
+        return response
+
+    @_transient_waits
+    async def refresh(self, request: web.Request) -> web.StreamResponse:
+        """POST /auth/browser/refresh: rotate the refresh cookie, new access cookie; 204."""
+        self._gate.cross_site.check(request)
+        presented = self._gate.presented(request)
+        if presented.duplicated or presented.refresh is None:
+            if not presented.any:
+                raise AuthenticationRequired("no browser session")
+            error = InvalidToken("the session has ended; sign in again", reason="no_refresh_cookie")
+            raise self._gate.ended(request, error)
+        opened = self._gate.seal.open(presented.refresh, REFRESH)
+        try:
+            if opened is None:
+                raise InvalidToken(
+                    "the session has ended; sign in again", reason="refresh_unreadable"
+                )
+            refreshed = await self._gate.sessions.rotate(opened.value)
+        except InvalidToken as exc:
+            raise self._gate.ended(request, exc) from None
+        assert refreshed.refresh_token is not None
+        self._record(request, None)
+        response = web.Response(status=204, headers=NO_STORE)
+        add_cookies(
+            response.headers,
+            (
+                self._gate.access_cookie(refreshed),
+                self._gate.refresh_cookie(refreshed.refresh_token, refreshed),
+            ),
+        )
+        return response
+
+    # -- your devices ----------------------------------------------------------------------
+
+    @_transient_waits
+    async def devices(self, request: web.Request) -> web.StreamResponse:
+        """GET /auth/browser/devices: the user's sessions, each with a sign-out button."""
+        resolved = await self._signed_in(request, pages=True)
+        principal = resolved.principal
+        sessions = await self._revoker.sessions_of(principal.sub)
+        response = page(devices_page(principal.sub, sessions, principal.sid))
+        if resolved.cookies:
+            add_cookies(response.headers, resolved.cookies)
+        return response
+
+    @_transient_waits
+    async def sign_out_device(self, request: web.Request) -> web.StreamResponse:
+        """POST /auth/browser/devices/signout (form `sid`): end one of the user's sessions."""
+        self._gate.cross_site.check(request)
+        resolved = await self._signed_in(request, pages=True)
+        principal = resolved.principal
+        params = await read_params(request)
+        sid = params.get("sid")
+        session = await self._revoker.get_session(sid) if isinstance(sid, str) else None
+        if session is None or session.sub != principal.sub:
+            raise NotFound("no such session")
+        await self._revoker.end_session(session.sid)
+        if session.sid == principal.sid:
+            return _see_other(LOGIN_PATH, self._gate.format.cleared())
+        return _see_other(DEVICES_PATH, resolved.cookies)
+
+    @_transient_waits
+    async def sign_out_everywhere(self, request: web.Request) -> web.StreamResponse:
+        """POST /auth/browser/devices/signout-all: end every session of the user."""
+        self._gate.cross_site.check(request)
+        principal = (await self._signed_in(request, pages=True)).principal
+        sids = {session.sid for session in await self._revoker.sessions_of(principal.sub)}
+        for sid in sids | {principal.sid}:
+            await self._revoker.end_session(sid)
+        return _see_other(LOGIN_PATH, self._gate.format.cleared())
+
+    # -- the cookie on the token service's own endpoints -----------------------------------
+
+    def accepting_cookies(self, handler: Handler) -> Handler:
+        """`handler` (reading the caller with authserver.params.required_principal) also for
+        a browser's cookies, when no Authorization header is sent; CSRF-checked."""
+
+        @functools.wraps(handler)
+        async def with_cookies(request: web.Request) -> web.StreamResponse:
+            if hdrs.AUTHORIZATION in request.headers or not self._gate.presented(request).any:
+                return await handler(request)
+            try:
+                self._gate.cross_site.check(request)
+                resolved = await self._signed_in(request, pages=False)
+            except ServiceFault as exc:
+                exc.extra_headers.setdefault("Retry-After", RETRY_AFTER)
+                raise
+            request[COOKIE_PRINCIPAL] = resolved.principal
+            response = await handler(request)
+            if resolved.cookies and not response.prepared:
+                add_cookies(response.headers, resolved.cookies)
+            return response
+
+        return with_cookies
+
+    def refresh_by_cookie(self, handler: Handler) -> Handler:
+        """POST /auth/refresh: without a body, a browser's refresh cookie is refreshed as by
+        POST /auth/browser/refresh (new cookies, 204), never into a token in a body."""
+
+        @functools.wraps(handler)
+        async def refresh(request: web.Request) -> web.StreamResponse:
+            if request.body_exists or self._gate.presented(request).refresh is None:
+                return await handler(request)
+            return await self.refresh(request)
+
+        return refresh
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _signed_in(self, request: web.Request, *, pages: bool) -> Resolved:
+        """The cookies' principal (refreshed when needed); a page without a session sends
+        the browser to sign in, an API call gets 401."""
+        presented = self._gate.presented(request)
+        if not presented.any:
+            if pages:
+                raise self._gate.login_required(request)
+            raise AuthenticationRequired("no browser session")
+        try:
+            resolved = await self._gate.resolve(presented)
+        except InvalidToken as exc:
+            raise self._gate.ended(request, exc) from None
+        self._record(request, resolved.principal)
+        return resolved
+
+    @staticmethod
+    def _record(request: web.Request, principal: Principal | None) -> None:
+        """For the access line: authenticated by cookie, and as whom when known."""
+        exchange = request[EXCHANGE]
+        exchange.auth_method = "cookie"
+        if principal is not None:
+            exchange.principal = principal
+
+    def _session_cookies(self, pair: TokenPair) -> tuple[str, str]:
+        now = self._clock()
+        gate = self._gate
+        return (
+            gate.format.access(gate.seal.seal(pair.access.token, ACCESS), pair.access.exp - now),
+            gate.format.refresh(
+                gate.seal.seal(pair.refresh_token, REFRESH), pair.session.expires_at - now
+            ),
+        )
+
+    async def _sessions_named(self, request: web.Request) -> set[str]:
+        """The sessions this browser's cookies prove it holds (an expired access token still
+        names its session; a refresh cookie must be live for its session)."""
+        presented = self._gate.presented(request)
+        sids: set[str] = set()
+        if presented.duplicated:
+            return sids
+        if presented.access is not None:
+            opened = self._gate.seal.open(presented.access, ACCESS)
+            if opened is not None:
+                with contextlib.suppress(InvalidToken):  # not ours, or forged: names nothing
+                    sids.add(self._verifier.inspect(opened.value).sid)
+        if presented.refresh is not None:
+            opened = self._gate.seal.open(presented.refresh, REFRESH)
+            if opened is not None and parse_refresh_token(opened.value) is not None:
+                with contextlib.suppress(InvalidToken):  # not live: nothing to end
+                    sids.add((await self._gate.sessions.live_session(opened.value)).sid)
+        return sids
+
+    async def _end_previous(self, request: web.Request, pair: TokenPair) -> None:
+        """Signing in again in the same browser replaces its previous session (best effort:
+        the new session exists already, and an old one left over ends with its lifetime)."""
+        try:
+            for sid in await self._sessions_named(request):
+                if sid != pair.session.sid:
+                    await self._revoker.end_session(sid)
+        except ServiceFault:
+            log.warning("previous browser session not ended (store unavailable)")

@@ -1,0 +1,114 @@
+"""What the upstream sees of browser sessions, and what it may send back.
+
+Upstream requests keep every other cookie byte for byte and in order, in one Cookie field
+(none when nothing is left), and lose the gateway's two cookies and `X-CSRF`. Upstream
+responses cannot set the gateway's cookies: such Set-Cookie fields are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.config import BrowserSettings, ProxySettings
+from gateway.edge import Exchange
+from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.tracecontext import TracePolicy
+from gateway.tokens.verifier import Principal
+
+_COOKIE: Final = b"cookie"
+_X_CSRF: Final = b"x-csrf"
+
+
+def without_gateway_cookies(values: Iterable[bytes], names: frozenset[bytes]) -> bytes:
+    """The Cookie header values as one, minus the pairs named `names`; b"" when none is left.
+
+    Pairs are kept exactly as sent (a malformed one too), only the separators between them
+    are rewritten as `; ` (RFC 6265 §5.4).
+    """
+    kept = []
+    for value in values:
+        for pair in value.split(b";"):
+            stripped = pair.strip(b" \t")
+            if not stripped:
+                continue
+            if stripped.partition(b"=")[0].rstrip(b" \t") in names:
+                continue
+            kept.append(stripped)
+    return b"; ".join(kept)
+
+
+def is_gateway_set_cookie(value: str, lowered_names: frozenset[str]) -> bool:
+    """Whether an upstream Set-Cookie would set one of our cookies (any case of the name)."""
+    return value.partition("=")[0].strip(" \t").lower() in lowered_names
+
+
+class CookieHeaderPolicy(HeaderPolicy):
+    """The header policy with browser mode on: our cookies never cross the gateway."""
+
+    def __init__(
+        self, settings: ProxySettings, browser: BrowserSettings, *, trace: TracePolicy | None = None
+    ):
+        super().__init__(settings, trace=trace)
+        names = (browser.access_cookie, browser.refresh_cookie)
+        self._cookie_names = frozenset(n.encode("ascii") for n in names)
+        self._set_cookie_names = frozenset(n.lower() for n in names)
+
+    def upstream_request_fields(
+        self,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        headers: CIMultiDictProxy[str],
+        *,
+        principal: Principal | None,
+        request_id: str,
+        remote: str | None,
+        scheme: str,
+        host: str | None,
+        upstream_host: str | None,
+        exchange: Exchange | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        fields = super().upstream_request_fields(
+            raw_headers,
+            headers,
+            principal=principal,
+            request_id=request_id,
+            remote=remote,
+            scheme=scheme,
+            host=host,
+            upstream_host=upstream_host,
+            exchange=exchange,
+        )
+        if "Cookie" not in headers and "X-CSRF" not in headers:
+            return fields  # bearer clients: nothing to do
+        return self._filtered(fields)
+
+    def _filtered(self, fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        cookies: list[bytes] = []
+        position = -1
+        for name, value in fields:
+            lower = name.lower()
+            if lower == _COOKIE:
+                if position < 0:
+                    position = len(out)
+                cookies.append(value)
+            elif lower != _X_CSRF:
+                out.append((name, value))
+        if cookies:
+            remaining = without_gateway_cookies(cookies, self._cookie_names)
+            if remaining:
+                out.insert(position, (b"Cookie", remaining))
+        return out
+
+    def downstream_response_headers(
+        self, raw_headers: Iterable[tuple[bytes, bytes]]
+    ) -> CIMultiDict[str]:
+        out = super().downstream_response_headers(raw_headers)
+        if "Set-Cookie" in out:
+            values = out.popall("Set-Cookie")
+            for value in values:
+                if not is_gateway_set_cookie(value, self._set_cookie_names):
+                    out.add("Set-Cookie", value)
+        return out
