@@ -12,6 +12,7 @@
     │   ├── InvalidClient             401 invalid_client (admin API keys)
     │   ├── BasicClientRejected       401 invalid_client, HTTP Basic challenge (introspection)
     │   ├── InsufficientScope         403 insufficient_scope
+    │   ├── AccessDenied              403 access_denied (e.g. a cross-site console form post)
     │   ├── NotFound                  404 not_found
     │   ├── MethodNotAllowed          405 method_not_allowed
     │   ├── RequestTimeout            408 request_timeout (a body or head that stalls)
@@ -149,6 +150,12 @@ class InsufficientScope(ClientFault):
     code = "insufficient_scope"
     default_description = "the access token lacks a required role or scope"
     challenge = "insufficient_scope"
+
+
+class AccessDenied(ClientFault):
+    status = 403
+    code = "access_denied"
+    default_description = "access denied"
 
 
 class NotFound(ClientFault):
