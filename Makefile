@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 
-.PHONY: help install demo test test-fast lint fmt docs bench bench-quick chaos clean
+.PHONY: help install demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - ruff + mypy (strict on gateway/ and tests/)"
 	@echo "make fmt    - format with ruff"
 	@echo "make docs   - regenerate README's configuration reference from the settings models"
+	@echo "make screenshots - the admin console in headless Chromium, saved to docs/console-*.png"
 	@echo "make bench  - benchmark: direct, naive proxy, gateway, nginx in alternating rounds"
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
 	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
@@ -45,6 +46,9 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m gateway.config_reference README.md
+
+screenshots: $(STAMP)
+	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_console_browser.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix gateway tests deploy bench

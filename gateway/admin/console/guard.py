@@ -120,6 +120,7 @@ def error_page(request: web.Request, pages: Pages, exc: GatewayError) -> web.Res
         "error.html",
         {
             "title": "Error",
+            "path": request.path,
             "session": session,
             "csrf": session.csrf if session else "",
             "status": exc.status,

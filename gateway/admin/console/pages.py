@@ -26,7 +26,8 @@ SECURITY_HEADERS: Final = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it Chromium sends `Origin: null` on the console's own form posts.
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
@@ -38,6 +39,13 @@ def utc_time(value: float | None) -> str:
     if value is None or value <= 0:
         return "—"
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def utc_minute(value: float | None) -> str:
+    """A Unix time as `2026-12-02 17:47` (UTC; table cells, with the seconds in a title)."""
+    if value is None or value <= 0:
+        return "—"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def iso_time(value: float | None) -> str:
@@ -75,7 +83,9 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._env.filters.update(utc=utc_time, iso=iso_time, duration=duration, json=compact_json)
+        self._env.filters.update(
+            utc=utc_time, utc_minute=utc_minute, iso=iso_time, duration=duration, json=compact_json
+        )
         self._env.globals["base"] = BASE_PATH
         self._env.globals["asset_version"] = str(int(time.time()))
 
