@@ -200,7 +200,7 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
 def exported_names(exposition: str) -> set[str]:
     """Every series name a scrape can show: sample names, and for families without samples
     yet the names their type gives them."""
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(exposition):
         names.update(sample.name for sample in family.samples)
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
