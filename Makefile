@@ -15,9 +15,10 @@ help:
 	@echo "make fmt    - format with ruff"
 	@echo "make docs   - regenerate README's configuration reference from the settings models"
 	@echo "make screenshots - the admin console in headless Chromium, saved to docs/console-*.png"
-	@echo "make bench  - benchmark: direct, naive proxy, gateway, nginx in alternating rounds"
+	@echo "make bench  - benchmark: direct, reference and naive proxies, gateway, nginx in alternating rounds; then the chart"
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
 	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
+	@echo "make bench-plot - draw the latest results to docs/bench.png"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,12 +57,16 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/plot.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
+
+bench-plot: $(STAMP)
+	$(BIN)/python bench/plot.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
