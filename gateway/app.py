@@ -429,23 +429,27 @@ def create_console_app(s: Services) -> web.Application:
     views = ConsoleViews(
         actions=s.admin_actions, view=s.revocations, status=status, pages=pages, clock=s.clock
     )
-    console = web.Application(middlewares=[console_middleware(s.console_sessions, keys.ids, pages)])
+    guard = console_middleware(s.console_sessions, keys.ids, pages, s.bodies)
+    console = web.Application(middlewares=[guard], client_max_size=OWN_BODY_LIMIT)
     router = console.router
     sign_in = router.add_resource("/signin", name="console-signin")
     sign_in.add_route("GET", signin.form)
-    sign_in.add_route("POST", signin.sign_in)
-    router.add_post("/signout", signin.sign_out)
-    router.add_get("/", views.home)
-    router.add_get("/users", views.user)
-    router.add_get("/users/revoke", views.confirm_revoke_user)
-    router.add_post("/users/revoke", views.revoke_user)
-    router.add_get("/sessions/revoke", views.confirm_revoke_session)
-    router.add_post("/sessions/revoke", views.revoke_session)
-    router.add_get("/token", views.token_form)
-    router.add_post("/token/inspect", views.inspect_token)
-    router.add_post("/token/revoke", views.revoke_token)
-    router.add_get("/revocations", views.revocations)
-    router.add_get("/audit", views.audit)
+    sign_in.add_route("POST", signin.sign_in, expect_handler=defer_expectation)
+    _add_routes(
+        router,
+        ("POST", "/signout", signin.sign_out),
+        ("GET", "/", views.home),
+        ("GET", "/users", views.user),
+        ("GET", "/users/revoke", views.confirm_revoke_user),
+        ("POST", "/users/revoke", views.revoke_user),
+        ("GET", "/sessions/revoke", views.confirm_revoke_session),
+        ("POST", "/sessions/revoke", views.revoke_session),
+        ("GET", "/token", views.token_form),
+        ("POST", "/token/inspect", views.inspect_token),
+        ("POST", "/token/revoke", views.revoke_token),
+        ("GET", "/revocations", views.revocations),
+        ("GET", "/audit", views.audit),
+    )
     router.add_static("/static/", STATIC_DIR, name="console-static")
     return console
 

@@ -354,6 +354,23 @@ async def test_bad_console_forms_are_400(
     assert (await resp.json())["error"] == "invalid_request"
 
 
+async def test_console_forms_are_read_under_the_gateways_body_limit(pair: tuple[Any, Any]) -> None:
+    _, admin = pair
+    csrf = await console_sign_in(admin)
+    resp = await admin.post(
+        f"{CONSOLE}token/inspect", data={"csrf": csrf, "token": "x" * (70 * 1024)}
+    )
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "payload_too_large"
+    resp = await admin.post(
+        f"{CONSOLE}users/revoke",
+        data=f"csrf={csrf}&sub=alice&sub=bob",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_request"
+
+
 async def test_an_unknown_session_is_404(pair: tuple[Any, Any]) -> None:
     _, admin = pair
     csrf = await console_sign_in(admin)

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from bench.common import free_port
 from gateway.app import create_apps
 from gateway.config import Settings
-from gateway.proxy.fastlane import GatewayRunner
+from gateway.runtime.runner import GatewayRunner
 from tests.conftest import RedisServer
 from tests.helpers import ADMIN_KEY, ADMIN_KEYS, CONSOLE, HOSTILE, bearer
 
@@ -72,7 +72,7 @@ async def running(
     )
     public_app, admin_app = create_apps(settings)
     public = GatewayRunner(public_app, access_log=None)
-    admin = web.AppRunner(admin_app, access_log=None)
+    admin = GatewayRunner(admin_app, access_log=None)
     await public.setup()
     await admin.setup()
     ports = free_port(), free_port()

@@ -17,7 +17,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.admin.console.pages import BASE_PATH, SECURITY_HEADERS, Pages, see_other, wants_html
-from gateway.appkeys import CONSOLE_SESSION
+from gateway.appkeys import CONSOLE_FORM, CONSOLE_SESSION
+from gateway.authserver.params import form_params
+from gateway.edge.bodies import BodyReader
 from gateway.errors import (
     AccessDenied,
     GatewayError,
@@ -34,6 +36,7 @@ log = logging.getLogger("gateway.admin")
 
 COOKIE_NAME: Final = "gw_console"
 CSRF_FIELD: Final = "csrf"
+FORM: Final = "application/x-www-form-urlencoded"
 RETRY_AFTER: Final = "5"  # seconds, on 503 while Redis is unavailable
 PUBLIC_ROUTES: Final = frozenset({"console-signin", "console-static"})
 SAFE_FETCH_SITES: Final = frozenset({"same-origin", "none"})
@@ -45,15 +48,18 @@ HTTP_ERRORS: Final[dict[int, type[GatewayError]]] = {
 
 
 def console_middleware(
-    sessions: ConsoleSessionStore, key_ids: Collection[str], pages: Pages
+    sessions: ConsoleSessionStore, key_ids: Collection[str], pages: Pages, bodies: BodyReader
 ) -> Middleware:
-    """Session cookie → CONSOLE_SESSION; CSRF on POST; security headers; HTML errors."""
+    """Session cookie → CONSOLE_SESSION; the form of a POST (read under the gateway's body
+    limits and deadlines, once it is allowed) → CONSOLE_FORM, its CSRF token checked;
+    security headers; HTML errors for browsers."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.method == "POST":
                 check_origin(request)
+            session = None
             if request.match_info.route.name not in PUBLIC_ROUTES:
                 session = await _signed_in(request, sessions, key_ids)
                 if session is None:
@@ -61,8 +67,10 @@ def console_middleware(
                         return see_other(f"{BASE_PATH}signin")
                     raise InvalidClient("sign in to the console first")
                 request[CONSOLE_SESSION] = session
-                if request.method == "POST":
-                    await check_csrf(request, session)
+            if request.method == "POST":
+                request[CONSOLE_FORM] = await read_form(bodies, request)
+                if session is not None:
+                    check_csrf(request[CONSOLE_FORM], session)
             response = await handler(request)
         except GatewayError as exc:
             if isinstance(exc, StoreUnavailable):
@@ -104,9 +112,15 @@ def check_origin(request: web.Request) -> None:
         raise AccessDenied("cross-origin request refused")
 
 
-async def check_csrf(request: web.Request, session: ConsoleSession) -> None:
+async def read_form(bodies: BodyReader, request: web.Request) -> dict[str, str]:
+    """An urlencoded form body (the console's forms); anything else reads as no fields."""
+    if request.content_type != FORM:
+        return {}
+    return form_params(await bodies.own_body(request))
+
+
+def check_csrf(form: dict[str, str], session: ConsoleSession) -> None:
     """The form's CSRF token must be the session's (403 otherwise)."""
-    form = await request.post()
     presented = form.get(CSRF_FIELD)
     if not isinstance(presented, str) or not hmac.compare_digest(
         presented.encode(), session.csrf.encode()

@@ -11,7 +11,7 @@ from gateway.admin.actions import Actor, AdminActions
 from gateway.admin.apikeys import AdminKeys
 from gateway.admin.console.guard import COOKIE_NAME
 from gateway.admin.console.pages import BASE_PATH, Pages, see_other, wants_html
-from gateway.appkeys import CONSOLE_SESSION
+from gateway.appkeys import CONSOLE_FORM, CONSOLE_SESSION
 from gateway.config import ConsoleSettings
 from gateway.errors import InvalidClient, InvalidRequest
 from gateway.store import ConsoleSessionStore
@@ -47,8 +47,7 @@ class ConsoleSignIn:
 
     async def sign_in(self, request: web.Request) -> web.Response:
         """Form `key`: 303 to the console with the session cookie; 401 for a wrong key."""
-        form = await request.post()
-        key = form.get("key")
+        key = request[CONSOLE_FORM].get("key")
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH:
             return self._refuse(request, InvalidRequest("type an admin API key"), 400)
         key_id = self._keys.match(key)

@@ -15,7 +15,7 @@ from gateway.admin.actions import Actor, AdminActions, check_sub
 from gateway.admin.console.audit_trail import AUDIT_ACTIONS, AuditFilter, filtered_audit
 from gateway.admin.console.pages import BASE_PATH, Pages, see_other
 from gateway.admin.console.status import StatusPanel
-from gateway.appkeys import CONSOLE_SESSION
+from gateway.appkeys import CONSOLE_FORM, CONSOLE_SESSION
 from gateway.errors import InvalidRequest, NotFound
 from gateway.store import SID_RE
 from gateway.tokens.revocation_view import RevocationView
@@ -107,7 +107,7 @@ class ConsoleViews:
 
     async def inspect_token(self, request: web.Request) -> web.Response:
         """POST token/inspect: who the pasted token speaks for, before confirming."""
-        form = await request.post()
+        form = request[CONSOLE_FORM]
         token = _field(form, "token").strip()
         if not token:
             raise InvalidRequest("paste an access token")
@@ -144,7 +144,7 @@ class ConsoleViews:
     # ---- actions (POST, CSRF-checked by the guard) ---------------------------------------
 
     async def revoke_session(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = request[CONSOLE_FORM]
         sid, sub = _field(form, "sid"), _field(form, "sub")
         if not SID_RE.match(sid):
             raise InvalidRequest("invalid session id")
@@ -154,7 +154,7 @@ class ConsoleViews:
         return see_other(f"{BASE_PATH}users?{urlencode(back)}")
 
     async def revoke_user(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = request[CONSOLE_FORM]
         sub = _field(form, "sub")
         check_sub(sub)
         result = await self._actions.revoke_user(_actor(request), sub)
@@ -168,7 +168,7 @@ class ConsoleViews:
         return see_other(f"{BASE_PATH}users?{urlencode(back)}")
 
     async def revoke_token(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = request[CONSOLE_FORM]
         jti = _field(form, "jti")
         try:
             exp = float(_field(form, "exp"))
