@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 DEMO_SEAL_KEY := .demo/keys/cookie-seal.key
 
-.PHONY: help install demo test test-fast lint fmt docs bench bench-quick chaos clean
+.PHONY: help install demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
@@ -15,9 +15,11 @@ help:
 	@echo "make lint   - ruff + mypy (strict on gateway/ and tests/)"
 	@echo "make fmt    - format with ruff"
 	@echo "make docs   - regenerate README's configuration reference from the settings models"
-	@echo "make bench  - benchmark: direct, naive proxy, gateway, nginx in alternating rounds"
+	@echo "make screenshots - the admin console in headless Chromium, saved to docs/console-*.png"
+	@echo "make bench  - benchmark: direct, reference and naive proxies, gateway, nginx in alternating rounds; then the chart"
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
 	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
+	@echo "make bench-plot - draw the latest results to docs/bench.png"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,18 +52,25 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m gateway.config_reference README.md
 
+screenshots: $(STAMP)
+	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_console_browser.py
+
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix gateway tests deploy bench
 	$(BIN)/ruff format gateway tests deploy bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/plot.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
+
+bench-plot: $(STAMP)
+	$(BIN)/python bench/plot.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,14 @@
-"""The gateway benchmark: wrk against the upstream directly, a naive aiohttp proxy, the
-gateway with full auth and nginx, in alternating rounds of one run; then refresh
-throughput, revocation propagation and memory figures.
+"""The gateway benchmark: wrk against the upstream directly, the reference proxy (the best
+simple aiohttp proxy, bench/tuned_proxy.py), the naive aiohttp proxy, the gateway with full
+auth and nginx, in alternating rounds of one run; then refresh throughput, revocation
+propagation and memory figures. Every "× reference" ratio and target is against the tuned
+reference proxy.
 
-    python bench/run.py            # make bench: 3 rounds of 10 s per target
+    python bench/run.py            # make bench: 3 rounds of 10 s per target (then the chart)
     python bench/run.py --quick    # make bench-quick: 3 rounds of 3 s, smaller memory runs
 
-Prints a markdown table and writes JSON (and the table) under bench/results/.
+Prints a markdown table and writes JSON (and the table) under bench/results/;
+bench/plot.py draws the latest results (make bench-plot).
 Everything listens on 127.0.0.1 on free ports; every run is bounded in time.
 """
 
@@ -59,6 +62,7 @@ from gateway.tokens.keys import generate_key_material, load_keyring, write_secre
 CONNECTIONS = 64
 BEARER = ("Authorization", "Bearer ")
 ACCESS_COOKIE, REFRESH_COOKIE = "__Host-gw_at", "__Host-gw_rt"  # browser mode's defaults
+REFERENCE = "reference"  # bench/tuned_proxy.py: what every ratio is against
 ADMIN_KEY = "gwadm_bench-only-key"
 BENCH_USER, BENCH_PASSWORD = "bench", "bench-password"
 SMALL_BODY = '{"ok":true,"items":[1,2,3],"message":"hello from the upstream"}'
@@ -264,6 +268,26 @@ def start_naive(stack: Stack, upstream: int, cpu: str | None) -> Target:
         port=port,
     )
     return Target("naive proxy", port, pid)
+
+
+def start_reference(stack: Stack, upstream: int, cpu: str | None) -> Target:
+    """The tuned aiohttp proxy every ratio is computed against (pool sized for the load)."""
+    port = free_port()
+    pid = stack.start(
+        [
+            sys.executable,
+            str(HERE / "tuned_proxy.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            f"http://127.0.0.1:{upstream}",
+            "--pool",
+            str(2 * CONNECTIONS),
+        ],
+        cpu=cpu,
+        port=port,
+    )
+    return Target(REFERENCE, port, pid)
 
 
 def gateway_settings(
@@ -657,6 +681,7 @@ def _benchmark(
     )
 
     direct = Target("direct", upstream)
+    reference = start_reference(stack, upstream, cores.proxy)
     naive = start_naive(stack, upstream, cores.proxy)
     gateway = start_gateway(stack, "gateway", settings, cores.proxy)
     cold_gateway = start_gateway(
@@ -678,7 +703,7 @@ def _benchmark(
         await client.aclose()
 
     asyncio.run(revoke_session())
-    pinned = [naive, gateway, cold_gateway, browser, *([nginx] if nginx else [])]
+    pinned = [reference, naive, gateway, cold_gateway, browser, *([nginx] if nginx else [])]
 
     async def preflight() -> None:
         await check_answers(direct, "/small", first_token, 200)
@@ -698,14 +723,14 @@ def _benchmark(
             "small JSON, same 8 tokens (cache-warm)",
             "/small",
             warm,
-            [direct, naive, gateway, browser, *([nginx] if nginx else [])],
+            [direct, reference, naive, gateway, browser, *([nginx] if nginx else [])],
             BEARER,
         ),
         (
             "64 KiB body",
             "/64k",
             warm,
-            [direct, naive, gateway, *([nginx] if nginx else [])],
+            [direct, reference, naive, gateway, *([nginx] if nginx else [])],
             BEARER,
         ),
         (
@@ -811,23 +836,56 @@ def browser_figures(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Requests/s ratios; every `*_vs_reference` is against the tuned reference proxy."""
     warm_title, large_title, cold_title = list(results["throughput"])[:3]
     warm = results["throughput"][warm_title]
     large = results["throughput"][large_title]
     cold = results["throughput"][cold_title]
-    naive, nginx = warm["naive proxy"]["rps"], warm.get("nginx", {}).get("rps")
+    reference, nginx = warm[REFERENCE]["rps"], warm.get("nginx", {}).get("rps")
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 2) if a and b else None
 
     two = results["two_cores"]
     return {
-        "warm_vs_naive": ratio(warm["gateway"]["rps"], naive),
+        "warm_vs_reference": ratio(warm["gateway"]["rps"], reference),
+        "warm_p99_vs_reference": ratio(warm["gateway"]["p99_ms"], warm[REFERENCE]["p99_ms"]),
+        "warm_vs_naive": ratio(warm["gateway"]["rps"], warm["naive proxy"]["rps"]),
         "warm_vs_nginx": ratio(warm["gateway"]["rps"], nginx),
-        "64k_vs_naive": ratio(large["gateway"]["rps"], large["naive proxy"]["rps"]),
-        "cold_vs_naive": ratio(cold["gateway cold"]["rps"], naive),
+        "64k_vs_reference": ratio(large["gateway"]["rps"], large[REFERENCE]["rps"]),
+        "cold_vs_reference": ratio(cold["gateway cold"]["rps"], reference),
+        "reference_vs_naive": ratio(reference, warm["naive proxy"]["rps"]),
         "workers2_vs_nginx2": ratio(two["gateway ×2"]["rps"], two.get("nginx ×2", {}).get("rps")),
     }
+
+
+# (ratio key, target, stretch, what) — the targets README's benchmark section states.
+TARGETS: list[tuple[str, float, float | None, str]] = [
+    ("warm_vs_reference", 1.5, 1.8, "cache-warm ≥ {t}× the reference (stretch {s}×)"),
+    ("cold_vs_reference", 0.8, None, "cache-cold ≥ {t}× the reference"),
+    ("workers2_vs_nginx2", 0.3, None, "`--workers 2` ≥ {t} of nginx ×2"),
+]
+
+
+def target_lines(results: dict[str, Any]) -> list[str]:
+    """One line per target: met or not, by how much."""
+    lines = []
+    found = results["ratios"]
+    for key, target, stretch, what in TARGETS:
+        value = found.get(key)
+        label = what.format(t=target, s=stretch)
+        if value is None:
+            lines.append(f"* {label}: not measured")
+            continue
+        verdict = "met" if value >= target else f"NOT met ({value / target - 1:+.0%})"
+        if stretch is not None and value >= stretch:
+            verdict += ", stretch met"
+        lines.append(f"* {label}: {value:.2f} — {verdict}")
+    p99 = found.get("warm_p99_vs_reference")
+    if p99 is not None:
+        verdict = "met" if p99 < 1 else "NOT met"
+        lines.append(f"* cache-warm p99 below the reference's: {p99:.2f}× — {verdict}")
+    return lines
 
 
 def table(results: dict[str, Any]) -> str:
@@ -839,17 +897,17 @@ def table(results: dict[str, Any]) -> str:
         f"wrk {results['wrk']}; medians of {results['plan']['rounds']} alternating rounds of "
         f"{results['plan']['seconds']} s.",
         "",
-        "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | × naive | × nginx |",
+        "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | × reference | × nginx |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for title, by_target in [*results["throughput"].items(), ("both cores", results["two_cores"])]:
-        naive = (
-            by_target.get("naive proxy")
-            or results["throughput"][next(iter(results["throughput"]))]["naive proxy"]
+        reference = (
+            by_target.get(REFERENCE)
+            or results["throughput"][next(iter(results["throughput"]))][REFERENCE]
         )
         nginx = by_target.get("nginx") or by_target.get("nginx ×2")
         for name, m in by_target.items():
-            vs_naive = f"{m['rps'] / naive['rps']:.2f}" if name != "direct" else ""
+            vs_reference = f"{m['rps'] / reference['rps']:.2f}" if name != "direct" else ""
             vs_nginx = f"{m['rps'] / nginx['rps']:.2f}" if nginx and name != "direct" else ""
             cpu = f"{m['cpu_us']:.0f}" if m["cpu_us"] else "—"
             status = (
@@ -857,7 +915,7 @@ def table(results: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {title} | {name}{status} | {m['rps']:,} | {m['p50_ms']:.2f} | "
-                f"{m['p99_ms']:.2f} | {cpu} | {vs_naive} | {vs_nginx} |"
+                f"{m['p99_ms']:.2f} | {cpu} | {vs_reference} | {vs_nginx} |"
             )
     r, p, s, load = (results[k] for k in ("refresh", "propagation", "streaming", "revocation_load"))
     lines += [
@@ -871,6 +929,10 @@ def table(results: dict[str, Any]) -> str:
         f"{s['peak_rss_growth_mib']} MiB.",
         f"* {load['entries']:,} revocations loaded in {load['load_seconds']} s, "
         f"+{load['peak_rss_growth_mib']} MiB.",
+        "",
+        "Against the targets (ratios to the reference, bench/tuned_proxy.py):",
+        "",
+        *target_lines(results),
     ]
     b = results.get("browser")
     if b:

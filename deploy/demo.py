@@ -38,7 +38,8 @@ WALKTHROUGH = """
 Demo is running: echo upstream on 127.0.0.1:9000, gateway on {gw}, admin API on {admin},
 demo identity provider (demo-idp) on {idp}.
 Users: alice / wonderland (role user), bob / builder (roles user, reports).
-Admin API key: demo-admin-key. Walk through it in another shell:
+Admin API key: demo-admin-key; the admin console: {admin}/admin/console/ (sign in with
+the same key). Walk through it in another shell:
 
   field() {{ python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,7 +17,13 @@ from redis.asyncio import Redis
 
 from gateway.admin import api as admin_api
 from gateway.admin.actions import AdminActions
-from gateway.admin.apikeys import admin_auth_middleware
+from gateway.admin.apikeys import AdminKeys, admin_auth_middleware
+from gateway.admin.console.guard import console_middleware
+from gateway.admin.console.pages import STATIC_DIR, Pages, see_other
+from gateway.admin.console.signin import ConsoleSignIn
+from gateway.admin.console.status import FAMILIES as CONSOLE_COUNTERS
+from gateway.admin.console.status import StatusPanel
+from gateway.admin.console.views import ConsoleViews
 from gateway.appkeys import (
     ADMIN_ACTIONS,
     AUDIT,
@@ -73,10 +79,12 @@ from gateway.proxy.routing import RouteTable
 from gateway.proxy.tracecontext import TracePolicy
 from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime import health
+from gateway.runtime.counter_history import CounterHistory
 from gateway.runtime.http_client import SharedClientSession
 from gateway.runtime.lifetimes import (
     clients_lifetime,
     federation_lifetime,
+    sampling_lifetime,
     store_lifetime,
     telemetry_lifetime,
 )
@@ -85,6 +93,7 @@ from gateway.runtime.observer import RequestObserver
 from gateway.runtime.telemetry import Telemetry
 from gateway.store import (
     AuditLog,
+    ConsoleSessionStore,
     RateLimiter,
     RevocationStore,
     SessionStore,
@@ -132,6 +141,8 @@ class Services:
     proxy: ProxyEndpoint
     admin_actions: AdminActions
     telemetry: Telemetry
+    history: CounterHistory  # the counters over the last minutes (admin console)
+    console_sessions: ConsoleSessionStore
     browser: BrowserEndpoints | None = None  # browser sessions (cookie mode), when enabled
 
 
@@ -219,6 +230,7 @@ def build_services(
     )
     forwarder = Forwarder(pool, http, policy, bodies, p)
     metrics.watch_revocations(sync, view)
+    history = CounterHistory(lambda: metrics.counter_totals(CONSOLE_COUNTERS))
     return Services(
         settings=settings,
         clock=clock,
@@ -255,6 +267,8 @@ def build_services(
         admin_actions=AdminActions(revoker, audit, verifier, clock),
         telemetry=telemetry,
         browser=browser[1] if browser else None,
+        history=history,
+        console_sessions=ConsoleSessionStore(client, clock=clock, prefix=r.prefix),
     )
 
 
@@ -398,6 +412,7 @@ def create_app(
     app.cleanup_ctx.append(clients_lifetime(s.http, s.upstream_pool))
     app.cleanup_ctx.append(store_lifetime(s.redis, s.revocation_sync, owned=s.owns_redis))
     app.cleanup_ctx.append(telemetry_lifetime(s.telemetry))
+    app.cleanup_ctx.append(sampling_lifetime(s.metrics, s.history))
     if s.token_service is not None and s.login is not None:
         app[TOKEN_SERVICE] = s.token_service
         app[LOGIN] = s.login
@@ -482,11 +497,15 @@ def _add_routes(router: web.UrlDispatcher, *routes: tuple[str, str, Any]) -> Non
 
 
 def create_admin_app(services: Services) -> web.Application:
-    """The admin API, on its own listener, over the public app's services (which the public
-    app starts and stops)."""
+    """The admin API and the console, on their own listener, over the public app's services
+    (which the public app starts and stops)."""
+    console = create_console_app(services) if services.settings.admin.console.enabled else None
     middlewares: list[Middleware] = [
         edge_middleware(realm=ADMIN_REALM),
-        admin_auth_middleware(services.settings.admin.keys),
+        admin_auth_middleware(
+            services.settings.admin.keys,
+            exempt=None if console is None else _in_console(console),
+        ),
     ]
     app = web.Application(middlewares=middlewares, client_max_size=OWN_BODY_LIMIT)
     _share(app, services)
@@ -500,7 +519,75 @@ def create_admin_app(services: Services) -> web.Application:
         ("GET", "/admin/revocations", admin_api.revocations),
         ("GET", "/admin/audit", admin_api.audit),
     )
+    if console is not None:
+        app.router.add_get(CONSOLE_PATH, _to_console, name="console-root")
+        app.add_subapp(CONSOLE_PATH, console)
     return app
+
+
+CONSOLE_PATH: Final = "/admin/console"
+
+
+def create_console_app(s: Services) -> web.Application:
+    """The admin console (mounted at /admin/console/): its own sign-in and CSRF layer
+    (gateway.admin.console.guard) instead of the API's bearer keys; every action through
+    AdminActions, audited under the admin key's id as on the API."""
+    pages = Pages()
+    keys = AdminKeys(s.settings.admin.keys)
+    signin = ConsoleSignIn(
+        keys=keys,
+        sessions=s.console_sessions,
+        actions=s.admin_actions,
+        settings=s.settings.admin.console,
+        pages=pages,
+    )
+    status = StatusPanel(
+        view=s.revocations,
+        sync=s.revocation_sync,
+        store=s.revocation_store,
+        history=s.history,
+        settings=s.settings.revocation,
+    )
+    views = ConsoleViews(
+        actions=s.admin_actions, view=s.revocations, status=status, pages=pages, clock=s.clock
+    )
+    guard = console_middleware(s.console_sessions, keys.ids, pages, s.bodies)
+    console = web.Application(middlewares=[guard], client_max_size=OWN_BODY_LIMIT)
+    router = console.router
+    sign_in = router.add_resource("/signin", name="console-signin")
+    sign_in.add_route("GET", signin.form)
+    sign_in.add_route("POST", signin.sign_in, expect_handler=defer_expectation)
+    _add_routes(
+        router,
+        ("POST", "/signout", signin.sign_out),
+        ("GET", "/", views.home),
+        ("GET", "/users", views.user),
+        ("GET", "/users/revoke", views.confirm_revoke_user),
+        ("POST", "/users/revoke", views.revoke_user),
+        ("GET", "/sessions/revoke", views.confirm_revoke_session),
+        ("POST", "/sessions/revoke", views.revoke_session),
+        ("GET", "/token", views.token_form),
+        ("POST", "/token/inspect", views.inspect_token),
+        ("POST", "/token/revoke", views.revoke_token),
+        ("GET", "/revocations", views.revocations),
+        ("GET", "/audit", views.audit),
+    )
+    router.add_static("/static/", STATIC_DIR, name="console-static")
+    return console
+
+
+def _in_console(console: web.Application) -> Callable[[web.Request], bool]:
+    """Requests the console answers itself (the admin API's bearer check skips them)."""
+
+    def exempt(request: web.Request) -> bool:
+        match = request.match_info
+        return console in match.apps or match.route.name == "console-root"
+
+    return exempt
+
+
+async def _to_console(_request: web.Request) -> web.Response:
+    return see_other(CONSOLE_PATH + "/")
 
 
 def _share(app: web.Application, s: Services) -> None:

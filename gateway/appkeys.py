@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.proxy.bearer import Authenticator
     from gateway.proxy.endpoint import ProxyEndpoint
     from gateway.runtime.metrics import Metrics
-    from gateway.store import AuditLog, RevocationStore
+    from gateway.store import AuditLog, ConsoleSession, RevocationStore
     from gateway.tokens.keys import KeyRing
     from gateway.tokens.revocation_sync import RevocationSync
     from gateway.tokens.revocation_view import RevocationView
@@ -56,3 +56,5 @@ EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")
 ADMIN_ID: web.RequestKey[str] = web.RequestKey("admin_id")
 # The caller as a browser's cookies identify it, on /auth endpoints that accept them.
 COOKIE_PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("cookie_principal")
+CONSOLE_SESSION: web.RequestKey[ConsoleSession] = web.RequestKey("console_session")
+CONSOLE_FORM: web.RequestKey[dict[str, str]] = web.RequestKey("console_form")

@@ -62,6 +62,19 @@ class AdminKeySettings(_Section):
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the key")
 
 
+class ConsoleSettings(_Section):
+    enabled: bool = True
+    """serve the web console at /admin/console/ on the admin listener"""
+    session_ttl: PositiveSeconds = Field(
+        default=900, le=86400, description="seconds a console sign-in lasts (never extended)"
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="mark the console cookie Secure on plain HTTP too (TLS terminated in "
+        "front of the admin listener); over HTTPS it always is",
+    )
+
+
 class AdminSettings(_Section):
     host: str = "127.0.0.1"
     """address of the admin listener; keep it off public networks"""
@@ -72,6 +85,8 @@ class AdminSettings(_Section):
     block_public_path: bool = Field(
         default=True, description="answer 404 for /admin/* on the public listener"
     )
+    console: ConsoleSettings = ConsoleSettings()
+    """the web console: sign-in with an admin key, sessions, revocations, audit trail"""
 
 
 class RedisSettings(_Section):

@@ -13,7 +13,8 @@
     │   ├── InvalidClient             401 invalid_client (admin API keys)
     │   ├── BasicClientRejected       401 invalid_client, HTTP Basic challenge (introspection)
     │   ├── InsufficientScope         403 insufficient_scope
-    │   ├── CrossSiteRequest          403 access_denied (CSRF check of a cookie request)
+    │   ├── AccessDenied              403 access_denied (e.g. a cross-site console form post)
+    │   │   └── CrossSiteRequest      403 access_denied (CSRF check of a cookie request)
     │   ├── NotFound                  404 not_found
     │   ├── MethodNotAllowed          405 method_not_allowed
     │   ├── RequestTimeout            408 request_timeout (a body or head that stalls)
@@ -167,11 +168,15 @@ class InsufficientScope(ClientFault):
     challenge = "insufficient_scope"
 
 
-class CrossSiteRequest(ClientFault):
-    """A cookie-authenticated request that did not come from an allowed origin (CSRF)."""
-
+class AccessDenied(ClientFault):
     status = 403
     code = "access_denied"
+    default_description = "access denied"
+
+
+class CrossSiteRequest(AccessDenied):
+    """A cookie-authenticated request that did not come from an allowed origin (CSRF)."""
+
     default_description = "cross-site request refused"
 
     def __init__(self, description: str | None = None, *, reason: str):

@@ -20,6 +20,7 @@ from bench.common import free_port
 pytestmark = pytest.mark.slow  # runs the benchmark harness and its processes
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+PLOT = RUN.parent / "plot.py"
 
 
 def bench(
@@ -112,7 +113,53 @@ def test_smoke_run_writes_results_and_tears_down(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     latest = json.loads((out / "latest.json").read_text())
     warm = latest["throughput"]["small JSON, same 8 tokens (cache-warm)"]
-    assert {"direct", "naive proxy", "gateway"} <= set(warm)
+    assert {"direct", "reference", "naive proxy", "gateway"} <= set(warm)
     assert warm["gateway"]["rps"] > 0
-    assert "| scenario | target | req/s |" in (out / "latest.md").read_text()
+    assert latest["ratios"]["warm_vs_reference"] is not None
+    table = (out / "latest.md").read_text()
+    assert "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | × reference |" in table
+    assert "cache-warm ≥ 1.5× the reference" in table
     assert bench_processes(tmp_path) == []
+    chart = tmp_path / "bench.png"
+    drawn = plot("--results", str(out / "latest.json"), "--out", str(chart))
+    assert drawn.returncode == 0, drawn.stderr
+    assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def plot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(PLOT), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_plot_draws_every_target_of_a_run(tmp_path: Path) -> None:
+    def medians(rps: float, p99: float) -> dict[str, float]:
+        return {"rps": rps, "p50_ms": p99 / 3, "p99_ms": p99, "cpu_us": 50.0}
+
+    run = {
+        "date": "2026-12-02 08:00 UTC",
+        "machine": {"cores": 2, "cpu": "test CPU"},
+        "wrk": "-t1 -c64",
+        "throughput": {
+            "warm": {
+                "direct": medians(60000, 1),
+                "reference": medians(10000, 9),
+                "naive proxy": medians(8000, 17),
+                "gateway": medians(14000, 7),
+                "nginx": medians(60000, 2),
+            },
+            "cold": {"gateway cold": medians(8000, 15)},
+        },
+        "two_cores": {"gateway ×2": medians(20000, 6), "nginx ×2": medians(62000, 3)},
+    }
+    results = tmp_path / "run.json"
+    results.write_text(json.dumps(run))
+    for name in ("bench.png", "bench.svg"):
+        result = plot("--results", str(results), "--out", str(tmp_path / "docs" / name))
+        assert result.returncode == 0, result.stderr
+    svg = (tmp_path / "docs" / "bench.svg").read_text()
+    for label in ("reference", "naive proxy", "nginx ×2", "gateway cold", "14,000", "60,000"):
+        assert label in svg, label
+    missing = plot("--results", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.png"))
+    assert missing.returncode == 2
+    assert "run `make bench` first" in missing.stderr

@@ -29,7 +29,7 @@ from gateway.store import (
     is_memory_url,
 )
 from gateway.tokens.keys import load_keyring
-from gateway.tokens.verifier import TokenVerifier
+from gateway.tokens.verifier import Principal, TokenVerifier
 from gateway.typedefs import Clock
 
 JTI_RE: Final = re.compile(r"^[A-Za-z0-9._~:-]{1,128}$")
@@ -75,14 +75,18 @@ class AdminActions:
         await self._record(actor, "revoke_token", jti_text, result)
         return result
 
+    def inspect_token(self, token: object) -> Principal:
+        """Who an access token of this gateway speaks for (signature checked, expiry not)."""
+        if not isinstance(token, str):
+            raise InvalidRequest("token must be a string")
+        try:
+            return self._verifier.inspect(token)
+        except InvalidToken:
+            raise InvalidRequest("token is not a valid access token of this gateway") from None
+
     def _token_target(self, token: object, jti: object, exp: object) -> tuple[str, float]:
         if token is not None:
-            if not isinstance(token, str):
-                raise InvalidRequest("token must be a string")
-            try:
-                principal = self._verifier.inspect(token)
-            except InvalidToken:
-                raise InvalidRequest("token is not a valid access token of this gateway") from None
+            principal = self.inspect_token(token)
             return principal.jti, principal.exp
         if not isinstance(jti, str) or not JTI_RE.match(jti):
             raise InvalidRequest("jti must be a string of 1-128 URL-safe characters")
@@ -118,6 +122,10 @@ class AdminActions:
 
     async def audit_entries(self, count: int, before: str | None = None) -> list[AuditEntry]:
         return await self.audit.recent(count=count, before=before)
+
+    async def console_signed(self, actor: Actor, action: str, handle: str) -> None:
+        """A console sign-in or sign-out (`handle`: a short, non-secret name of it)."""
+        await self._record(actor, action, handle, {"console_session": handle})
 
     async def _record(self, actor: Actor, action: str, target: str, detail: dict[str, Any]) -> None:
         await self.audit.record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -23,21 +24,39 @@ def new_admin_key() -> str:
     return "gwadm_" + secrets.token_urlsafe(32)
 
 
-def admin_auth_middleware(keys: list[AdminKeySettings]) -> Middleware:
-    """`Authorization: Bearer <admin key>`: 401 when missing or wrong; records the key id."""
-    digests = [(k.id, bytes.fromhex(k.hash.removeprefix("sha256:"))) for k in keys]
+class AdminKeys:
+    """The configured admin keys: which id, if any, a presented key belongs to."""
+
+    def __init__(self, keys: list[AdminKeySettings]):
+        self._digests = [(k.id, bytes.fromhex(k.hash.removeprefix("sha256:"))) for k in keys]
+        self.ids = frozenset(k.id for k in keys)
+
+    def match(self, key: str) -> str | None:
+        """The id of the key, or None; compares every digest in constant time."""
+        digest = hashlib.sha256(key.strip().encode()).digest()
+        matched = None
+        for key_id, expected in self._digests:  # SECURITY: constant time, and no early exit
+            if hmac.compare_digest(digest, expected):
+                matched = key_id
+        return matched
+
+
+def admin_auth_middleware(
+    keys: list[AdminKeySettings], *, exempt: Callable[[web.Request], bool] | None = None
+) -> Middleware:
+    """`Authorization: Bearer <admin key>`: 401 when missing or wrong; records the key id.
+    Requests `exempt` accepts (the console, which has its own sign-in) pass untouched."""
+    admin_keys = AdminKeys(keys)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if exempt is not None and exempt(request):
+            return await handler(request)
         values = request.headers.getall("Authorization", [])
         scheme, _, key = values[0].partition(" ") if len(values) == 1 else ("", "", "")
         if scheme.lower() != "bearer" or not key.strip():
             raise InvalidClient("an admin API key is required")
-        digest = hashlib.sha256(key.strip().encode()).digest()
-        matched = None
-        for key_id, expected in digests:  # SECURITY: constant time, and no early exit
-            if hmac.compare_digest(digest, expected):
-                matched = key_id
+        matched = admin_keys.match(key)
         if matched is None:
             raise InvalidClient("invalid admin API key")
         request[ADMIN_ID] = matched

@@ -16,13 +16,16 @@ from redis.asyncio import Redis
 from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.errors import StoreUnavailable
 from gateway.proxy.upstream import UpstreamPool
+from gateway.runtime.counter_history import CounterHistory
 from gateway.runtime.http_client import SharedClientSession
+from gateway.runtime.metrics import Metrics
 from gateway.runtime.telemetry import Telemetry
 from gateway.tokens.revocation_sync import RevocationSync
 
 log = logging.getLogger("gateway")
 
 CANCEL_RETRY_INTERVAL: Final = 0.05
+SAMPLE_INTERVAL: Final = 5.0
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -82,6 +85,25 @@ def telemetry_lifetime(telemetry: Telemetry) -> Lifetime:
             yield
         finally:
             await asyncio.to_thread(telemetry.shutdown)  # the exporter's flush blocks
+
+    return lifetime
+
+
+def sampling_lifetime(
+    metrics: Metrics, history: CounterHistory, *, interval: float = SAMPLE_INTERVAL
+) -> Lifetime:
+    """Every `interval`: this worker's own gauges published, the counter history sampled
+    (for the admin console's "last minutes"). Nothing of it runs on the request path."""
+
+    async def sample() -> None:
+        while True:
+            metrics.sample_worker()
+            history.sample()
+            await asyncio.sleep(interval)
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        async with background(sample()):
+            yield
 
     return lifetime
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
@@ -19,6 +21,11 @@ from gateway.tokens.revocation_view import RevocationView
 
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 MAX_LABEL_SETS: Final = 10_000
+# Written by the worker supervisor into the multiprocess directory: how many workers it has
+# restarted (a worker that crashes in a loop shows as a fast-growing counter).
+RESTARTS_FILE: Final = "worker-restarts"
+# A counter sample: (sample name, sorted label pairs).
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class Metrics:
@@ -84,18 +91,39 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.fail_closed = Counter(
+            "gateway_fail_closed_refusals",
+            "Requests refused because the revocation view was stale (fail mode closed)",
+            registry=r,
+        )
+        # Per worker (one series per live worker pid under --workers), sampled off the hot path.
         self.worker_started = Gauge(
             "gateway_worker_start_time_seconds",
             "Start time of each serving process (one series per worker pid under --workers)",
             registry=r,
-            multiprocess_mode="all",
+            multiprocess_mode="liveall",
         )
         self.worker_started.set_to_current_time()
+        self.worker_requests = Gauge(
+            "gateway_worker_requests",
+            "Requests this serving process has answered since it started (sampled)",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.worker_cpu = Gauge(
+            "gateway_worker_cpu_seconds",
+            "CPU seconds this serving process has used since it started (sampled)",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.served = 0  # this process's requests: a plain int on the hot path
+        self._export.register(RestartsCollector(multiproc_dir))
         # Children bound once: the hot path does a dict lookup, not a label resolution.
         self._request_children: dict[tuple[str, str, str], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
 
     def count_request(self, route: str, method: str, status: int) -> None:
+        self.served += 1
         key = (route, method, STATUS_CLASSES[min(max(status // 100, 1), 5) - 1])
         child = self._request_children.get(key)
         if child is None:
@@ -127,6 +155,24 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self._export)
+
+    def sample_worker(self) -> None:
+        """Publish this process's request count and CPU time (called periodically)."""
+        self.worker_requests.set(self.served)
+        self.worker_cpu.set(time.process_time())
+
+    def counter_totals(self, families: Iterable[str]) -> dict[SampleKey, float]:
+        """Current `<family>_total` values by label set, added up over every worker."""
+        wanted = set(families)
+        totals: dict[SampleKey, float] = {}
+        for family in self._export.collect():
+            if family.name not in wanted:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    totals[key] = totals.get(key, 0.0) + sample.value
+        return totals
 
 
 class RevocationCollector(Collector):
@@ -186,6 +232,28 @@ class ProviderKeysCollector(Collector):
             keys.add_metric([name], float(state.keys))
             usable.add_metric([name], 1.0 if state.status in ("ok", "stale") else 0.0)
         return [age, keys, usable]
+
+
+class RestartsCollector(Collector):
+    """gateway_worker_restarts_total: read from the supervisor's file (0 without one)."""
+
+    def __init__(self, multiproc_dir: str | None):
+        self._path = Path(multiproc_dir, RESTARTS_FILE) if multiproc_dir else None
+
+    def collect(self) -> list[Metric]:
+        restarts = 0
+        if self._path is not None:
+            try:
+                restarts = int(self._path.read_text() or 0)
+            except (OSError, ValueError):
+                restarts = 0
+        return [
+            CounterMetricFamily(
+                "gateway_worker_restarts",
+                "Workers the supervisor restarted after they exited unexpectedly",
+                value=restarts,
+            )
+        ]
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

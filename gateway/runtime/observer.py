@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from gateway.edge import Exchange
-from gateway.errors import InvalidToken, StoreUnavailable
+from gateway.errors import InvalidToken, RevocationStale, StoreUnavailable
 from gateway.runtime.logs import BatchingHandler, access_log, json_line, text_line
 from gateway.runtime.metrics import Metrics
 
@@ -36,6 +36,8 @@ class RequestObserver:
             metrics.auth_rejections.labels(error.reason).inc()
         elif isinstance(error, StoreUnavailable):
             metrics.redis_errors.inc()
+        elif isinstance(error, RevocationStale):
+            metrics.fail_closed.inc()
         if exchange.upstream_status is not None:
             metrics.observe_upstream(route, exchange.upstream_seconds)
         if access_log.isEnabledFor(logging.INFO):

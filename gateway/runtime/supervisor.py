@@ -18,6 +18,7 @@ from aiohttp import http_parser
 from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.runtime.logs import configure_logging
+from gateway.runtime.metrics import RESTARTS_FILE
 from gateway.runtime.serve import run_loop
 from gateway.store.client import is_memory_url
 
@@ -105,6 +106,7 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[BaseProcess] = []
         self._stopping = False
+        self._restarts = 0
 
     def run(self) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
@@ -171,6 +173,7 @@ class Supervisor:
                     continue
                 log.error("worker %s exited with %s; restarting it", process.pid, process.exitcode)
                 self._forget_metrics(process)
+                self._count_restart()
                 time.sleep(RESTART_DELAY)
                 process, ready = self._spawn()
                 ready.close()
@@ -194,6 +197,16 @@ class Supervisor:
                 clean = False
         log.info("all workers stopped")
         return clean
+
+    def _count_restart(self) -> None:
+        """gateway_worker_restarts_total, as every worker's /metrics reads it."""
+        self._restarts += 1
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory:
+            path = os.path.join(directory, RESTARTS_FILE)
+            with open(path + ".tmp", "w") as handle:
+                handle.write(str(self._restarts))
+            os.replace(path + ".tmp", path)  # readers never see a half-written number
 
     @staticmethod
     def _forget_metrics(process: BaseProcess) -> None:

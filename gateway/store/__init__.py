@@ -2,6 +2,7 @@
 
 from gateway.store.audit import AuditEntry, AuditLog
 from gateway.store.client import connect_redis, is_memory_url
+from gateway.store.console_sessions import ConsoleSession, ConsoleSessionStore
 from gateway.store.keyspace import (
     SID_RE,
     KeySpace,
@@ -18,6 +19,8 @@ __all__ = [
     "SID_RE",
     "AuditEntry",
     "AuditLog",
+    "ConsoleSession",
+    "ConsoleSessionStore",
     "CreateResult",
     "Feed",
     "KeySpace",

@@ -89,6 +89,10 @@ class KeySpace:
     def revocation(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:rev:{kind}:{ident}"
 
+    def console_session(self, digest: str) -> str:
+        """A console sign-in, by the SHA-256 of its cookie value."""
+        return f"{self.prefix}:console:{digest}"
+
     def rate(self, scope: str, identity: str, window_index: int) -> str:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         return f"{self.prefix}:rl:{scope}:{digest}:{window_index}"
