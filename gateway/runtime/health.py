@@ -36,4 +36,6 @@ async def readyz(request: web.Request) -> web.Response:
     }
     if stale and settings.fail_mode == "open":
         body["warning"] = "serving WITHOUT current revocations (fail mode open)"
-    return web.json_response(body, status=200 if ready else 503)
+    if ready:
+        return web.json_response(body)
+    return web.json_response(body, status=503, headers={"Retry-After": "1"})
