@@ -170,8 +170,11 @@ class TokenSettings(_Section):
     """access token lifetime, seconds"""
     refresh_ttl: PositiveSeconds = 30 * 86400
     """absolute session lifetime, seconds; rotation never extends it"""
-    refresh_reuse_grace: NonNegativeSeconds = 10
-    """seconds a spent refresh token still yields the same successor (concurrent refreshes)"""
+    refresh_reuse_grace: NonNegativeSeconds = Field(
+        default=10,
+        description="seconds a spent refresh token still yields its successor once handed out "
+        "(before: always); 0 = never",
+    )
     leeway: NonNegativeSeconds = 30
     """clock skew allowed on exp, nbf and iat, seconds"""
     verified_cache_size: int = Field(default=100_000, ge=0)

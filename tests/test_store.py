@@ -62,7 +62,11 @@ async def open_session(store: SessionStore, sub: str = "alice", **kw: Any) -> tu
     return sid, token
 
 
-async def rotate(store: SessionStore, sid: str, token: str, grace: float = 10) -> Any:
+async def rotate(
+    store: SessionStore, sid: str, token: str, grace: float = 10, *, delivered: bool = True
+) -> Any:
+    """Rotate as the token service does: seal the successor, confirm it once in hand (unless
+    `delivered` is False: the answer was lost). Returns the result and the successor."""
     successor = new_refresh_token(sid)
     result = await store.rotate(
         sid=sid,
@@ -71,6 +75,12 @@ async def rotate(store: SessionStore, sid: str, token: str, grace: float = 10) -
         successor_box=seal_successor(token, successor, sid),  # what the token service stores
         grace=grace,
     )
+    if result.successor_box is not None:
+        successor = open_successor(token, result.successor_box, sid) or ""
+    if delivered and result.pending:
+        await store.confirm_delivery(
+            sid=sid, successor_hash=refresh_token_hash(successor), grace=grace
+        )
     return result, successor
 
 
@@ -300,6 +310,7 @@ async def test_every_public_coroutine_maps_redis_outages(clock: Clock) -> None:
         SessionStore: {
             "create": dict(sub="a", sid=sid, refresh_hash="h", lifetime=10),
             "rotate": dict(sid=sid, presented_hash="h", new_hash="n", successor_box=b"b", grace=1),
+            "confirm_delivery": dict(sid=sid, successor_hash="n", grace=1),
             "owner": dict(sid=sid, presented_hash="h"),
             "get": dict(sid=sid),
             "list_for_user": dict(sub="a"),

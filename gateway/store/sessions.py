@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from gateway.store.boundary import translated
 from gateway.store.keyspace import SID_RE, KeySpace
 
-Outcome = Literal["rotated", "grace", "reuse", "expired", "unknown"]
+Outcome = Literal["rotated", "grace", "redelivered", "reuse", "expired", "unknown"]
 
 # Lua helpers shared by the scripts: delete one session (and its index/device entries).
 _LUA_COMMON: Final = """
@@ -61,6 +61,10 @@ return replaced
 )
 
 # KEYS: session, spent. ARGV: now, presented hash, new hash, successor box, grace, slot prefix.
+# A rotation leaves its successor "pending" (pend = 1) until the gateway confirms it could hand
+# it out (_CONFIRM); until then the spent token fetches the same successor again, however late
+# (a rotation whose answer was lost to a Redis timeout costs no session). Once confirmed, the
+# grace window runs from the confirmation, and the spent token presented after it is reuse.
 _ROTATE: Final = (
     _LUA_COMMON
     + """
@@ -80,13 +84,22 @@ if presented == redis.call('HGET', s, 'rt') then
   redis.call('EXPIREAT', KEYS[2], math.ceil(exp))
   redis.call('HSET', s, 'prev', presented, 'prev_until', string.format('%.6f', now + grace),
              'succ', box, 'rt', newh, 'last_used_at', string.format('%.6f', now))
+  if grace > 0 then redis.call('HSET', s, 'pend', '1') else redis.call('HDEL', s, 'pend') end
   redis.call('HINCRBY', s, 'gen', 1)
   return {'rotated', redis.call('HGETALL', s)}
 end
-local prev_until = tonumber(redis.call('HGET', s, 'prev_until') or '0')
-if grace > 0 and presented == redis.call('HGET', s, 'prev') and now < prev_until then
-  redis.call('HSET', s, 'last_used_at', string.format('%.6f', now))
-  return {'grace', redis.call('HGETALL', s)}
+if grace > 0 and presented == redis.call('HGET', s, 'prev') then
+  local replay
+  if now < tonumber(redis.call('HGET', s, 'prev_until') or '0') then
+    replay = 'grace'
+  elseif redis.call('HGET', s, 'pend') == '1' then
+    replay = 'redelivered'
+  end
+  if replay then
+    -- a write on every replay: a WAIT after it covers the rotation it replays
+    redis.call('HSET', s, 'last_used_at', string.format('%.6f', now))
+    return {replay, redis.call('HGETALL', s)}
+  end
 end
 if redis.call('SISMEMBER', KEYS[2], presented) == 1 then
   local before = redis.call('HGETALL', s)
@@ -96,6 +109,18 @@ end
 return {'unknown'}
 """
 )
+
+# KEYS: session. ARGV: delivered successor's hash, now, grace. The successor could be handed
+# out: it is no longer pending, and the grace window of the token it replaced starts now.
+_CONFIRM: Final = """
+local s = KEYS[1]
+if redis.call('HGET', s, 'pend') == '1' and redis.call('HGET', s, 'rt') == ARGV[1] then
+  redis.call('HSET', s, 'prev_until', string.format('%.6f', tonumber(ARGV[2]) + tonumber(ARGV[3])))
+  redis.call('HDEL', s, 'pend')
+  return 1
+end
+return 0
+"""
 
 # KEYS: session. ARGV: slot prefix. Deletes one session; returns what it held.
 _DELETE: Final = (
@@ -151,7 +176,8 @@ class CreateResult:
 class RotateResult:
     outcome: Outcome
     session: Session | None = None
-    successor_box: bytes | None = None
+    successor_box: bytes | None = None  # the sealed successor, for "grace" and "redelivered"
+    pending: bool = False  # the successor awaits confirm_delivery
 
 
 class SessionStore:
@@ -163,6 +189,7 @@ class SessionStore:
         self._keys = KeySpace(prefix)
         self._create = redis.register_script(_CREATE)
         self._rotate = redis.register_script(_ROTATE)
+        self._confirm = redis.register_script(_CONFIRM)
         self._delete = redis.register_script(_DELETE)
         self._delete_all = redis.register_script(_DELETE_ALL)
 
@@ -231,7 +258,11 @@ class SessionStore:
         grace: float,
         now: float | None = None,
     ) -> RotateResult:
-        """Spend the presented refresh token and record its successor, in one step."""
+        """Spend the presented refresh token and record its successor, in one step.
+
+        The successor stays pending (`pending`) until `confirm_delivery`: a spent token whose
+        successor is pending gets it again ("redelivered"), however late, as long as the
+        grace window is not 0."""
         if not SID_RE.match(sid):
             return RotateResult("unknown")
         k = self._keys
@@ -251,8 +282,22 @@ class SessionStore:
         if len(reply) < 2:
             return RotateResult(outcome)
         raw = _pairs(reply[1])
-        box = raw.get(b"succ") if outcome == "grace" else None
-        return RotateResult(outcome, _decode(raw), box)
+        box = raw.get(b"succ") if outcome in ("grace", "redelivered") else None
+        return RotateResult(outcome, _decode(raw), box, pending=raw.get(b"pend") == b"1")
+
+    @translated
+    async def confirm_delivery(
+        self, *, sid: str, successor_hash: str, grace: float, now: float | None = None
+    ) -> bool:
+        """The pending successor could be handed out: the token it replaced gets `grace`
+        seconds from now, then counts as reuse. False when nothing was pending for it."""
+        if not SID_RE.match(sid):
+            return False
+        moment = self._clock() if now is None else now
+        done = await self._confirm(
+            keys=[self._keys.session(sid)], args=[successor_hash, repr(moment), repr(grace)]
+        )
+        return bool(done)
 
     @translated
     async def owner(self, sid: str, presented_hash: str) -> Session | None:
