@@ -56,6 +56,7 @@ from gateway.runtime.metrics import Metrics, metrics_handler
 from gateway.runtime.observer import RequestObserver
 from gateway.store import (
     AuditLog,
+    Durability,
     RateLimiter,
     RevocationStore,
     SessionStore,
@@ -121,7 +122,8 @@ def build_services(
         socket_timeout=r.socket_timeout,
         max_connections=r.max_connections,
     )
-    revocation_store = RevocationStore(client, clock=clock, prefix=r.prefix)
+    durability = Durability(r.min_replicas_ack, r.replica_ack_timeout)
+    revocation_store = RevocationStore(client, clock=clock, prefix=r.prefix, durability=durability)
     sync = RevocationSync(
         revocation_store,
         view,
@@ -130,9 +132,9 @@ def build_services(
         max_staleness=settings.revocation.max_staleness,
         fail_mode=settings.revocation.fail_mode,
     )
-    audit = AuditLog(client, clock=clock, prefix=r.prefix)
+    audit = AuditLog(client, clock=clock, prefix=r.prefix, durability=durability)
     revoker = Revoker(
-        sessions=SessionStore(client, clock=clock, prefix=r.prefix),
+        sessions=SessionStore(client, clock=clock, prefix=r.prefix, durability=durability),
         revocations=revocation_store,
         view=view,
         settings=t,

@@ -18,6 +18,7 @@
     │   └── HeadersTooLarge           431 request_header_fields_too_large
     ├── ServiceFault (5xx)            our side, Redis or the upstream failed (503s: Retry-After)
     │   ├── StoreUnavailable          503 temporarily_unavailable
+    │   │   └── ReplicaAckMissing     503 (Redis replicas did not confirm a write in time)
     │   ├── Overloaded                503 temporarily_unavailable
     │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
     │   ├── UpstreamUnavailable       502 bad_gateway
@@ -186,6 +187,12 @@ class ServiceFault(GatewayError):
 
 class StoreUnavailable(ServiceFault):
     default_description = "the token store is temporarily unavailable"
+
+
+class ReplicaAckMissing(StoreUnavailable):
+    """Fewer Redis replicas than `redis.min_replicas_ack` confirmed a write in time."""
+
+    default_description = "the token store did not confirm the write in time; retry"
 
 
 class Overloaded(ServiceFault):

@@ -225,12 +225,21 @@ async def test_delete_and_delete_all(sessions: SessionStore) -> None:
     assert await sessions.list_for_user("alice") == []
 
 
-async def test_owner_matches_current_token_only(sessions: SessionStore) -> None:
+async def test_owner_matches_tokens_that_can_still_refresh(
+    sessions: SessionStore, clock: Clock
+) -> None:
     sid, first = await open_session(sessions)
     assert (await sessions.owner(sid, refresh_token_hash(first))) is not None
     _, second = await rotate(sessions, sid, first)
-    assert await sessions.owner(sid, refresh_token_hash(first)) is None
     assert await sessions.owner(sid, refresh_token_hash(second)) is not None
+    # the spent token still fetches its successor within the grace window: it owns the session
+    assert await sessions.owner(sid, refresh_token_hash(first)) is not None
+    clock.now += 11
+    assert await sessions.owner(sid, refresh_token_hash(first)) is None
+    await rotate(sessions, sid, second, delivered=False)
+    clock.now += 3600 - 12
+    assert await sessions.owner(sid, refresh_token_hash(second)) is not None  # still pending
+    assert await sessions.owner(sid, refresh_token_hash(first)) is None
 
 
 async def test_revocation_records(redis: Any, clock: Clock) -> None:

@@ -13,12 +13,14 @@ from gateway.store.keyspace import (
 from gateway.store.ratelimit import RateLimiter
 from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
+from gateway.store.writes import Durability
 
 __all__ = [
     "SID_RE",
     "AuditEntry",
     "AuditLog",
     "CreateResult",
+    "Durability",
     "Feed",
     "KeySpace",
     "RateLimiter",

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from gateway.store.boundary import translated
 from gateway.store.keyspace import SID_RE, KeySpace
+from gateway.store.writes import Durability, LuaScript, Writer
 
 Outcome = Literal["rotated", "grace", "redelivered", "reuse", "expired", "unknown"]
 
@@ -148,6 +149,13 @@ return sids
 )
 
 
+CREATE: Final = LuaScript(_CREATE)
+ROTATE: Final = LuaScript(_ROTATE)
+CONFIRM: Final = LuaScript(_CONFIRM)
+DELETE: Final = LuaScript(_DELETE)
+DELETE_ALL: Final = LuaScript(_DELETE_ALL)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     sid: str
@@ -181,17 +189,24 @@ class RotateResult:
 
 
 class SessionStore:
-    """One hash per session; refresh tokens only as SHA-256 hashes; TTL = absolute lifetime."""
+    """One hash per session; refresh tokens only as SHA-256 hashes; TTL = absolute lifetime.
 
-    def __init__(self, redis: Redis, *, clock: Callable[[], float], prefix: str = "gw"):
+    Creating, rotating and deleting wait for replica acknowledgement when `durability` asks
+    (see gateway.store.writes); confirming a delivery does not (lost, it only leaves the
+    successor redeliverable until it is used)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        clock: Callable[[], float],
+        prefix: str = "gw",
+        durability: Durability | None = None,
+    ):
         self._redis = redis
         self._clock = clock
         self._keys = KeySpace(prefix)
-        self._create = redis.register_script(_CREATE)
-        self._rotate = redis.register_script(_ROTATE)
-        self._confirm = redis.register_script(_CONFIRM)
-        self._delete = redis.register_script(_DELETE)
-        self._delete_all = redis.register_script(_DELETE_ALL)
+        self._writes = Writer(redis, durability)
 
     @translated
     async def create(
@@ -233,15 +248,12 @@ class SessionStore:
             *("rt", refresh_hash, "gen", "0"),
             *("idx", k.user_sessions(sub), "devk", k.user_devices(sub)),
         ]
-        replaced = await self._create(
-            keys=[k.session(sid), k.spent(sid), k.user_sessions(sub), k.user_devices(sub)],
-            args=[
-                repr(now),
-                repr(session.expires_at),
-                sid,
-                device_id or "",
-                k.session_prefix(sub),
-                *fields,
+        replaced = await self._writes.run(
+            CREATE,
+            [k.session(sid), k.spent(sid), k.user_sessions(sub), k.user_devices(sub)],
+            [
+                *(repr(now), repr(session.expires_at), sid, device_id or ""),
+                *(k.session_prefix(sub), *fields),
             ],
         )
         replaced_sid = replaced.decode() if replaced else None
@@ -267,9 +279,10 @@ class SessionStore:
             return RotateResult("unknown")
         k = self._keys
         moment = self._clock() if now is None else now
-        reply = await self._rotate(
-            keys=[k.session(sid), k.spent(sid)],
-            args=[
+        reply = await self._writes.run(
+            ROTATE,
+            [k.session(sid), k.spent(sid)],
+            [
                 repr(moment),
                 presented_hash,
                 new_hash,
@@ -277,6 +290,7 @@ class SessionStore:
                 repr(grace),
                 k.session_prefix_of_sid(sid),
             ],
+            durable=_wrote,
         )
         outcome: Outcome = reply[0].decode()
         if len(reply) < 2:
@@ -294,21 +308,27 @@ class SessionStore:
         if not SID_RE.match(sid):
             return False
         moment = self._clock() if now is None else now
-        done = await self._confirm(
-            keys=[self._keys.session(sid)], args=[successor_hash, repr(moment), repr(grace)]
+        done = await self._writes.run(
+            CONFIRM,
+            [self._keys.session(sid)],
+            [successor_hash, repr(moment), repr(grace)],
+            durable=False,
         )
         return bool(done)
 
     @translated
     async def owner(self, sid: str, presented_hash: str) -> Session | None:
-        """The live session whose current refresh token has this hash, else None."""
+        """The live session this refresh token can still refresh: its current token, or the
+        spent one while that still fetches its successor (pending or within grace)."""
         if not SID_RE.match(sid):
             return None
         raw = _pairs_from_dict(await self._redis.hgetall(self._keys.session(sid)))
-        if not raw or raw.get(b"rt") != presented_hash.encode():
+        now = self._clock()
+        presented = presented_hash.encode()
+        if not raw or not (raw.get(b"rt") == presented or _replayable(raw, presented, now)):
             return None
         session = _decode(raw)
-        return session if session.expires_at > self._clock() else None
+        return session if session.expires_at > now else None
 
     @translated
     async def get(self, sid: str) -> Session | None:
@@ -338,16 +358,33 @@ class SessionStore:
         if not SID_RE.match(sid):
             return None
         k = self._keys
-        reply = await self._delete(keys=[k.session(sid)], args=[k.session_prefix_of_sid(sid)])
+        reply = await self._writes.run(
+            DELETE, [k.session(sid)], [k.session_prefix_of_sid(sid)], durable=bool
+        )
         return _decode(_pairs(reply)) if reply else None
 
     @translated
     async def delete_all_for_user(self, sub: str) -> list[str]:
         k = self._keys
-        reply = await self._delete_all(
-            keys=[k.user_sessions(sub), k.user_devices(sub)], args=[k.session_prefix(sub)]
+        reply = await self._writes.run(
+            DELETE_ALL,
+            [k.user_sessions(sub), k.user_devices(sub)],
+            [k.session_prefix(sub)],
+            durable=bool,
         )
         return [sid.decode() for sid in reply]
+
+
+def _replayable(raw: dict[bytes, bytes], presented: bytes, now: float) -> bool:
+    """Whether the rotation script would hand this spent token its successor again."""
+    if raw.get(b"prev") != presented:
+        return False
+    return raw.get(b"pend") == b"1" or now < float(raw.get(b"prev_until") or 0)
+
+
+def _wrote(reply: list[Any]) -> bool:
+    """Whether a rotation attempt changed anything (an unknown token changes nothing)."""
+    return bool(reply) and reply[0] != b"unknown"
 
 
 def _encode(session: Session) -> list[str]:
