@@ -77,6 +77,16 @@ def test_upstream_timeouts_are_504(kind: type[BaseException]) -> None:
     assert isinstance(raise_in(upstream_errors(), instance(kind)), UpstreamTimeout)
 
 
+def test_a_write_on_a_closed_transport_is_store_unavailable() -> None:
+    # what uvloop raises when redis-py writes on a connection the dead primary closed
+    closed = RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True reading=False 0x55>; "
+        "the handler is closed"
+    )
+    assert isinstance(raise_in(store_errors("test"), closed), StoreUnavailable)
+    assert type(raise_in(store_errors("test"), RuntimeError("a bug"))) is RuntimeError
+
+
 def test_other_errors_pass_through_both_boundaries() -> None:
     assert type(raise_in(store_errors("test"), KeyError("x"))) is KeyError
     assert type(raise_in(upstream_errors(), KeyError("x"))) is KeyError

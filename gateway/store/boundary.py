@@ -35,6 +35,17 @@ def store_errors(operation: str) -> Iterator[None]:
     except FOREIGN_ERRORS as exc:
         log.warning("redis unavailable in %s: %s", operation, type(exc).__name__)
         raise StoreUnavailable() from exc
+    except RuntimeError as exc:
+        if not closed_transport(exc):
+            raise
+        log.warning("redis unavailable in %s: connection closed under a write", operation)
+        raise StoreUnavailable() from exc
+
+
+def closed_transport(exc: RuntimeError) -> bool:
+    """uvloop's answer (a RuntimeError, where asyncio's own loop says nothing) when redis-py
+    writes on a connection whose transport is already closed: seen when a primary dies."""
+    return str(exc).startswith("unable to perform operation on <")
 
 
 def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
