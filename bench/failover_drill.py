@@ -1,0 +1,570 @@
+"""Failover drill: two gateways under steady login/refresh/revoke traffic while Redis loses the
+primary holding the traffic's keys (SIGKILL), on Sentinel or on Cluster.
+
+    python bench/failover_drill.py sentinel           # primary, 2 replicas, 3 sentinels
+    python bench/failover_drill.py cluster            # 3 masters with 2 replicas each
+    python bench/failover_drill.py sentinel --acks 0  # without replica acknowledgement
+
+Everything runs on free loopback ports and is stopped on exit. Afterwards the drill checks:
+sessions lost (a session whose last refresh the client saw succeed no longer refreshes),
+revocations lost (an acknowledged revocation not enforced on A, B and on a fresh instance C
+that loads its view from the new primary), answers other than 503 among the 5xx, 503s without
+Retry-After, and requests left unanswered past the client's deadline. Exit status 0 when all
+of them are 0. Clients retry 0.1 s after a 503 (not after Retry-After's 1 s) to load the
+switch with retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from argon2 import PasswordHasher
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make `bench` and `gateway` importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port  # noqa: E402
+from bench.drill_traffic import (  # noqa: E402
+    ADMIN_KEY,
+    PASSWORD,
+    Chain,
+    Instance,
+    Tally,
+    Traffic,
+)
+from bench.redis_topology import (  # noqa: E402
+    ClusterSet,
+    SentinelSet,
+    start_cluster,
+    start_sentinel_set,
+)
+from gateway.admin.apikeys import admin_key_hash  # noqa: E402
+from gateway.store.keyspace import KeySpace  # noqa: E402
+from gateway.tokens.keys import generate_key_material, write_secret_file  # noqa: E402
+
+TOPOLOGIES: Final = ("sentinel", "cluster")
+VICTIMS: Final = 400
+VERSION_KEY: Final = KeySpace().revocation_version
+RELOADS: Final = re.compile(r"^gateway_revocation_reloads_total (\S+)$", re.MULTILINE)
+
+
+@dataclass
+class Report:
+    """What one drill saw; `ok` when nothing was lost and every 5xx was a proper 503."""
+
+    topology: str
+    acks: int
+    log: list[str] = field(default_factory=list)
+    sessions: int = 0
+    sessions_lost: int = 0
+    revocations: int = 0
+    revocations_during_switch: int = 0
+    revocations_lost: int = 0
+    other_5xx: int = 0
+    missing_retry_after: int = 0
+    past_deadline: int = 0
+    unreachable: int = 0
+    unavailable: int = 0
+    window: float | None = None  # from the kill to the last 503, seconds
+    reloads: dict[str, int] = field(default_factory=dict)  # full reloads since the kill
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.sessions_lost
+            or self.revocations_lost
+            or self.other_5xx
+            or self.missing_retry_after
+            or self.past_deadline
+            or self.unreachable
+        )
+
+
+class Gateways:
+    """`gateway serve` processes on one Redis; each logs to its own file."""
+
+    def __init__(self, workdir: Path, base: dict[str, Any]):
+        self._workdir = workdir
+        self._base = base
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    async def start(self, name: str) -> Instance:
+        port, admin_port = free_port(), free_port()
+        config = {**self._base, "listen": {"port": port, "workers": 1}}
+        config["admin"] = {**self._base["admin"], "port": admin_port}
+        path = self._workdir / f"gateway-{name}.yaml"
+        path.write_text(json.dumps(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        with (self._workdir / f"gateway-{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--config", str(path)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        self._processes.append(process)
+        instance = Instance(name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")
+        async with aiohttp.ClientSession() as http:
+            await until(lambda: ready(http, instance), f"gateway {name} ready", 60, process)
+        return instance
+
+    def stop(self) -> None:
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    limit: float,
+    process: subprocess.Popen[bytes] | None = None,
+) -> float:
+    """Await `check` every 50 ms until it holds; the monotonic time it did. Bounded."""
+    deadline = time.monotonic() + limit
+    while not await check():
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what}: the process exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not after {limit:.0f} s")
+        await asyncio.sleep(0.05)
+    return time.monotonic()
+
+
+async def ready(http: aiohttp.ClientSession, instance: Instance) -> bool:
+    try:
+        async with http.get(f"{instance.base}/readyz", timeout=aiohttp.ClientTimeout(2)) as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def reloads(http: aiohttp.ClientSession, instance: Instance) -> int:
+    async with http.get(f"{instance.base}/metrics", timeout=aiohttp.ClientTimeout(5)) as resp:
+        found = RELOADS.search(await resp.text())
+    return int(float(found.group(1))) if found else 0
+
+
+@contextlib.asynccontextmanager
+async def upstream() -> AsyncIterator[str]:
+    """A tiny backend behind the gateways' protected route."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"user": request.headers.get("X-User-Id")})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def gateway_config(
+    workdir: Path, url: str, backend: str, acks: int, sessions: int
+) -> dict[str, Any]:
+    """Production-like settings with short Redis deadlines and cheap password hashes."""
+    key = workdir / "signing.pem"
+    if not key.exists():
+        write_secret_file(key, generate_key_material("EdDSA"))
+    hashed = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    names = [f"user-{i}" for i in range(sessions)] + ["login-user"]
+    names += [f"victim-{j}" for j in range(VICTIMS)]
+    users = workdir / "users.json"
+    users.write_text(json.dumps({"users": {n: {"password_hash": hashed} for n in names}}))
+    return {
+        "environment": "production",
+        "admin": {"keys": [{"id": "drill", "hash": admin_key_hash(ADMIN_KEY)}]},
+        "redis": {
+            "url": url,
+            "connect_timeout": 0.5,
+            "socket_timeout": 1.0,
+            "min_replicas_ack": acks,
+            "replica_ack_timeout": 0.5,
+        },
+        "keys": {"active": "drill", "items": [{"kid": "drill", "private_key_file": str(key)}]},
+        "auth": {
+            "users_file": str(users),
+            "rate_limits": {
+                "per_ip": {"limit": 1_000_000, "window": 60},
+                "failures_per_username": {"limit": 1_000_000, "window": 60},
+            },
+        },
+        "revocation": {"check_interval": 0.5, "max_staleness": 30},
+        "logging": {"format": "json", "level": "INFO", "access_log": False},
+        "routes": [{"prefix": "/", "upstream": backend, "policy": "required"}],
+    }
+
+
+class Timeline:
+    """Events by monotonic time, written to the log in order."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self._events: list[tuple[float, str]] = []
+
+    def at(self, moment: float, text: str) -> None:
+        self._events.append((moment, text))
+
+    def lines(self) -> list[str]:
+        return [f"  t={t - self.start:+7.2f}s  {text}" for t, text in sorted(self._events)]
+
+
+class Watch:
+    """Polls each instance's /readyz and view reload count every 0.1 s while the drill runs."""
+
+    def __init__(self, http: aiohttp.ClientSession, instances: list[Instance]):
+        self._http = http
+        self._instances = instances
+        self.ready: dict[str, list[tuple[float, bool]]] = {i.name: [] for i in instances}
+        self.reloads: dict[str, list[tuple[float, int]]] = {i.name: [] for i in instances}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for instance in self._instances:
+                now = time.monotonic()
+                self.ready[instance.name].append((now, await ready(self._http, instance)))
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    count = await reloads(self._http, instance)
+                    self.reloads[instance.name].append((now, count))
+            await asyncio.sleep(0.1)
+
+    def count_at(self, name: str, moment: float) -> int:
+        """The instance's reload count last seen before `moment`."""
+        seen = [count for when, count in self.reloads[name] if when <= moment]
+        return seen[-1] if seen else 0
+
+    def reloaded_after(self, name: str, moment: float) -> float | None:
+        """When the instance's view was first seen reloaded after `moment`."""
+        base = self.count_at(name, moment)
+        return next((w for w, c in self.reloads[name] if w > moment and c > base), None)
+
+    def unready(self, name: str, moment: float) -> tuple[float, float] | None:
+        """The first stretch after `moment` where /readyz was not 200: (from, to)."""
+        seen = [(w, ok) for w, ok in self.ready[name] if w >= moment]
+        down = next((w for w, ok in seen if not ok), None)
+        if down is None:
+            return None
+        up = next((w for w, ok in seen if w > down and ok), seen[-1][0])
+        return down, up
+
+
+def start_topology(kind: str, directory: Path) -> SentinelSet | ClusterSet:
+    """The drill's Redis: a primary, 2 replicas and 3 sentinels, or 3 masters × 2 replicas."""
+    if kind == "sentinel":
+        return start_sentinel_set(directory, replicas=2)
+    return start_cluster(directory, masters=3, replicas=2)
+
+
+def describe(redis: SentinelSet | ClusterSet) -> str:
+    if isinstance(redis, SentinelSet):
+        return f"sentinel: a primary, {len(redis.replicas)} replicas, 3 sentinels"
+    return f"cluster: {len(redis.nodes)} nodes, 3 masters with their replicas"
+
+
+async def drill(
+    redis: SentinelSet | ClusterSet,
+    *,
+    acks: int = 1,
+    workdir: Path,
+    sessions: int = 12,
+    warmup: float = 3.0,
+    after: float = 3.0,
+    deadline: float = 10.0,
+) -> Report:
+    """Run one drill on a running topology (see the module docstring); what it saw. The
+    topology loses its primary and stays the caller's to stop."""
+    report = Report(describe(redis), acks)
+    report.log.append(
+        f"failover drill, {report.topology}; 2 gateways, redis.min_replicas_ack={acks}"
+    )
+    gateways: Gateways | None = None
+    try:
+        async with upstream() as backend:
+            gateways = Gateways(
+                workdir, gateway_config(workdir, redis.url, backend, acks, sessions)
+            )
+            await _run(redis, gateways, report, sessions, warmup, after, deadline)
+    finally:
+        if gateways is not None:
+            gateways.stop()
+    report.log.append(
+        f"sessions lost {report.sessions_lost}, revocations lost {report.revocations_lost}, "
+        f"5xx other than 503 {report.other_5xx}"
+    )
+    return report
+
+
+async def _run(
+    redis: SentinelSet | ClusterSet,
+    gateways: Gateways,
+    report: Report,
+    sessions: int,
+    warmup: float,
+    after: float,
+    deadline: float,
+) -> None:
+    a, b = await asyncio.gather(gateways.start("A"), gateways.start("B"))
+    timeline = Timeline()
+    tally = Tally()
+    connector = aiohttp.TCPConnector(limit=sessions + 16)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        traffic = Traffic(http, [a, b], deadline=deadline, pause=0.1, tally=tally)
+        watch = Watch(http, [a, b])
+        stop = asyncio.Event()
+        chains = [Chain(f"user-{i}") for i in range(sessions)]
+        tasks = [asyncio.create_task(traffic.run_chain(c, stop)) for c in chains]
+        tasks.append(asyncio.create_task(traffic.run_logins("login-user", stop)))
+        victims = [f"victim-{j}" for j in range(VICTIMS)]
+        tasks.append(asyncio.create_task(traffic.run_revocations(victims, stop)))
+        tasks.append(asyncio.create_task(watch.run(stop)))
+        timeline.at(
+            time.monotonic(),
+            f"traffic on A and B: {sessions} sessions refreshing, logins, revocations "
+            "(admin: session, token, user; logout)",
+        )
+        try:
+            await asyncio.sleep(warmup)
+            victim, killed_at = await _kill(redis, timeline, sessions)
+            promoted = await asyncio.to_thread(_promoted, redis, victim)
+            timeline.at(promoted[1], f"new primary: 127.0.0.1:{promoted[0]}")
+            reloaded = await until(
+                _reloaded(watch, [a, b], killed_at), "A and B reloaded their views", 60
+            )
+            await asyncio.sleep(after)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        timeline.at(time.monotonic(), "traffic stopped")
+        for name in ("A", "B"):
+            when = watch.reloaded_after(name, killed_at)
+            if when is not None:
+                timeline.at(when, f"{name}: revocation view reloaded from the new primary")
+            stretch = watch.unready(name, killed_at)
+            if stretch is not None:
+                timeline.at(stretch[0], f"{name}: /readyz 503 (Redis unreachable)")
+                timeline.at(stretch[1], f"{name}: /readyz 200 again")
+        after_kill = [t for t in tally.unavailable if t >= killed_at]
+        if after_kill:
+            report.window = after_kill[-1] - killed_at
+            timeline.at(after_kill[0], "first 503 after the kill")
+            timeline.at(after_kill[-1], "last 503")
+        report.reloads = {
+            g.name: watch.count_at(g.name, time.monotonic()) - watch.count_at(g.name, killed_at)
+            for g in (a, b)
+        }
+        c = await gateways.start("C")
+        timeline.at(time.monotonic(), "instance C started: its view loaded from the new primary")
+        await _check(traffic, chains, [a, b, c], report, killed_at, reloaded)
+    report.log.extend(timeline.lines())
+    _summarize(report, tally)
+
+
+def _reloaded(
+    watch: Watch, instances: list[Instance], moment: float
+) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return all(watch.reloaded_after(i.name, moment) is not None for i in instances)
+
+    return check
+
+
+async def _kill(
+    redis: SentinelSet | ClusterSet, timeline: Timeline, sessions: int
+) -> tuple[int, float]:
+    """SIGKILL the primary (on Cluster: the master holding the revocation version and some
+    sessions' slots); (its port, when)."""
+    held = ""
+    if isinstance(redis, SentinelSet):
+        port = await asyncio.to_thread(redis.master_port)
+        assert port is not None
+    else:
+        port = await asyncio.to_thread(redis.master_of_key, VERSION_KEY)
+        owners = [
+            await asyncio.to_thread(redis.master_of_key, _session_key(f"user-{i}"))
+            for i in range(sessions)
+        ]
+        held = f", holding the revocation version and {owners.count(port)} sessions' slots"
+    node = redis.node(port)
+    node.kill()
+    killed = time.monotonic()
+    timeline.at(killed, f"SIGKILL primary 127.0.0.1:{port} (pid {node.process.pid}){held}")
+    return port, killed
+
+
+def _session_key(user: str) -> str:
+    return KeySpace().session_prefix(user) + "session:probe"
+
+
+def _promoted(redis: SentinelSet | ClusterSet, victim: int, limit: float = 60) -> tuple[int, float]:
+    """(port, when) of the node that took over from `victim`."""
+    key = VERSION_KEY
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if isinstance(redis, SentinelSet):
+                port = redis.master_port()
+            else:
+                port = redis.master_of_key(key)
+        except Exception:  # the topology is mid-switch: ask again
+            port = None
+        if port is not None and port != victim:
+            return port, time.monotonic()
+        time.sleep(0.05)
+    raise RuntimeError(f"no new primary after {limit:.0f} s")
+
+
+async def _check(
+    traffic: Traffic,
+    chains: list[Chain],
+    instances: list[Instance],
+    report: Report,
+    killed_at: float,
+    recovered_at: float,
+) -> None:
+    """Every session refreshes; every acknowledged revocation holds on every instance."""
+    report.sessions = len(chains)
+    first = instances[0]
+    for chain in chains:
+        if not chain.lost:
+            await _settled(functools.partial(traffic.refresh, chain, first), (200, 400))
+        report.sessions_lost += chain.lost or not chain.token
+    report.revocations = len(traffic.revoked)
+    report.revocations_during_switch = sum(
+        killed_at <= r.at <= recovered_at for r in traffic.revoked
+    )
+    for revoked in traffic.revoked:
+        held = True
+        for instance in instances:
+            headers = {"Authorization": f"Bearer {revoked.access}"}
+            url = f"{instance.base}/api/drill"
+            check = functools.partial(_status, traffic, "api", url, headers)
+            status = await _settled(check, (200, 401))
+            held = held and status == 401
+        if revoked.refresh is not None:
+            payload = {"refresh_token": revoked.refresh}
+            url = f"{first.base}/auth/refresh"
+            check = functools.partial(_status, traffic, "refresh", url, None, payload)
+            status = await _settled(check, (200, 400))
+            held = held and status == 400
+        report.revocations_lost += not held
+
+
+async def _status(
+    traffic: Traffic, what: str, url: str, headers: dict[str, str] | None, payload: Any = None
+) -> int:
+    method = "GET" if payload is None else "POST"
+    status, _ = await traffic.call(f"check {what}", method, url, headers=headers, json=payload)
+    return status
+
+
+async def _settled(
+    attempt: Callable[[], Awaitable[int]], final: tuple[int, ...], limit: float = 30
+) -> int:
+    """Repeat `attempt` while it answers anything but a `final` status (503, no answer)."""
+    deadline = time.monotonic() + limit
+    while True:
+        status = await attempt()
+        if status in final or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.1)
+
+
+def _summarize(report: Report, tally: Tally) -> None:
+    report.other_5xx = tally.other_5xx
+    report.missing_retry_after = tally.missing_retry_after
+    report.past_deadline = tally.past_deadline
+    report.unreachable = tally.unreachable
+    report.unavailable = tally.count(lambda _, status: status == 503)
+
+    def of(what: str) -> str:
+        done = tally.count(lambda w, s: w == what and s < 300)
+        busy = tally.count(lambda w, s: w == what and s == 503)
+        return f"{what} {done} ok/{busy} 503"
+
+    total = sum(tally.statuses.values())
+    report.log.append(
+        f"  requests {total}: {of('refresh')}, {of('login')}, {of('revoke')}, {of('api')}; "
+        f"503 with Retry-After {report.unavailable - report.missing_retry_after}"
+        f"/{report.unavailable}; unanswered within the clients' deadline "
+        f"{report.past_deadline}; slowest answer {tally.slowest:.2f} s"
+    )
+    report.log.extend(f"  answered {fault}" for fault in tally.faults)
+    window = "no 503 at all" if report.window is None else f"{report.window:.2f} s"
+    report.log.append(f"  failover window as clients saw it (kill to the last 503): {window}")
+    report.log.append(
+        f"  sessions: {report.sessions} refreshed after the switch, lost {report.sessions_lost}; "
+        f"revocations acknowledged {report.revocations} ({report.revocations_during_switch} "
+        f"between the kill and both views reloaded), enforced on A, B and C: "
+        f"{report.revocations - report.revocations_lost}; full view reloads since the kill: "
+        + ", ".join(f"{name} {count}" for name, count in report.reloads.items())
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("topology", choices=TOPOLOGIES)
+    parser.add_argument("--acks", type=int, default=1, help="redis.min_replicas_ack (default 1)")
+    parser.add_argument("--sessions", type=int, default=12, help="refreshing clients (12)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the kill (3)")
+    parser.add_argument("--after", type=float, default=3.0, help="seconds after recovery (3)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    args = parser.parse_args(argv)
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        print("redis-server and redis-cli are required (apt-get install redis-server)")
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-drill-"))
+    redis = start_topology(args.topology, workdir / "redis")
+    try:
+        report = asyncio.run(
+            drill(
+                redis,
+                acks=args.acks,
+                workdir=workdir,
+                sessions=args.sessions,
+                warmup=args.warmup,
+                after=args.after,
+            )
+        )
+    finally:
+        redis.stop()
+        if args.keep:
+            print(f"work folder kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\n".join(report.log))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

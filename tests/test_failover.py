@@ -1,0 +1,69 @@
+"""Redis failover under traffic: the gateway follows a new primary (Sentinel) or a replica that
+took over a dead master's slots (Cluster) without a restart, answers 503 with Retry-After in
+between, and loses no session and no acknowledged revocation (bench/failover_drill.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from bench.failover_drill import Report, drill
+from bench.redis_topology import ClusterSet, SentinelSet
+from gateway.store import connect_redis
+from gateway.store.client import check_redis_url
+
+SESSIONS = 8
+
+
+def check(report: Report) -> None:
+    log = "\n".join(report.log)
+    print(log)  # the drill's log, shown with -s or when the test fails
+    assert report.sessions == SESSIONS, log
+    assert report.revocations > 0, log
+    assert report.sessions_lost == 0, log
+    assert report.revocations_lost == 0, log
+    assert report.other_5xx == 0, log
+    assert report.missing_retry_after == 0, log
+    assert report.past_deadline == 0 and report.unreachable == 0, log
+    # both running instances reloaded their views from the new primary
+    assert all(count >= 1 for count in report.reloads.values()), log
+    assert log.endswith("sessions lost 0, revocations lost 0, 5xx other than 503 0")
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_sentinel_failover_loses_no_session_and_no_revocation(
+    redis_sentinel: SentinelSet, tmp_path: Path
+) -> None:
+    old = redis_sentinel.master_port()
+    report = await drill(redis_sentinel, acks=1, workdir=tmp_path, sessions=SESSIONS, warmup=2)
+    check(report)
+    assert redis_sentinel.master_port() not in (None, old)  # a replica was promoted
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_cluster_failover_loses_no_session_and_no_revocation(
+    redis_cluster_replicas: ClusterSet, tmp_path: Path
+) -> None:
+    report = await drill(
+        redis_cluster_replicas, acks=1, workdir=tmp_path, sessions=SESSIONS, warmup=2
+    )
+    check(report)
+    assert sum(node.alive for node in redis_cluster_replicas.nodes) == 8  # one master killed
+
+
+def test_cluster_url_takes_several_startup_nodes() -> None:
+    client = connect_redis(
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,[::1]:7002",
+        connect_timeout=1,
+        socket_timeout=1,
+        max_connections=2,
+    )
+    assert isinstance(client, RedisCluster)
+    assert set(client.nodes_manager.startup_nodes) >= {"127.0.0.1:7000", "127.0.0.1:7001"}
+    for bad in ("redis+cluster://", "redis+cluster://node:port"):
+        with pytest.raises(ValueError, match="host:port"):
+            check_redis_url(bad)
