@@ -4,6 +4,7 @@ primary holding the traffic's keys (SIGKILL), on Sentinel or on Cluster.
     python bench/failover_drill.py sentinel           # primary, 2 replicas, 3 sentinels
     python bench/failover_drill.py cluster            # 3 masters with 2 replicas each
     python bench/failover_drill.py sentinel --acks 0  # without replica acknowledgement
+    python bench/failover_drill.py sentinel --lag 1   # replicas 1 s behind when it dies
 
 Everything runs on free loopback ports and is stopped on exit. Afterwards the drill checks:
 sessions lost (a session whose last refresh the client saw succeed no longer refreshes),
@@ -52,6 +53,7 @@ from bench.drill_traffic import (  # noqa: E402
 )
 from bench.redis_topology import (  # noqa: E402
     ClusterSet,
+    RedisNode,
     SentinelSet,
     start_cluster,
     start_sentinel_set,
@@ -61,7 +63,8 @@ from gateway.store.keyspace import KeySpace  # noqa: E402
 from gateway.tokens.keys import generate_key_material, write_secret_file  # noqa: E402
 
 TOPOLOGIES: Final = ("sentinel", "cluster")
-VICTIMS: Final = 400
+VICTIMS: Final = 1000
+BURST_MIB: Final = 64  # more than loopback TCP buffers hold (tcp_rmem max 32 MiB + send side)
 VERSION_KEY: Final = KeySpace().revocation_version
 RELOADS: Final = re.compile(r"^gateway_revocation_reloads_total (\S+)$", re.MULTILINE)
 
@@ -299,12 +302,15 @@ async def drill(
     warmup: float = 3.0,
     after: float = 3.0,
     deadline: float = 10.0,
+    lag: float = 0.0,
 ) -> Report:
     """Run one drill on a running topology (see the module docstring); what it saw. The
-    topology loses its primary and stays the caller's to stop."""
+    topology loses its primary and stays the caller's to stop. With `lag`, the replicas are
+    paused that long before the kill (they fall behind, as under load or a slow link)."""
     report = Report(describe(redis), acks)
+    lagging = f", replicas {lag:g} s behind at the kill" if lag else ""
     report.log.append(
-        f"failover drill, {report.topology}; 2 gateways, redis.min_replicas_ack={acks}"
+        f"failover drill, {report.topology}{lagging}; 2 gateways, redis.min_replicas_ack={acks}"
     )
     gateways: Gateways | None = None
     try:
@@ -312,7 +318,7 @@ async def drill(
             gateways = Gateways(
                 workdir, gateway_config(workdir, redis.url, backend, acks, sessions)
             )
-            await _run(redis, gateways, report, sessions, warmup, after, deadline)
+            await _run(redis, gateways, report, sessions, warmup, after, deadline, lag)
     finally:
         if gateways is not None:
             gateways.stop()
@@ -331,6 +337,7 @@ async def _run(
     warmup: float,
     after: float,
     deadline: float,
+    lag: float,
 ) -> None:
     a, b = await asyncio.gather(gateways.start("A"), gateways.start("B"))
     timeline = Timeline()
@@ -353,7 +360,7 @@ async def _run(
         )
         try:
             await asyncio.sleep(warmup)
-            victim, killed_at = await _kill(redis, timeline, sessions)
+            victim, killed_at = await _kill(redis, timeline, sessions, lag)
             promoted = await asyncio.to_thread(_promoted, redis, victim)
             timeline.at(promoted[1], f"new primary: 127.0.0.1:{promoted[0]}")
             reloaded = await until(
@@ -398,14 +405,15 @@ def _reloaded(
 
 
 async def _kill(
-    redis: SentinelSet | ClusterSet, timeline: Timeline, sessions: int
+    redis: SentinelSet | ClusterSet, timeline: Timeline, sessions: int, lag: float
 ) -> tuple[int, float]:
     """SIGKILL the primary (on Cluster: the master holding the revocation version and some
-    sessions' slots); (its port, when)."""
+    sessions' slots), its replicas first left `lag` seconds behind; (its port, when)."""
     held = ""
     if isinstance(redis, SentinelSet):
         port = await asyncio.to_thread(redis.master_port)
         assert port is not None
+        replicas = [n for n in redis.nodes if n.port != port and n.alive]
     else:
         port = await asyncio.to_thread(redis.master_of_key, VERSION_KEY)
         owners = [
@@ -413,11 +421,38 @@ async def _kill(
             for i in range(sessions)
         ]
         held = f", holding the revocation version and {owners.count(port)} sessions' slots"
+        replicas = await asyncio.to_thread(redis.replicas_of, port)
     node = redis.node(port)
+    if lag:
+        for replica in replicas:
+            replica.pause()
+        # A paused replica's kernel still buffers what the primary streams to it (tens of MiB
+        # on loopback): a burst of unrelated writes fills that, so the traffic's writes from
+        # here on wait in the primary's memory and die with it, as writes do on a lagging link.
+        await asyncio.to_thread(_burst, node)
+        timeline.at(
+            time.monotonic(),
+            f"replicas paused (SIGSTOP) for {lag:g} s behind a {BURST_MIB} MiB burst of other "
+            "writes: the primary alone holds the writes from here",
+        )
+        await asyncio.sleep(lag)
     node.kill()
     killed = time.monotonic()
     timeline.at(killed, f"SIGKILL primary 127.0.0.1:{port} (pid {node.process.pid}){held}")
+    for replica in replicas if lag else []:
+        replica.resume()
     return port, killed
+
+
+def _burst(primary: RedisNode) -> None:
+    """BURST_MIB one-MiB values, with a TTL, on the primary's own slots (hash tag of the
+    revocation version key, which that primary holds on Cluster)."""
+    block = b"x" * (1 << 20)
+    with primary.client(timeout=10) as conn:
+        pipe = conn.pipeline(transaction=False)
+        for index in range(BURST_MIB):
+            pipe.set(f"drill:{{{VERSION_KEY}}}:burst:{index}", block, ex=60)
+        pipe.execute()
 
 
 def _session_key(user: str) -> str:
@@ -538,6 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=12, help="refreshing clients (12)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the kill (3)")
     parser.add_argument("--after", type=float, default=3.0, help="seconds after recovery (3)")
+    parser.add_argument(
+        "--lag", type=float, default=0.0, help="pause the replicas this long before the kill"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
@@ -554,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                 sessions=args.sessions,
                 warmup=args.warmup,
                 after=args.after,
+                lag=args.lag,
             )
         )
     finally:

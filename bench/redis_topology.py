@@ -60,8 +60,16 @@ class RedisNode:
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: a replica that falls behind (copies and acknowledges nothing) until resumed."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
@@ -263,6 +271,13 @@ class ClusterSet:
             if int(start) <= slot <= int(end):
                 return int(master[1])
         return None
+
+    def replicas_of(self, master: int) -> list[RedisNode]:
+        """The nodes replicating the master on port `master`."""
+        for _start, _end, owner, *copies in self.any_alive().ask("CLUSTER", "SLOTS"):
+            if int(owner[1]) == master:
+                return [self.node(int(copy[1])) for copy in copies]
+        return []
 
     def master_of_key(self, key: str) -> int:
         slot = int(self.any_alive().ask("CLUSTER", "KEYSLOT", key))

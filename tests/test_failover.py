@@ -48,11 +48,42 @@ async def test_sentinel_failover_loses_no_session_and_no_revocation(
 async def test_cluster_failover_loses_no_session_and_no_revocation(
     redis_cluster_replicas: ClusterSet, tmp_path: Path
 ) -> None:
+    """The master holding the revocation version and some sessions dies with its replicas
+    behind; one of them takes over its slots."""
     report = await drill(
-        redis_cluster_replicas, acks=1, workdir=tmp_path, sessions=SESSIONS, warmup=2
+        redis_cluster_replicas, acks=1, workdir=tmp_path, sessions=SESSIONS, warmup=2, lag=1
     )
     check(report)
     assert sum(node.alive for node in redis_cluster_replicas.nodes) == 8  # one master killed
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_replicas_behind_at_the_kill_lose_nothing_acknowledged(
+    redis_sentinel: SentinelSet, tmp_path: Path
+) -> None:
+    """The replicas are paused behind a burst of writes when the primary dies: with
+    acknowledgement, every write they did not confirm was answered 503 and retried."""
+    report = await drill(
+        redis_sentinel, acks=1, workdir=tmp_path, sessions=SESSIONS, warmup=2, lag=1
+    )
+    check(report)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_without_acknowledgement_replicas_behind_lose_answered_writes(
+    redis_sentinel: SentinelSet, tmp_path: Path
+) -> None:
+    """The same fault without redis.min_replicas_ack: refreshes the clients saw succeed and
+    revocations the operator was told about are gone with the primary (what the option buys)."""
+    report = await drill(
+        redis_sentinel, acks=0, workdir=tmp_path, sessions=SESSIONS, warmup=2, lag=1
+    )
+    log = "\n".join(report.log)
+    print(log)
+    assert report.sessions_lost > 0, log
+    assert report.other_5xx == 0 and report.missing_retry_after == 0, log
 
 
 def test_cluster_url_takes_several_startup_nodes() -> None:
