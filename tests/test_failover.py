@@ -4,16 +4,22 @@ between, and loses no session and no acknowledged revocation (bench/failover_dri
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from redis.asyncio.cluster import RedisCluster
 
 from bench.failover_drill import Report, drill
 from bench.redis_topology import ClusterSet, SentinelSet
+from gateway.config import load_settings
 from gateway.store import connect_redis
-from gateway.store.client import check_redis_url
+from gateway.store.client import check_redis_url, sentinel_parts
 
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SESSIONS = 8
 
 
@@ -98,3 +104,43 @@ def test_cluster_url_takes_several_startup_nodes() -> None:
     for bad in ("redis+cluster://", "redis+cluster://node:port"):
         with pytest.raises(ValueError, match="host:port"):
             check_redis_url(bad)
+
+
+def test_compose_sentinel_profile_agrees_with_the_gateway(
+    tmp_path: Path, key_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    profile = {name for name, s in services.items() if "sentinel" in s.get("profiles", [])}
+    assert profile == {
+        "redis-primary",
+        "redis-replica-1",
+        "redis-replica-2",
+        "sentinel-1",
+        "sentinel-2",
+        "sentinel-3",
+        "gateway-sentinel",
+    }
+    assert not services["gateway"].get("profiles")  # the default stack is unchanged
+    for name in ("redis-replica-1", "redis-replica-2"):
+        assert services[name]["command"][1:4] == ["--replicaof", "redis-primary", "6379"]
+    script = " ".join(services["sentinel-1"]["command"])
+    monitor = re.search(r"sentinel monitor (\S+) redis-primary 6379 (\d+)", script)
+    assert monitor is not None and monitor.group(2) == "2"
+
+    ha = services["gateway-sentinel"]
+    for name, value in ha["environment"].items():
+        monkeypatch.setenv(name, str(value))
+    data = yaml.safe_load((DEPLOY / "gateway.compose.yaml").read_text())
+    data["keys"]["items"][0]["private_key_file"] = str(key_files["EdDSA"])
+    data["auth"]["users_file"] = str(DEPLOY / "demo-users.yaml")
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(data))
+    settings = load_settings(path)
+    url = urlsplit(settings.redis.url)
+    hosts, service, _ = sentinel_parts(url.netloc, url.path)
+    assert service == monitor.group(1)
+    assert hosts == [(f"sentinel-{i}", 26379) for i in (1, 2, 3)]
+    assert settings.redis.min_replicas_ack == 1
+    assert settings.redis.replica_ack_timeout < settings.redis.socket_timeout
+    published = {p.split(":")[1] for p in ha["ports"]}
+    assert published.isdisjoint({p.split(":")[1] for p in services["gateway"]["ports"]})

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -158,3 +162,25 @@ async def test_without_the_acknowledgement_writes_are_503_and_safe_to_retry(
     resp = await client.post("/auth/logout", json={"refresh_token": other["refresh_token"]})
     assert resp.status == 204
     assert session_on(replica, other["session_id"]) == {}
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_the_cost_measurement_runs_both_settings() -> None:
+    """bench/measure_replica_ack.py works end to end (its figures are not asserted here)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required under CI but is not installed")
+        pytest.skip("redis-server binary not found (install redis-server to run this test)")
+    script = Path(__file__).resolve().parent.parent / "bench" / "measure_replica_ack.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--seconds", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if re.match(r"^\| [01] \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == ["0", "1"]
+    assert all(row.split("|")[-2].strip() == "0" for row in rows)  # no failed rotation

@@ -24,12 +24,12 @@ def check_redis_url(url: str) -> None:
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
     if parts.scheme == "redis+sentinel":
-        _sentinel_parts(parts.netloc, parts.path)
+        sentinel_parts(parts.netloc, parts.path)
     if parts.scheme == "redis+cluster":
         _cluster_nodes(parts.netloc)
 
 
-def _sentinel_parts(netloc: str, path: str) -> tuple[list[tuple[str, int]], str, int]:
+def sentinel_parts(netloc: str, path: str) -> tuple[list[tuple[str, int]], str, int]:
     """(sentinel hosts, service name, db) of a redis+sentinel:// URL; ValueError if malformed."""
     try:
         hosts = [_host_port(h) for h in netloc.rpartition("@")[2].split(",") if h]
@@ -84,7 +84,7 @@ def connect_redis(
             **timeouts,
         )
     if scheme == "redis+sentinel":
-        hosts, service, db = _sentinel_parts(parts.netloc, parts.path)
+        hosts, service, db = sentinel_parts(parts.netloc, parts.path)
         password = unquote(parts.password) if parts.password else None
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             hosts, sentinel_kwargs=timeouts, password=password, **timeouts
