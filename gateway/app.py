@@ -94,6 +94,7 @@ from gateway.runtime.telemetry import Telemetry
 from gateway.store import (
     AuditLog,
     ConsoleSessionStore,
+    Durability,
     RateLimiter,
     RevocationStore,
     SessionStore,
@@ -169,7 +170,8 @@ def build_services(
         socket_timeout=r.socket_timeout,
         max_connections=r.max_connections,
     )
-    revocation_store = RevocationStore(client, clock=clock, prefix=r.prefix)
+    durability = Durability(r.min_replicas_ack, r.replica_ack_timeout)
+    revocation_store = RevocationStore(client, clock=clock, prefix=r.prefix, durability=durability)
     sync = RevocationSync(
         revocation_store,
         view,
@@ -178,9 +180,11 @@ def build_services(
         max_staleness=settings.revocation.max_staleness,
         fail_mode=settings.revocation.fail_mode,
     )
-    audit = AuditLog(client, clock=clock, prefix=r.prefix)
+    audit = AuditLog(client, clock=clock, prefix=r.prefix, durability=durability)
     revoker = Revoker(
-        sessions=telemetry.traced(SessionStore(client, clock=clock, prefix=r.prefix), "sessions"),
+        sessions=telemetry.traced(
+            SessionStore(client, clock=clock, prefix=r.prefix, durability=durability), "sessions"
+        ),
         revocations=telemetry.traced(revocation_store, "revocations"),
         view=view,
         settings=t,
@@ -348,7 +352,14 @@ def _browser(
         keyring, issuer=t.issuer, audience=t.audience, access_ttl=t.access_ttl, clock=clock
     )
     sessions = BrowserSessions(
-        store=CookieSessionStore(redis, clock=clock, prefix=settings.redis.prefix),
+        store=CookieSessionStore(
+            redis,
+            clock=clock,
+            prefix=settings.redis.prefix,
+            durability=Durability(
+                settings.redis.min_replicas_ack, settings.redis.replica_ack_timeout
+            ),
+        ),
         issuer=issuer,
         revoker=revoker,
         view=view,

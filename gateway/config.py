@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from gateway.errors import ConfigError
-from gateway.store.client import check_redis_url
+from gateway.store.client import check_redis_url, is_memory_url
 from gateway.typedefs import FailMode, PathParameters, RoutePolicy
 
 ENV_PREFIX: Final = "GATEWAY_"
@@ -100,12 +100,31 @@ class RedisSettings(_Section):
     """connection pool size per worker"""
     prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     """first segment of every key and of the pub/sub channel"""
+    min_replicas_ack: int = Field(
+        default=0,
+        ge=0,
+        description="replicas that must hold each session, refresh, revocation and audit write "
+        "(WAIT) before it is answered; 0 = the primary's answer is enough",
+    )
+    replica_ack_timeout: PositiveSeconds = Field(
+        default=0.5,
+        description="seconds to wait for those replicas, else 503 (safe to retry); "
+        "below socket_timeout",
+    )
 
     @field_validator("url")
     @classmethod
     def _url_is_supported(cls, value: str) -> str:
         check_redis_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _acknowledgement_fits(self) -> RedisSettings:
+        if self.min_replicas_ack and is_memory_url(self.url):
+            raise ValueError("min_replicas_ack needs a Redis with replicas, not memory://")
+        if self.min_replicas_ack and self.replica_ack_timeout >= self.socket_timeout:
+            raise ValueError("replica_ack_timeout must be below socket_timeout")
+        return self
 
 
 class KeySettings(_Section):
@@ -189,8 +208,11 @@ class TokenSettings(_Section):
     """access token lifetime, seconds"""
     refresh_ttl: PositiveSeconds = 30 * 86400
     """absolute session lifetime, seconds; rotation never extends it"""
-    refresh_reuse_grace: NonNegativeSeconds = 10
-    """seconds a spent refresh token still yields the same successor (concurrent refreshes)"""
+    refresh_reuse_grace: NonNegativeSeconds = Field(
+        default=10,
+        description="seconds a spent refresh token still yields its successor once handed out "
+        "(before: always); 0 = never",
+    )
     leeway: NonNegativeSeconds = 30
     """clock skew allowed on exp, nbf and iat, seconds"""
     verified_cache_size: int = Field(default=100_000, ge=0)

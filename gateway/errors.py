@@ -22,8 +22,9 @@
     │   ├── ExpectationFailed         417 expectation_failed
     │   ├── RateLimited               429 rate_limited (+ Retry-After)
     │   └── HeadersTooLarge           431 request_header_fields_too_large
-    ├── ServiceFault (5xx)            our side, Redis or the upstream failed
+    ├── ServiceFault (5xx)            our side, Redis or the upstream failed (503s: Retry-After)
     │   ├── StoreUnavailable          503 temporarily_unavailable
+    │   │   └── ReplicaAckMissing     503 (Redis replicas did not confirm a write in time)
     │   ├── Overloaded                503 temporarily_unavailable
     │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
     │   ├── ProviderUnavailable       503 temporarily_unavailable (an identity provider's keys)
@@ -236,10 +237,25 @@ class ServiceFault(GatewayError):
     status = 503
     code = "temporarily_unavailable"
     default_description = "service temporarily unavailable"
+    # Every 503 says when to come back (RFC 9110 §10.2.3): a client that waits and retries the
+    # same request (a refresh included: see the token service) gets a valid answer.
+    retry_after: ClassVar[int] = 1
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.status == 503:
+            headers.setdefault("Retry-After", str(self.retry_after))
+        return headers
 
 
 class StoreUnavailable(ServiceFault):
     default_description = "the token store is temporarily unavailable"
+
+
+class ReplicaAckMissing(StoreUnavailable):
+    """Fewer Redis replicas than `redis.min_replicas_ack` confirmed a write in time."""
+
+    default_description = "the token store did not confirm the write in time; retry"
 
 
 class Overloaded(ServiceFault):
@@ -251,6 +267,7 @@ class Overloaded(ServiceFault):
 
 class RevocationStale(ServiceFault):
     default_description = "revocation state is stale; refusing protected requests"
+    retry_after = 5  # Redis has been out of reach for revocation.max_staleness already
 
 
 class ProviderUnavailable(ServiceFault):

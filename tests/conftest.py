@@ -22,6 +22,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
 
 from bench.common import free_port, spawn_redis, wait_for_port
+from bench.redis_topology import (
+    ClusterSet,
+    Replicated,
+    SentinelSet,
+    start_cluster,
+    start_replicated,
+    start_sentinel_set,
+)
 from gateway.app import create_app
 from gateway.browser.seal import new_seal_key
 from gateway.config import Settings
@@ -568,3 +576,40 @@ async def browser_client(
         update={"redis": settings.redis.model_copy(update={"url": server.url})}
     )
     return await gateway_factory(settings, clock=clock, cookie_jar=jar)
+
+
+# ---- replicated Redis: a primary with a replica, Sentinel, a cluster with replicas ------
+
+
+def _require_redis_binaries() -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server and redis-cli are required under CI")
+        pytest.skip("redis-server/redis-cli not found (install redis-server to run this test)")
+
+
+@pytest.fixture
+def redis_replicated(tmp_path: Path) -> Iterator[Replicated]:
+    """A primary and one replica (link up), on free loopback ports."""
+    _require_redis_binaries()
+    topology = start_replicated(tmp_path / "replicated", replicas=1)
+    yield topology
+    topology.stop()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A primary, two replicas and three sentinels (quorum 2, primary down after 1 s)."""
+    _require_redis_binaries()
+    topology = start_sentinel_set(tmp_path / "sentinel", replicas=2)
+    yield topology
+    topology.stop()
+
+
+@pytest.fixture
+def redis_cluster_replicas(tmp_path: Path) -> Iterator[ClusterSet]:
+    """Three cluster masters with two replicas each (a master fails over in ~2 s)."""
+    _require_redis_binaries()
+    cluster = start_cluster(tmp_path / "cluster", masters=3, replicas=2)
+    yield cluster
+    cluster.stop()

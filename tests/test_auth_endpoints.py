@@ -437,3 +437,33 @@ async def test_redis_never_holds_a_raw_refresh_token_and_every_key_has_a_ttl(
     for token in (first["refresh_token"], second["refresh_token"]):
         assert token.encode() not in dump
         assert token.split(".")[1].encode() not in dump
+
+
+async def test_logout_with_an_expired_access_token_and_the_refresh_token(
+    client: Any, clock: FakeClock
+) -> None:
+    body = await login(client)
+    clock.now += 900 + 31  # access_ttl and leeway over: the access token has expired
+    resp = await client.post(
+        "/auth/logout",
+        json={"refresh_token": body["refresh_token"]},
+        headers=bearer(body["access_token"]),
+    )
+    assert resp.status == 204
+    resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_grant"
+
+
+async def test_logout_with_only_an_expired_access_token_is_401(
+    client: Any, clock: FakeClock
+) -> None:
+    body = await login(client)
+    clock.now += 900 + 31
+    resp = await client.post("/auth/logout", headers=bearer(body["access_token"]))
+    assert resp.status == 401
+    assert (await resp.json())["error"] == "invalid_token"
+    assert "expired" in resp.headers["WWW-Authenticate"]
+    # nothing was ended: the refresh token still works
+    resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    assert resp.status == 200

@@ -7,6 +7,7 @@ import asyncio
 
 import aiohttp
 import pytest
+import redis.asyncio.connection
 import redis.exceptions
 
 from gateway.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnavailable
@@ -75,6 +76,31 @@ def test_every_upstream_client_error_is_502_or_504(kind: type[BaseException]) ->
 )
 def test_upstream_timeouts_are_504(kind: type[BaseException]) -> None:
     assert isinstance(raise_in(upstream_errors(), instance(kind)), UpstreamTimeout)
+
+
+async def test_transport_internals_leaking_from_redis_py_are_store_unavailable() -> None:
+    # what redis-py lets through when a connection is closed under it: its stream is gone
+    connection = redis.asyncio.connection.Connection()
+    connection._writer = None
+    try:
+        await connection._send_packed_command([b"PING"])
+    except AttributeError as exc:
+        leaked: BaseException = exc
+    assert isinstance(raise_in(store_errors("test"), leaked), StoreUnavailable)
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon(print)
+    except RuntimeError as exc:  # "Event loop is closed", raised inside asyncio
+        closed: BaseException = exc
+    assert isinstance(raise_in(store_errors("test"), closed), StoreUnavailable)
+
+
+@pytest.mark.parametrize("kind", [AttributeError, TypeError, RuntimeError])
+def test_the_same_errors_from_the_gateways_own_code_are_not_hidden(
+    kind: type[BaseException],
+) -> None:
+    assert type(raise_in(store_errors("test"), kind("a bug"))) is kind
 
 
 def test_other_errors_pass_through_both_boundaries() -> None:

@@ -62,7 +62,11 @@ async def open_session(store: SessionStore, sub: str = "alice", **kw: Any) -> tu
     return sid, token
 
 
-async def rotate(store: SessionStore, sid: str, token: str, grace: float = 10) -> Any:
+async def rotate(
+    store: SessionStore, sid: str, token: str, grace: float = 10, *, delivered: bool = True
+) -> Any:
+    """Rotate as the token service does: seal the successor, confirm it once in hand (unless
+    `delivered` is False: the answer was lost). Returns the result and the successor."""
     successor = new_refresh_token(sid)
     result = await store.rotate(
         sid=sid,
@@ -71,6 +75,12 @@ async def rotate(store: SessionStore, sid: str, token: str, grace: float = 10) -
         successor_box=seal_successor(token, successor, sid),  # what the token service stores
         grace=grace,
     )
+    if result.successor_box is not None:
+        successor = open_successor(token, result.successor_box, sid) or ""
+    if delivered and result.pending:
+        await store.confirm_delivery(
+            sid=sid, successor_hash=refresh_token_hash(successor), grace=grace
+        )
     return result, successor
 
 
@@ -215,12 +225,21 @@ async def test_delete_and_delete_all(sessions: SessionStore) -> None:
     assert await sessions.list_for_user("alice") == []
 
 
-async def test_owner_matches_current_token_only(sessions: SessionStore) -> None:
+async def test_owner_matches_tokens_that_can_still_refresh(
+    sessions: SessionStore, clock: Clock
+) -> None:
     sid, first = await open_session(sessions)
     assert (await sessions.owner(sid, refresh_token_hash(first))) is not None
     _, second = await rotate(sessions, sid, first)
-    assert await sessions.owner(sid, refresh_token_hash(first)) is None
     assert await sessions.owner(sid, refresh_token_hash(second)) is not None
+    # the spent token still fetches its successor within the grace window: it owns the session
+    assert await sessions.owner(sid, refresh_token_hash(first)) is not None
+    clock.now += 11
+    assert await sessions.owner(sid, refresh_token_hash(first)) is None
+    await rotate(sessions, sid, second, delivered=False)
+    clock.now += 3600 - 12
+    assert await sessions.owner(sid, refresh_token_hash(second)) is not None  # still pending
+    assert await sessions.owner(sid, refresh_token_hash(first)) is None
 
 
 async def test_revocation_records(redis: Any, clock: Clock) -> None:
@@ -300,6 +319,7 @@ async def test_every_public_coroutine_maps_redis_outages(clock: Clock) -> None:
         SessionStore: {
             "create": dict(sub="a", sid=sid, refresh_hash="h", lifetime=10),
             "rotate": dict(sid=sid, presented_hash="h", new_hash="n", successor_box=b"b", grace=1),
+            "confirm_delivery": dict(sid=sid, successor_hash="n", grace=1),
             "owner": dict(sid=sid, presented_hash="h"),
             "get": dict(sid=sid),
             "list_for_user": dict(sub="a"),

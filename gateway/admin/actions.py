@@ -22,6 +22,7 @@ from gateway.store import (
     SID_RE,
     AuditEntry,
     AuditLog,
+    Durability,
     RevocationStore,
     Session,
     SessionStore,
@@ -155,10 +156,13 @@ async def connected_actions(settings: Settings) -> AsyncIterator[AdminActions]:
         r.url, connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout, max_connections=4
     )
     clock = time.time
+    durability = Durability(r.min_replicas_ack, r.replica_ack_timeout)
     try:
         revoker = Revoker(
-            sessions=SessionStore(client, clock=clock, prefix=r.prefix),
-            revocations=RevocationStore(client, clock=clock, prefix=r.prefix),
+            sessions=SessionStore(client, clock=clock, prefix=r.prefix, durability=durability),
+            revocations=RevocationStore(
+                client, clock=clock, prefix=r.prefix, durability=durability
+            ),
             view=None,
             settings=settings.tokens,
             clock=clock,
@@ -166,6 +170,7 @@ async def connected_actions(settings: Settings) -> AsyncIterator[AdminActions]:
         verifier = TokenVerifier.from_settings(
             load_keyring(settings.keys), settings.tokens, clock=clock, cache_size=0
         )
-        yield AdminActions(revoker, AuditLog(client, clock=clock, prefix=r.prefix), verifier, clock)
+        audit = AuditLog(client, clock=clock, prefix=r.prefix, durability=durability)
+        yield AdminActions(revoker, audit, verifier, clock)
     finally:
         await client.aclose()

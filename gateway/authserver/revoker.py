@@ -38,9 +38,13 @@ class Revoker:
         self._clock = clock
 
     async def end_session(self, sid: str) -> Session | None:
-        """Delete the session and reject its access tokens everywhere. None if unknown."""
-        session = await self.sessions.delete(sid)
+        """Reject the session's access tokens everywhere, then delete it. None if unknown.
+
+        In that order so that a session gone from Redis always had its revocation written
+        first: a retry after a failure in between (which finds nothing left to delete) is
+        answered only when the revocation stands."""
         await self.revoke_sid(sid)
+        session = await self.sessions.delete(sid)
         if session is not None:
             log.info("session ended sid=%s sub=%s", sid, session.sub)
         return session

@@ -74,9 +74,16 @@ async def revoke(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     """POST /auth/logout: end the session named by the access token and/or refresh token."""
     service = request.app[TOKEN_SERVICE]
-    principal = optional_principal(request)
     params = await read_params(request) if request.body_exists else {}
     presented = text_param(params, "refresh_token")
+    try:
+        principal = optional_principal(request)
+    except InvalidToken:
+        if not presented:
+            raise
+        # An expired (or otherwise refused) access token does not stand in the way: the refresh
+        # token alone is enough to end its own session.
+        principal = None
     sids = set()
     if principal is not None:
         sids.add(principal.sid)

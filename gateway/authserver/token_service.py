@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from gateway.authserver.credentials import Identity
 from gateway.authserver.revoker import Revoker
 from gateway.config import TokenSettings
-from gateway.errors import InvalidGrant
+from gateway.errors import InvalidGrant, StoreUnavailable
 from gateway.store import (
     Session,
     new_refresh_token,
@@ -39,7 +39,7 @@ class TokenPair:
     access: IssuedToken
     refresh_token: str
     session: Session
-    outcome: str  # "login", "rotated" or "grace"
+    outcome: str  # "login", "rotated", "grace" or "redelivered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,13 @@ class TokenService:
         return TokenPair(self._access_for(created.session), refresh, created.session, "login")
 
     async def refresh(self, presented: str) -> TokenPair:
-        """Rotate a refresh token; reuse outside the grace window ends the session."""
+        """Rotate a refresh token; reuse outside the grace window ends the session.
+
+        Safe to retry: when the store fails mid-rotation (503), presenting the same token again
+        gets the successor the rotation recorded, if it did ("redelivered"), or a fresh
+        rotation if it did not. The successor stops being redeliverable once this method has
+        confirmed, with its answer in hand, that it could be handed out.
+        """
         sid = parse_refresh_token(presented)
         if sid is None:
             raise InvalidGrant("the refresh token is invalid", reason="malformed")
@@ -134,18 +140,37 @@ class TokenService:
                 "refresh token reuse detected; the session has been revoked",
                 reason="reuse_detected",
             )
-        if result.outcome == "grace" and session is not None and result.successor_box:
+        replay = result.outcome in ("grace", "redelivered")
+        if replay and session is not None and result.successor_box:
             replayed = open_successor(presented, result.successor_box, sid)
             if replayed is None:
                 raise InvalidGrant("the refresh token is invalid", reason="unknown")
             successor = replayed
+            if result.outcome == "redelivered":
+                log.info("refresh answer handed out again sid=%s sub=%s", sid, session.sub)
         elif result.outcome != "rotated" or session is None:
             raise InvalidGrant(
                 "the refresh token is invalid, expired or revoked", reason=result.outcome
             )
         if self._view.session_revoked(session):
             raise InvalidGrant("the session has been revoked", reason="revoked")
-        return TokenPair(self._access_for(session), successor, session, result.outcome)
+        pair = TokenPair(self._access_for(session), successor, session, result.outcome)
+        if result.pending:
+            await self._confirm_delivery(sid, successor)
+        return pair
+
+    async def _confirm_delivery(self, sid: str, successor: str) -> None:
+        """Start the grace window of the spent token now that its successor is in hand."""
+        try:
+            await self._sessions.confirm_delivery(
+                sid=sid,
+                successor_hash=refresh_token_hash(successor),
+                grace=self._settings.refresh_reuse_grace,
+            )
+        except StoreUnavailable:
+            # The pair is recorded, so the client gets it; the spent token can still fetch
+            # this successor until the successor is used (reuse is detected from then on).
+            log.warning("refresh delivery not recorded sid=%s: Redis unavailable", sid)
 
     async def session_for_refresh_token(self, presented: str) -> Session | None:
         """The live session a refresh token belongs to (current token only), else None."""

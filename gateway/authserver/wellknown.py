@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.helpers import ETAG_ANY
 
 from gateway.appkeys import FEDERATION, KEYRING, SETTINGS
 from gateway.authserver.federation.grant import TOKEN_EXCHANGE_GRANT
 
+# How long verifiers may cache the key set: well under the wait the README asks for between
+# publishing a new key and signing with it (10 minutes), so every cache has seen it by then.
+JWKS_MAX_AGE: Final = 300
+
 
 async def jwks(request: web.Request) -> web.Response:
-    """GET /.well-known/jwks.json: public keys only (RFC 7517)."""
-    return web.json_response(
-        request.app[KEYRING].jwks(), headers={"Cache-Control": "public, max-age=300"}
-    )
+    """GET /.well-known/jwks.json: public keys only (RFC 7517), with an ETag; 304 when the
+    client's If-None-Match names it."""
+    body = json.dumps(request.app[KEYRING].jwks(), sort_keys=True, separators=(",", ":"))
+    # The same keys give the same tag on every worker and instance (sorted, compact JSON).
+    etag = hashlib.sha256(body.encode()).hexdigest()[:32]
+    headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}", "ETag": f'"{etag}"'}
+    wanted = request.if_none_match  # weak comparison (RFC 9110 §13.1.2): W/ prefixes ignored
+    if wanted and any(tag.value in (etag, ETAG_ANY) for tag in wanted):
+        return web.Response(status=304, headers=headers)
+    return web.Response(text=body, content_type="application/json", headers=headers)
 
 
 async def metadata(request: web.Request) -> web.Response:

@@ -43,7 +43,9 @@ async def readyz(request: web.Request) -> web.Response:
         body["identity_providers"] = {
             p.name: _key_state(p.keys.state()) for p in federation.providers
         }
-    return web.json_response(body, status=200 if ready else 503)
+    if ready:
+        return web.json_response(body)
+    return web.json_response(body, status=503, headers={"Retry-After": "1"})
 
 
 def _key_state(state: KeyState) -> dict[str, object]:

@@ -14,6 +14,7 @@ from gateway.store.keyspace import (
 from gateway.store.ratelimit import RateLimiter
 from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
+from gateway.store.writes import Durability
 
 __all__ = [
     "SID_RE",
@@ -22,6 +23,7 @@ __all__ = [
     "ConsoleSession",
     "ConsoleSessionStore",
     "CreateResult",
+    "Durability",
     "Feed",
     "KeySpace",
     "RateLimiter",

@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 
 from gateway.store.boundary import translated
 from gateway.store.keyspace import KeySpace
+from gateway.store.writes import Durability, LuaScript, Writer
+
+# KEYS: the stream. ARGV: maxlen, retention seconds, then field/value pairs. One step, so the
+# stream never exists without its TTL, and one write to acknowledge.
+APPEND: Final = LuaScript(
+    """
+local unpack = unpack or table.unpack
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return id
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +57,10 @@ class AuditLog:
         prefix: str = "gw",
         maxlen: int = 100_000,
         retention: int = 90 * 86400,
+        durability: Durability | None = None,
     ):
         self._redis = redis
+        self._writes = Writer(redis, durability)
         self._clock = clock
         self._key = KeySpace(prefix).audit
         self._maxlen = maxlen
@@ -71,10 +85,10 @@ class AuditLog:
             "source": source or "",
             "detail": json.dumps(detail or {}, separators=(",", ":")),
         }
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
-        pipe.expire(self._key, self._retention)
-        entry_id, _ = await pipe.execute()
+        pairs = [item for pair in fields.items() for item in pair]
+        entry_id = await self._writes.run(
+            APPEND, [self._key], [self._maxlen, self._retention, *pairs]
+        )
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     @translated

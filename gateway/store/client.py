@@ -6,8 +6,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
 
 MEMORY_SCHEME = "memory"
 SCHEMES = (MEMORY_SCHEME, "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
@@ -22,10 +24,12 @@ def check_redis_url(url: str) -> None:
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
     if parts.scheme == "redis+sentinel":
-        _sentinel_parts(parts.netloc, parts.path)
+        sentinel_parts(parts.netloc, parts.path)
+    if parts.scheme == "redis+cluster":
+        _cluster_nodes(parts.netloc)
 
 
-def _sentinel_parts(netloc: str, path: str) -> tuple[list[tuple[str, int]], str, int]:
+def sentinel_parts(netloc: str, path: str) -> tuple[list[tuple[str, int]], str, int]:
     """(sentinel hosts, service name, db) of a redis+sentinel:// URL; ValueError if malformed."""
     try:
         hosts = [_host_port(h) for h in netloc.rpartition("@")[2].split(",") if h]
@@ -36,6 +40,17 @@ def _sentinel_parts(netloc: str, path: str) -> tuple[list[tuple[str, int]], str,
     if not hosts or not segments:
         raise ValueError("redis+sentinel:// needs host:port[,host:port]/service_name[/db]")
     return hosts, segments[0], db
+
+
+def _cluster_nodes(netloc: str) -> list[tuple[str, int]]:
+    """The startup nodes of a redis+cluster:// URL (any live one finds the rest)."""
+    try:
+        hosts = [_host_port(h, 6379) for h in netloc.rpartition("@")[2].split(",") if h]
+    except ValueError:
+        hosts = []
+    if not hosts:
+        raise ValueError("redis+cluster:// needs host:port[,host:port]")
+    return hosts
 
 
 def is_memory_url(url: str) -> bool:
@@ -69,7 +84,7 @@ def connect_redis(
             **timeouts,
         )
     if scheme == "redis+sentinel":
-        hosts, service, db = _sentinel_parts(parts.netloc, parts.path)
+        hosts, service, db = sentinel_parts(parts.netloc, parts.path)
         password = unquote(parts.password) if parts.password else None
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             hosts, sentinel_kwargs=timeouts, password=password, **timeouts
@@ -77,15 +92,23 @@ def connect_redis(
         master: Any = sentinel.master_for(service, db=db, max_connections=max_connections)
         return master  # type: ignore[no-any-return]
     if scheme == "redis+cluster":
-        cluster_url = "redis://" + parts.netloc + parts.path
-        cluster: Any = RedisCluster.from_url(
-            cluster_url, max_connections=max_connections, **timeouts
+        nodes = [ClusterNode(host, port) for host, port in _cluster_nodes(parts.netloc)]
+        cluster: Any = RedisCluster(
+            startup_nodes=nodes,
+            # A dead master's slots move to a replica within seconds: a few quick retries (each
+            # re-reading the slot map) rather than redis-py's ten with up to 1 s between them,
+            # so a request answers 503 within about a second instead of waiting out a failover.
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.25), retries=3),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            max_connections=max_connections,
+            **timeouts,
         )
         return cluster  # type: ignore[no-any-return]
     check_redis_url(url)  # raises: the scheme is not one of SCHEMES
     raise AssertionError("unreachable")
 
 
-def _host_port(item: str) -> tuple[str, int]:
+def _host_port(item: str, default_port: int = 26379) -> tuple[str, int]:
     host, _, port = item.rpartition(":")
-    return (host or item, int(port) if port else 26379)
+    return (host or item, int(port) if port else default_port)

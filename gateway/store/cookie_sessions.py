@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from gateway.store.boundary import translated
 from gateway.store.keyspace import SID_RE, KeySpace
 from gateway.store.sessions import _LUA_COMMON, Session, _decode, _pairs
+from gateway.store.writes import Durability, LuaScript, Writer
 
 LookupStatus = Literal["current", "promoted", "grace", "reuse", "expired", "unknown"]
 StageStatus = Literal["staged", "restaged", "grace", "reuse", "expired", "unknown"]
@@ -33,7 +34,8 @@ local function promote(s, spent, now, grace, exp)
   redis.call('EXPIREAT', spent, math.ceil(exp))
   redis.call('HSET', s, 'prev', old, 'prev_until', string.format('%.6f', now + grace),
              'succ', redis.call('HGET', s, 'nbox'), 'rt', redis.call('HGET', s, 'nrt'))
-  redis.call('HDEL', s, 'nrt', 'nrt_for', 'nbox')
+  -- the old token's window is counted from now: nothing of a bearer rotation stays pending
+  redis.call('HDEL', s, 'nrt', 'nrt_for', 'nbox', 'pend')
   redis.call('HINCRBY', s, 'gen', 1)
 end
 local function staged(s, presented, rt)
@@ -125,6 +127,10 @@ return {'unknown'}
 )
 
 
+LOOKUP: Final = LuaScript(_LOOKUP)
+STAGE: Final = LuaScript(_STAGE)
+
+
 @dataclass(frozen=True, slots=True)
 class LookupResult:
     status: LookupStatus
@@ -139,13 +145,21 @@ class StageResult:
 
 
 class CookieSessionStore:
-    """The two operations browser sessions add to the session hashes (one script each)."""
+    """The two operations browser sessions add to the session hashes (one script each).
+    Writes that change a token's state wait for replica acknowledgement when `durability`
+    asks (gateway.store.writes), like the bearer rotation."""
 
-    def __init__(self, redis: Redis, *, clock: Callable[[], float], prefix: str = "gw"):
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        clock: Callable[[], float],
+        prefix: str = "gw",
+        durability: Durability | None = None,
+    ):
         self._clock = clock
         self._keys = KeySpace(prefix)
-        self._lookup = redis.register_script(_LOOKUP)
-        self._stage = redis.register_script(_STAGE)
+        self._writes = Writer(redis, durability)
 
     @translated
     async def lookup(self, sid: str, presented_hash: str, *, grace: float) -> LookupResult:
@@ -153,9 +167,11 @@ class CookieSessionStore:
         if not SID_RE.match(sid):
             return LookupResult("unknown")
         k = self._keys
-        reply = await self._lookup(
-            keys=[k.session(sid), k.spent(sid)],
-            args=[repr(self._clock()), presented_hash, repr(grace), k.session_prefix_of_sid(sid)],
+        reply = await self._writes.run(
+            LOOKUP,
+            [k.session(sid), k.spent(sid)],
+            [repr(self._clock()), presented_hash, repr(grace), k.session_prefix_of_sid(sid)],
+            durable=_changed_tokens,
         )
         status: LookupStatus = reply[0].decode()
         if len(reply) < 2:
@@ -171,9 +187,10 @@ class CookieSessionStore:
         if not SID_RE.match(sid):
             return StageResult("unknown")
         k = self._keys
-        reply = await self._stage(
-            keys=[k.session(sid), k.spent(sid)],
-            args=[
+        reply = await self._writes.run(
+            STAGE,
+            [k.session(sid), k.spent(sid)],
+            [
                 repr(self._clock()),
                 presented_hash,
                 new_hash,
@@ -187,3 +204,9 @@ class CookieSessionStore:
             return StageResult(status)
         box = reply[2] if len(reply) > 2 else None
         return StageResult(status, _decode(_pairs(reply[1])), box)
+
+
+def _changed_tokens(reply: list[bytes]) -> bool:
+    """A lookup that promoted a staged token or ended a reused session wrote token state (a
+    plain check only touched last_used_at, not worth a replica round trip)."""
+    return reply[0] in (b"promoted", b"reuse")

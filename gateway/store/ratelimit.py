@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Final
 
 from redis.asyncio import Redis
 
 from gateway.store.boundary import translated
 from gateway.store.keyspace import KeySpace
+from gateway.store.writes import LuaScript, Writer
+
+# KEYS: the counter. ARGV: its lifetime. One script rather than MULTI: redis-py's Cluster
+# transactions queue each command through a thread running its own event loop, which after a
+# failover rebuilds the shared client's connections on that loop (500s, "different loop").
+HIT: Final = LuaScript(
+    """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return count
+"""
+)
 
 
 class RateLimiter:
@@ -16,6 +29,7 @@ class RateLimiter:
         self._redis = redis
         self._clock = clock
         self._keys = KeySpace(prefix)
+        self._writes = Writer(redis)  # counters are not worth waiting for replicas
 
     def _window(self, scope: str, identity: str, window: int) -> tuple[str, int]:
         now = self._clock()
@@ -27,10 +41,7 @@ class RateLimiter:
     async def hit(self, scope: str, identity: str, *, limit: int, window: int) -> tuple[bool, int]:
         """Count one event; (allowed, seconds until the window resets)."""
         key, retry_after = self._window(scope, identity, window)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, window + 1)
-        count, _ = await pipe.execute()
+        count = await self._writes.run(HIT, [key], [window + 1], durable=False)
         return int(count) <= limit, retry_after
 
     @translated

@@ -22,6 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.safejson import parse_json
 from gateway.store.boundary import FOREIGN_ERRORS, store_errors, translated
 from gateway.store.keyspace import KeySpace, sub_key
+from gateway.store.writes import Durability, Target, Writer
 from gateway.typedefs import RevocationKind
 
 KINDS: Final = frozenset(get_args(RevocationKind))
@@ -104,10 +105,20 @@ class Feed:
 
 
 class RevocationStore:
-    def __init__(self, redis: Redis, *, clock: Callable[[], float], prefix: str = "gw"):
+    """Writes (acknowledged by replicas when `durability` asks), versions, publishes, loads."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        clock: Callable[[], float],
+        prefix: str = "gw",
+        durability: Durability | None = None,
+    ):
         self._redis = redis
         self._clock = clock
         self._keys = KeySpace(prefix)
+        self._writes = Writer(redis, durability)
 
     async def revoke_jti(self, jti: str, *, exp: float, leeway: float) -> Revocation | None:
         """Deny one access token until exp + leeway; None (nothing written) if already past."""
@@ -134,12 +145,18 @@ class RevocationStore:
 
     @translated
     async def _write(self, record: Revocation, key: str) -> Revocation:
-        pipe = self._redis.pipeline(transaction=False)
-        # SECURITY: the record lives at least as long as the tokens it blocks (rounded up).
-        pipe.set(key, stored_value(record), exat=math.ceil(record.until) + 1)
-        pipe.incr(self._keys.revocation_version)
-        pipe.expire(self._keys.revocation_version, VERSION_TTL)
-        _, version, _ = await pipe.execute()
+        version_key = self._keys.revocation_version
+
+        def queue(pipe: Any, target: Target) -> None:
+            # SECURITY: the record lives at least as long as the tokens it blocks (rounded up).
+            expiry = math.ceil(record.until) + 1
+            pipe.execute_command("SET", key, stored_value(record), "EXAT", expiry, **target)
+            # The version only tells instances to reload: a version lost in a failover makes
+            # the new primary's lower, which reloads them too.
+            pipe.incr(version_key)
+            pipe.expire(version_key, VERSION_TTL)
+
+        _, version, _ = await self._writes.pipeline(queue, key=key)
         published = replace(record, version=int(version))
         await self._redis.publish(self._keys.revocation_channel, encode(published))
         return published

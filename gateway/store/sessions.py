@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 
 from gateway.store.boundary import translated
 from gateway.store.keyspace import SID_RE, KeySpace
+from gateway.store.writes import Durability, LuaScript, Writer
 
-Outcome = Literal["rotated", "grace", "reuse", "expired", "unknown"]
+Outcome = Literal["rotated", "grace", "redelivered", "reuse", "expired", "unknown"]
 
 # Lua helpers shared by the scripts: delete one session (and its index/device entries).
 _LUA_COMMON: Final = """
@@ -61,6 +62,10 @@ return replaced
 )
 
 # KEYS: session, spent. ARGV: now, presented hash, new hash, successor box, grace, slot prefix.
+# A rotation leaves its successor "pending" (pend = 1) until the gateway confirms it could hand
+# it out (_CONFIRM); until then the spent token fetches the same successor again, however late
+# (a rotation whose answer was lost to a Redis timeout costs no session). Once confirmed, the
+# grace window runs from the confirmation, and the spent token presented after it is reuse.
 _ROTATE: Final = (
     _LUA_COMMON
     + """
@@ -80,13 +85,22 @@ if presented == redis.call('HGET', s, 'rt') then
   redis.call('EXPIREAT', KEYS[2], math.ceil(exp))
   redis.call('HSET', s, 'prev', presented, 'prev_until', string.format('%.6f', now + grace),
              'succ', box, 'rt', newh, 'last_used_at', string.format('%.6f', now))
+  if grace > 0 then redis.call('HSET', s, 'pend', '1') else redis.call('HDEL', s, 'pend') end
   redis.call('HINCRBY', s, 'gen', 1)
   return {'rotated', redis.call('HGETALL', s)}
 end
-local prev_until = tonumber(redis.call('HGET', s, 'prev_until') or '0')
-if grace > 0 and presented == redis.call('HGET', s, 'prev') and now < prev_until then
-  redis.call('HSET', s, 'last_used_at', string.format('%.6f', now))
-  return {'grace', redis.call('HGETALL', s)}
+if grace > 0 and presented == redis.call('HGET', s, 'prev') then
+  local replay
+  if now < tonumber(redis.call('HGET', s, 'prev_until') or '0') then
+    replay = 'grace'
+  elseif redis.call('HGET', s, 'pend') == '1' then
+    replay = 'redelivered'
+  end
+  if replay then
+    -- a write on every replay: a WAIT after it covers the rotation it replays
+    redis.call('HSET', s, 'last_used_at', string.format('%.6f', now))
+    return {replay, redis.call('HGETALL', s)}
+  end
 end
 if redis.call('SISMEMBER', KEYS[2], presented) == 1 then
   local before = redis.call('HGETALL', s)
@@ -96,6 +110,18 @@ end
 return {'unknown'}
 """
 )
+
+# KEYS: session. ARGV: delivered successor's hash, now, grace. The successor could be handed
+# out: it is no longer pending, and the grace window of the token it replaced starts now.
+_CONFIRM: Final = """
+local s = KEYS[1]
+if redis.call('HGET', s, 'pend') == '1' and redis.call('HGET', s, 'rt') == ARGV[1] then
+  redis.call('HSET', s, 'prev_until', string.format('%.6f', tonumber(ARGV[2]) + tonumber(ARGV[3])))
+  redis.call('HDEL', s, 'pend')
+  return 1
+end
+return 0
+"""
 
 # KEYS: session. ARGV: slot prefix. Deletes one session; returns what it held.
 _DELETE: Final = (
@@ -121,6 +147,13 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return sids
 """
 )
+
+
+CREATE: Final = LuaScript(_CREATE)
+ROTATE: Final = LuaScript(_ROTATE)
+CONFIRM: Final = LuaScript(_CONFIRM)
+DELETE: Final = LuaScript(_DELETE)
+DELETE_ALL: Final = LuaScript(_DELETE_ALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,20 +184,29 @@ class CreateResult:
 class RotateResult:
     outcome: Outcome
     session: Session | None = None
-    successor_box: bytes | None = None
+    successor_box: bytes | None = None  # the sealed successor, for "grace" and "redelivered"
+    pending: bool = False  # the successor awaits confirm_delivery
 
 
 class SessionStore:
-    """One hash per session; refresh tokens only as SHA-256 hashes; TTL = absolute lifetime."""
+    """One hash per session; refresh tokens only as SHA-256 hashes; TTL = absolute lifetime.
 
-    def __init__(self, redis: Redis, *, clock: Callable[[], float], prefix: str = "gw"):
+    Creating, rotating and deleting wait for replica acknowledgement when `durability` asks
+    (see gateway.store.writes); confirming a delivery does not (lost, it only leaves the
+    successor redeliverable until it is used)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        clock: Callable[[], float],
+        prefix: str = "gw",
+        durability: Durability | None = None,
+    ):
         self._redis = redis
         self._clock = clock
         self._keys = KeySpace(prefix)
-        self._create = redis.register_script(_CREATE)
-        self._rotate = redis.register_script(_ROTATE)
-        self._delete = redis.register_script(_DELETE)
-        self._delete_all = redis.register_script(_DELETE_ALL)
+        self._writes = Writer(redis, durability)
 
     @translated
     async def create(
@@ -206,15 +248,12 @@ class SessionStore:
             *("rt", refresh_hash, "gen", "0"),
             *("idx", k.user_sessions(sub), "devk", k.user_devices(sub)),
         ]
-        replaced = await self._create(
-            keys=[k.session(sid), k.spent(sid), k.user_sessions(sub), k.user_devices(sub)],
-            args=[
-                repr(now),
-                repr(session.expires_at),
-                sid,
-                device_id or "",
-                k.session_prefix(sub),
-                *fields,
+        replaced = await self._writes.run(
+            CREATE,
+            [k.session(sid), k.spent(sid), k.user_sessions(sub), k.user_devices(sub)],
+            [
+                *(repr(now), repr(session.expires_at), sid, device_id or ""),
+                *(k.session_prefix(sub), *fields),
             ],
         )
         replaced_sid = replaced.decode() if replaced else None
@@ -231,14 +270,19 @@ class SessionStore:
         grace: float,
         now: float | None = None,
     ) -> RotateResult:
-        """Spend the presented refresh token and record its successor, in one step."""
+        """Spend the presented refresh token and record its successor, in one step.
+
+        The successor stays pending (`pending`) until `confirm_delivery`: a spent token whose
+        successor is pending gets it again ("redelivered"), however late, as long as the
+        grace window is not 0."""
         if not SID_RE.match(sid):
             return RotateResult("unknown")
         k = self._keys
         moment = self._clock() if now is None else now
-        reply = await self._rotate(
-            keys=[k.session(sid), k.spent(sid)],
-            args=[
+        reply = await self._writes.run(
+            ROTATE,
+            [k.session(sid), k.spent(sid)],
+            [
                 repr(moment),
                 presented_hash,
                 new_hash,
@@ -246,24 +290,45 @@ class SessionStore:
                 repr(grace),
                 k.session_prefix_of_sid(sid),
             ],
+            durable=_wrote,
         )
         outcome: Outcome = reply[0].decode()
         if len(reply) < 2:
             return RotateResult(outcome)
         raw = _pairs(reply[1])
-        box = raw.get(b"succ") if outcome == "grace" else None
-        return RotateResult(outcome, _decode(raw), box)
+        box = raw.get(b"succ") if outcome in ("grace", "redelivered") else None
+        return RotateResult(outcome, _decode(raw), box, pending=raw.get(b"pend") == b"1")
+
+    @translated
+    async def confirm_delivery(
+        self, *, sid: str, successor_hash: str, grace: float, now: float | None = None
+    ) -> bool:
+        """The pending successor could be handed out: the token it replaced gets `grace`
+        seconds from now, then counts as reuse. False when nothing was pending for it."""
+        if not SID_RE.match(sid):
+            return False
+        moment = self._clock() if now is None else now
+        done = await self._writes.run(
+            CONFIRM,
+            [self._keys.session(sid)],
+            [successor_hash, repr(moment), repr(grace)],
+            durable=False,
+        )
+        return bool(done)
 
     @translated
     async def owner(self, sid: str, presented_hash: str) -> Session | None:
-        """The live session whose current refresh token has this hash, else None."""
+        """The live session this refresh token can still refresh: its current token, or the
+        spent one while that still fetches its successor (pending or within grace)."""
         if not SID_RE.match(sid):
             return None
         raw = _pairs_from_dict(await self._redis.hgetall(self._keys.session(sid)))
-        if not raw or raw.get(b"rt") != presented_hash.encode():
+        now = self._clock()
+        presented = presented_hash.encode()
+        if not raw or not (raw.get(b"rt") == presented or _replayable(raw, presented, now)):
             return None
         session = _decode(raw)
-        return session if session.expires_at > self._clock() else None
+        return session if session.expires_at > now else None
 
     @translated
     async def get(self, sid: str) -> Session | None:
@@ -293,16 +358,33 @@ class SessionStore:
         if not SID_RE.match(sid):
             return None
         k = self._keys
-        reply = await self._delete(keys=[k.session(sid)], args=[k.session_prefix_of_sid(sid)])
+        reply = await self._writes.run(
+            DELETE, [k.session(sid)], [k.session_prefix_of_sid(sid)], durable=bool
+        )
         return _decode(_pairs(reply)) if reply else None
 
     @translated
     async def delete_all_for_user(self, sub: str) -> list[str]:
         k = self._keys
-        reply = await self._delete_all(
-            keys=[k.user_sessions(sub), k.user_devices(sub)], args=[k.session_prefix(sub)]
+        reply = await self._writes.run(
+            DELETE_ALL,
+            [k.user_sessions(sub), k.user_devices(sub)],
+            [k.session_prefix(sub)],
+            durable=bool,
         )
         return [sid.decode() for sid in reply]
+
+
+def _replayable(raw: dict[bytes, bytes], presented: bytes, now: float) -> bool:
+    """Whether the rotation script would hand this spent token its successor again."""
+    if raw.get(b"prev") != presented:
+        return False
+    return raw.get(b"pend") == b"1" or now < float(raw.get(b"prev_until") or 0)
+
+
+def _wrote(reply: list[Any]) -> bool:
+    """Whether a rotation attempt changed anything (an unknown token changes nothing)."""
+    return bool(reply) and reply[0] != b"unknown"
 
 
 def _encode(session: Session) -> list[str]:

@@ -1,0 +1,215 @@
+"""redis.min_replicas_ack: token-service, revocation and audit writes are answered only once a
+replica holds them (WAIT); without the acknowledgement the answer is 503, and retrying is safe."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from bench.redis_topology import RedisNode, Replicated
+from gateway.app import create_apps
+from gateway.config import RedisSettings, Settings
+from gateway.errors import ReplicaAckMissing
+from gateway.store import SessionStore, connect_redis
+from gateway.store.cookie_sessions import CookieSessionStore
+from gateway.store.keyspace import KeySpace, new_sid, sub_key
+from gateway.store.writes import Durability
+from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"url": "memory://", "min_replicas_ack": 1}, "not memory://"),
+        (
+            {"url": "redis://r:6379/0", "min_replicas_ack": 1, "replica_ack_timeout": 1.0},
+            "below socket_timeout",
+        ),
+        ({"url": "redis://r:6379/0", "min_replicas_ack": -1}, "greater than or equal to 0"),
+    ],
+)
+def test_acknowledgement_settings_are_checked(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RedisSettings(**values)
+
+
+def test_acknowledgement_off_by_default_and_fits_the_default_deadlines() -> None:
+    settings = RedisSettings(url="redis://r:6379/0", min_replicas_ack=1)
+    assert RedisSettings().min_replicas_ack == 0
+    assert settings.replica_ack_timeout < settings.socket_timeout
+
+
+@contextmanager
+def frozen(node: RedisNode) -> Iterator[None]:
+    """The replica stops (SIGSTOP): it neither copies nor acknowledges until thawed."""
+    os.kill(node.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(node.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+async def acked(
+    aiohttp_client: Any,
+    settings_factory: Callable[..., Settings],
+    users_file: Path,
+    redis_replicated: Replicated,
+) -> tuple[Any, Any]:
+    settings = settings_factory(
+        redis={
+            "url": redis_replicated.url,
+            "min_replicas_ack": 1,
+            "replica_ack_timeout": 0.3,
+            "socket_timeout": 2.0,
+        },
+        auth={"users_file": str(users_file)},
+        admin=ADMIN_KEYS,
+    )
+    public, admin = create_apps(settings)
+    return await aiohttp_client(public), await aiohttp_client(admin)
+
+
+def session_on(node: RedisNode, sid: str) -> dict[Any, Any]:
+    """The session hash as `node` holds it, read on that node alone."""
+    with node.client() as conn:
+        return dict(conn.hgetall(KeySpace().session(sid)))
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_every_answered_write_is_already_on_the_replica(
+    acked: tuple[Any, Any], redis_replicated: Replicated
+) -> None:
+    client, admin = acked
+    replica = redis_replicated.replicas[0]
+    body = await login(client)
+    sid = body["session_id"]
+    # No waiting here: the answer came after the replica acknowledged the write.
+    assert session_on(replica, sid)[b"sub"] == b"alice"
+    resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    assert resp.status == 200
+    token = (await resp.json())["refresh_token"]
+    assert session_on(replica, sid)[b"rt"] == hashlib.sha256(token.encode()).hexdigest().encode()
+
+    resp = await admin.post("/admin/users/carol/revoke", headers=ADMIN)
+    assert resp.status == 200
+    keys = KeySpace()
+    with replica.client() as conn:
+        assert conn.get(keys.revocation("sub", sub_key("carol")))
+        assert conn.xlen(keys.audit) == 1
+    resp = await admin.delete(f"/admin/sessions/{sid}", headers=ADMIN)
+    assert resp.status == 200
+    assert session_on(replica, sid) == {}
+    with replica.client() as conn:
+        assert conn.get(keys.revocation("sid", sid))
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_without_the_acknowledgement_writes_are_503_and_safe_to_retry(
+    acked: tuple[Any, Any], redis_replicated: Replicated
+) -> None:
+    client, admin = acked
+    primary, replica = redis_replicated.primary, redis_replicated.replicas[0]
+    body = await login(client)
+    sid = body["session_id"]
+    other = await login(client, user="bob", password="builder")
+    with frozen(replica):
+        resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        assert await resp.json() == {
+            "error": "temporarily_unavailable",
+            "error_description": "the token store did not confirm the write in time; retry",
+        }
+        # the rotation stands on the primary, its successor pending
+        assert session_on(primary, sid)[b"gen"] == b"1"
+        for path, payload in [
+            ("/auth/login", {"username": "bob", "password": "builder"}),
+            ("/auth/logout", {"refresh_token": other["refresh_token"]}),
+        ]:
+            resp = await client.post(path, json=payload)
+            assert resp.status == 503, path
+        resp = await admin.post("/admin/users/carol/revoke", headers=ADMIN)
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        # nothing to write, nothing to wait for: a bad token is still a plain 400
+        forged = "gwrt_" + sid + "." + "A" * 43
+        resp = await client.post("/auth/refresh", json={"refresh_token": forged})
+        assert resp.status == 400
+
+    # Retrying the same refresh token gets the successor the first attempt recorded.
+    resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
+    assert resp.status == 200, await resp.text()
+    retried = await resp.json()
+    assert session_on(replica, sid)[b"gen"] == b"1"  # no second rotation, and replicated
+    resp = await client.post("/auth/refresh", json={"refresh_token": retried["refresh_token"]})
+    assert resp.status == 200
+    assert (await client.get("/api", headers=bearer(retried["access_token"]))).status == 200
+    resp = await admin.post("/admin/users/carol/revoke", headers=ADMIN)
+    assert resp.status == 200
+    # The logout that was not confirmed stood on the primary (its retry finds nothing left to
+    # end), and the acknowledged writes since have carried it to the replica.
+    resp = await client.post("/auth/logout", json={"refresh_token": other["refresh_token"]})
+    assert resp.status == 204
+    assert session_on(replica, other["session_id"]) == {}
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_a_browser_refresh_cookie_is_staged_only_once_the_replica_holds_it(
+    redis_replicated: Replicated,
+) -> None:
+    """Browser sessions stage rotated refresh cookies with the same acknowledgement."""
+    durability = Durability(replicas=1, timeout=0.3)
+    client = connect_redis(
+        redis_replicated.url, connect_timeout=1, socket_timeout=2, max_connections=4
+    )
+    try:
+        sessions = SessionStore(client, clock=time.time, durability=durability)
+        cookies = CookieSessionStore(client, clock=time.time, durability=durability)
+        sid = new_sid("alice")
+        await sessions.create(sub="alice", sid=sid, refresh_hash="h0", lifetime=600)
+        with frozen(redis_replicated.replicas[0]), pytest.raises(ReplicaAckMissing):
+            await cookies.stage(sid, "h0", "h1", b"box", grace=60)
+        staged = await cookies.stage(sid, "h0", "h2", b"box2", grace=60)
+        assert staged.status == "restaged"  # the first attempt stood on the primary
+        assert session_on(redis_replicated.replicas[0], sid)[b"nrt"] == b"h1"
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_the_cost_measurement_runs_both_settings() -> None:
+    """bench/measure_replica_ack.py works end to end (its figures are not asserted here)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required under CI but is not installed")
+        pytest.skip("redis-server binary not found (install redis-server to run this test)")
+    script = Path(__file__).resolve().parent.parent / "bench" / "measure_replica_ack.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--seconds", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if re.match(r"^\| [01] \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == ["0", "1"]
+    assert all(row.split("|")[-2].strip() == "0" for row in rows)  # no failed rotation
