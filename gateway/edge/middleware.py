@@ -33,6 +33,7 @@ PRIVATE_NO_STORE: Final = "private, no-store"
 HTTP_VERSIONS: Final = (HttpVersion10, HttpVersion11)
 # RFC 9112 §3.2: host [ ":" port ]; a DNS name or IPv4 address, or an IPv6 literal. No
 # userinfo, no list, no spaces: anything else is refused, never forwarded or echoed.
+MAX_KNOWN_HOSTS: Final = 1024  # Host values are client-chosen: remembered up to a bound
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?").fullmatch
 
 _HTTP_EXCEPTIONS: Final[dict[int, type[GatewayError]]] = {
@@ -101,6 +102,8 @@ def edge_middleware(
     Exchange (request[EXCHANGE]) collects what the observer reports once it is over.
     """
 
+    known_hosts: set[str] = set()  # Host values found well-formed already
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -111,7 +114,7 @@ def edge_middleware(
         status = 500
         try:
             try:
-                check_request_line(request)
+                check_request_line(request, known_hosts)
                 if max_header_size is not None and _header_bytes(request) > max_header_size:
                     raise HeadersTooLarge()
                 response = await handler(request)
@@ -144,7 +147,7 @@ def edge_middleware(
     return middleware
 
 
-def check_request_line(request: web.BaseRequest) -> None:
+def check_request_line(request: web.BaseRequest, known_hosts: set[str]) -> None:
     """HTTP/1.0 or 1.1 only, no expectation but 100-continue, and a well-formed Host (the
     parser already refuses two Host fields, and a missing one in HTTP/1.1). SECURITY: an
     odd version or Host is where two servers in a chain start to read a request differently.
@@ -156,10 +159,12 @@ def check_request_line(request: web.BaseRequest) -> None:
     if expect is not None and expect.lower() != "100-continue":
         raise ExpectationFailed()
     host = headers.get("Host")
-    if host is not None:
+    if host is not None and host not in known_hosts:
         valid = _HOST(host)
         if valid is None or int(valid[1] or 0) > 65535:
             raise InvalidRequest("invalid Host header")
+        if len(known_hosts) < MAX_KNOWN_HOSTS:  # the few names clients use: checked once
+            known_hosts.add(host)
 
 
 def _header_bytes(request: web.Request) -> int:

@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.edge import Exchange
 from gateway.errors import InvalidToken
 from gateway.proxy.tracecontext import incoming_trace_id
+from gateway.tokens.verifier import Principal
 
 access_log = logging.getLogger("gateway.access")
 FLUSH_INTERVAL: Final = 0.2  # seconds an access line may wait in memory
@@ -66,14 +67,7 @@ def json_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
         )
     principal = exchange.principal
     if principal is not None:
-        parts += (
-            ',"sub":',
-            _json_string(principal.sub),
-            ',"sid":',
-            _json_string(principal.sid),
-            ',"jti":',
-            _json_string(principal.jti),
-        )
+        parts.append(_principal_fields(principal))
     if principal is not None or exchange.auth_method is not None:
         parts += (',"auth":"', exchange.auth_method or "bearer", '"')  # bearer or cookie
     error = exchange.error
@@ -83,6 +77,21 @@ def json_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
             parts += (',"reason":', _json_string(error.reason))
     parts.append("}")
     return "".join(parts)
+
+
+_PRINCIPAL_FIELDS: Final = "access-log fields"  # the key of the fragment kept on a Principal
+
+
+def _principal_fields(principal: Principal) -> str:
+    """`,"sub":…,"sid":…,"jti":…`, kept on the Principal like its identity headers: a cached
+    token's principal renders them once, not on every request."""
+    fields: str | None = principal.derived.get(_PRINCIPAL_FIELDS)
+    if fields is None:
+        fields = principal.derived[_PRINCIPAL_FIELDS] = (
+            f',"sub":{_json_string(principal.sub)},"sid":{_json_string(principal.sid)}'
+            f',"jti":{_json_string(principal.jti)}'
+        )
+    return fields
 
 
 def text_line(request: web.Request, exchange: Exchange, status: int, seconds: float) -> str:

@@ -87,10 +87,13 @@ class Metrics:
         )
         self.in_flight = Gauge(
             "gateway_in_flight_requests",
-            "Requests being served",
+            "Requests being served (each worker's count published when scraped and sampled)",
             registry=r,
             multiprocess_mode="livesum",
         )
+        # The count itself is a plain int on the hot path: a prometheus Gauge takes a lock (and
+        # writes a shared file under --workers) on every change.
+        self.in_flight_now = 0
         self.fail_closed = Counter(
             "gateway_fail_closed_refusals",
             "Requests refused because the revocation view was stale (fail mode closed)",
@@ -154,12 +157,14 @@ class Metrics:
         self._export.register(ProviderKeysCollector(states))
 
     def render(self) -> bytes:
+        self.in_flight.set(self.in_flight_now)
         return generate_latest(self._export)
 
     def sample_worker(self) -> None:
         """Publish this process's request count and CPU time (called periodically)."""
         self.worker_requests.set(self.served)
         self.worker_cpu.set(time.process_time())
+        self.in_flight.set(self.in_flight_now)
 
     def counter_totals(self, families: Iterable[str]) -> dict[SampleKey, float]:
         """Current `<family>_total` values by label set, added up over every worker."""

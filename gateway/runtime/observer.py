@@ -22,13 +22,13 @@ class RequestObserver:
         self._format_line = json_line if json_logs else text_line
 
     def started(self) -> None:
-        self._metrics.in_flight.inc()
+        self._metrics.in_flight_now += 1
 
     def finished(
         self, request: web.Request, exchange: Exchange, status: int, seconds: float
     ) -> None:
         metrics = self._metrics
-        metrics.in_flight.dec()
+        metrics.in_flight_now -= 1
         route = exchange.route
         metrics.count_request(route, request.method, status)
         error = exchange.error
