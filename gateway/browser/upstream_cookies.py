@@ -20,6 +20,7 @@ from gateway.tokens.verifier import Principal
 
 _COOKIE: Final = b"cookie"
 _X_CSRF: Final = b"x-csrf"
+FILTERED_CACHE_SIZE: Final = 4096
 
 
 def without_gateway_cookies(values: Iterable[bytes], names: frozenset[bytes]) -> bytes:
@@ -55,6 +56,9 @@ class CookieHeaderPolicy(HeaderPolicy):
         names = (browser.access_cookie, browser.refresh_cookie)
         self._cookie_names = frozenset(n.encode("ascii") for n in names)
         self._set_cookie_names = frozenset(n.lower() for n in names)
+        # A browser sends the same Cookie header until a cookie changes: its filtered form
+        # is remembered (bounded: the values are client-chosen).
+        self._filtered_cookies: dict[bytes, bytes] = {}
 
     def upstream_request_fields(
         self,
@@ -97,10 +101,21 @@ class CookieHeaderPolicy(HeaderPolicy):
             elif lower != _X_CSRF:
                 out.append((name, value))
         if cookies:
-            remaining = without_gateway_cookies(cookies, self._cookie_names)
+            remaining = self._without_ours(cookies)
             if remaining:
                 out.insert(position, (b"Cookie", remaining))
         return out
+
+    def _without_ours(self, cookies: list[bytes]) -> bytes:
+        if len(cookies) != 1:
+            return without_gateway_cookies(cookies, self._cookie_names)
+        remaining = self._filtered_cookies.get(cookies[0])
+        if remaining is None:
+            remaining = without_gateway_cookies(cookies, self._cookie_names)
+            if len(self._filtered_cookies) >= FILTERED_CACHE_SIZE:
+                self._filtered_cookies.clear()
+            self._filtered_cookies[cookies[0]] = remaining
+        return remaining
 
     def downstream_response_headers(
         self, raw_headers: Iterable[tuple[bytes, bytes]]
