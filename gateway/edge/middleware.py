@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from gateway.appkeys import EXCHANGE
-from gateway.edge.exchange import Exchange, request_id_from
+from gateway.edge.record import Exchange, request_id_from
 from gateway.errors import (
     ExpectationFailed,
     GatewayError,
