@@ -86,9 +86,9 @@ the same key). Walk through it in another shell:
   # sign in with an identity provider: get an ID token from demo-idp (DEMO ONLY: it signs
   # one for any username), exchange it (RFC 8693); the session's sub is demo-idp:carol
   ID_TOKEN=$(curl -s -X POST {idp}/token -d username=carol | field id_token)
-  FED=$(curl -s -X POST {gw}/auth/token \
-    -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
-    -d subject_token_type=urn:ietf:params:oauth:token-type:id_token \
+  FED=$(curl -s -X POST {gw}/auth/token \\
+    -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \\
+    -d subject_token_type=urn:ietf:params:oauth:token-type:id_token \\
     -d device_name=CLI -d "subject_token=$ID_TOKEN")
   echo "$FED"; ACCESS=$(echo "$FED" | field access_token)
   curl -s -H "Authorization: Bearer $ACCESS" {gw}/reports/q3
@@ -100,7 +100,7 @@ the same key). Walk through it in another shell:
   curl -s -u demo-service:demo-introspect-secret -d token=bogus {gw}/auth/introspect
 
   # trace context reaches the upstream unchanged; the access log shows its trace id
-  curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
+  curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \\
     {gw}/public/traced
 
 Browser sessions (cookie mode; the demo's cookies are plain-http, demo-only settings):
