@@ -35,7 +35,7 @@ from aiohttp import web
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import free_port, spawn_redis, wait_for_port  # noqa: E402
+from common import free_port, spawn_redis, stop_processes, wait_for_port  # noqa: E402
 
 from gateway.authserver.credentials import hash_password  # noqa: E402
 from gateway.tokens.keys import generate_key_material, write_secret_file  # noqa: E402
@@ -153,16 +153,7 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                with_signal(process, signal.SIGCONT)
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
 
 
 def with_signal(process: subprocess.Popen[bytes], signum: int) -> None:

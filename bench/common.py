@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -62,6 +63,21 @@ def spawn_redis(port: int, directory: Path, *, appendonly: bool = False) -> subp
         process.kill()
         raise
     return process
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every process still running (resumed first, in case a drill paused it),
+    wait for each, and kill what does not stop within 15 s."""
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def process_tree(pid: int) -> list[int]:

@@ -36,7 +36,7 @@ import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import cpu_seconds, free_port, process_tree, spawn_redis, wait_for_port  # noqa: E402
+from common import cpu_seconds, free_port, process_tree, spawn_redis, stop_processes, wait_for_port  # noqa: E402
 
 from gateway.admin.apikeys import admin_key_hash  # noqa: E402
 from gateway.authserver.credentials import hash_password  # noqa: E402
@@ -128,15 +128,7 @@ class Stack:
         return process.pid
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
 
 
 # ---- prerequisites -----------------------------------------------------------------------

@@ -73,39 +73,28 @@ async def login_through_backend(
     return upstream.headers_of()
 
 
+@pytest.mark.parametrize(
+    ("fields", "user_id"),
+    [
+        ({"subject_field": "user.id", "roles_field": "user.groups"}, "u-42"),
+        # roles_field alone: the subject is the username, the roles still come from the answer
+        ({"roles_field": "user.groups"}, "dave"),
+    ],
+    ids=["subject-and-roles", "roles-only"],
+)
 async def test_login_delegated_to_the_legacy_backend(
     gateway_factory: GatewayFactory,
     settings_factory: Callable[..., Settings],
     upstream: Upstream,
     legacy_backend: str,
+    fields: dict[str, str],
+    user_id: str,
 ) -> None:
-    backend = {
-        "url": legacy_backend,
-        "username_field": "login",
-        "password_field": "secret",
-        "subject_field": "user.id",
-        "roles_field": "user.groups",
-    }
-    seen = await login_through_backend(gateway_factory, settings_factory, backend, upstream)
-    assert seen["x-user-id"] == ["u-42"]
-    assert seen["x-user-roles"] == ["staff"]
-
-
-async def test_backend_roles_without_a_subject_field(
-    gateway_factory: GatewayFactory,
-    settings_factory: Callable[..., Settings],
-    upstream: Upstream,
-    legacy_backend: str,
-) -> None:
-    """roles_field alone: the subject is the username, the roles still come from the answer."""
-    backend = {
-        "url": legacy_backend,
-        "username_field": "login",
-        "password_field": "secret",
-        "roles_field": "user.groups",
-    }
-    seen = await login_through_backend(gateway_factory, settings_factory, backend, upstream)
-    assert seen["x-user-id"] == ["dave"]
+    backend = {"url": legacy_backend, "username_field": "login", "password_field": "secret"}
+    seen = await login_through_backend(
+        gateway_factory, settings_factory, {**backend, **fields}, upstream
+    )
+    assert seen["x-user-id"] == [user_id]
     assert seen["x-user-roles"] == ["staff"]
 
 

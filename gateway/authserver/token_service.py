@@ -111,7 +111,9 @@ class TokenService:
         if created.replaced_sid is not None:
             await self._revoker.revoke_sid(created.replaced_sid)
         log.info("session opened sid=%s sub=%s", created.session.sid, identity.sub)
-        return TokenPair(self._access_for(created.session), refresh, created.session, "login")
+        return TokenPair(
+            self._issuer.for_session(created.session), refresh, created.session, "login"
+        )
 
     async def refresh(self, presented: str) -> TokenPair:
         """Rotate a refresh token; reuse outside the grace window ends the session.
@@ -154,7 +156,7 @@ class TokenService:
             )
         if self._view.session_revoked(session):
             raise InvalidGrant("the session has been revoked", reason="revoked")
-        pair = TokenPair(self._access_for(session), successor, session, result.outcome)
+        pair = TokenPair(self._issuer.for_session(session), successor, session, result.outcome)
         if result.pending:
             await self._confirm_delivery(sid, successor)
         return pair
@@ -178,14 +180,3 @@ class TokenService:
         if sid is None:
             return None
         return await self._sessions.owner(sid, refresh_token_hash(presented))
-
-    def _access_for(self, session: Session) -> IssuedToken:
-        return self._issuer.issue(
-            sub=session.sub,
-            sid=session.sid,
-            roles=session.roles,
-            scope=session.scope,
-            auth_time=session.created_at,
-            client_id=session.client_id,
-            extra_claims=session.extra_claims,
-        )

@@ -120,7 +120,7 @@ class BrowserSessions:
 
     async def _mint(self, presented: str) -> Refreshed:
         session = await self.live_session(presented)
-        return Refreshed(session, self._access_for(session), None, "minted")
+        return Refreshed(session, self._issuer.for_session(session), None, "minted")
 
     async def _rotate(self, presented: str) -> Refreshed:
         sid = self._sid_of(presented)
@@ -143,7 +143,7 @@ class BrowserSessions:
                 raise session_ended("refresh_unknown")
             successor, outcome = opened, "reissued"
         session = self._unrevoked(result.session)
-        return Refreshed(session, self._access_for(session), successor, outcome)
+        return Refreshed(session, self._issuer.for_session(session), successor, outcome)
 
     def _sid_of(self, presented: str) -> str:
         if self._view.refusing:  # fail closed: a revocation we cannot see, we cannot enforce
@@ -165,14 +165,3 @@ class BrowserSessions:
         sub = session.sub if session is not None else "?"
         log.warning("refresh cookie reuse: session revoked sid=%s sub=%s", sid, sub)
         raise session_ended("refresh_reused")
-
-    def _access_for(self, session: Session) -> IssuedToken:
-        return self._issuer.issue(
-            sub=session.sub,
-            sid=session.sid,
-            roles=session.roles,
-            scope=session.scope,
-            auth_time=session.created_at,
-            client_id=session.client_id,
-            extra_claims=session.extra_claims,
-        )

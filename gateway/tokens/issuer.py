@@ -9,6 +9,7 @@ from typing import Any
 
 import jwt
 
+from gateway.store import Session
 from gateway.tokens.keys import KeyRing
 from gateway.tokens.verifier import RESERVED_CLAIMS
 from gateway.typedefs import Clock
@@ -74,3 +75,15 @@ class TokenIssuer:
         assert self._key.sign_key is not None  # KeyRing refuses an active key without one
         token = jwt.encode(claims, self._key.sign_key, algorithm=self._key.alg, headers=headers)
         return IssuedToken(token=token, jti=jti, iat=now, exp=exp)
+
+    def for_session(self, session: Session) -> IssuedToken:
+        """An access token for a live session: its user, roles, scope and claims."""
+        return self.issue(
+            sub=session.sub,
+            sid=session.sid,
+            roles=session.roles,
+            scope=session.scope,
+            auth_time=session.created_at,
+            client_id=session.client_id,
+            extra_claims=session.extra_claims,
+        )
