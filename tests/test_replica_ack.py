@@ -3,6 +3,7 @@ replica holds them (WAIT); without the acknowledgement the answer is 503, and re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -62,6 +63,18 @@ def frozen(node: RedisNode) -> Iterator[None]:
         os.kill(node.process.pid, signal.SIGCONT)
 
 
+async def caught_up(primary: RedisNode, limit: float = 20.0) -> None:
+    """Until the thawed replica acknowledges the primary's writes again (a loaded machine
+    can take more than one acknowledgement deadline to resume replication)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with primary.client() as conn:
+            if conn.wait(1, 200) >= 1:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the replica did not catch up within {limit} s")
+
+
 @pytest.fixture
 async def acked(
     aiohttp_client: Any,
@@ -73,12 +86,14 @@ async def acked(
         redis={
             "url": redis_replicated.url,
             "min_replicas_ack": 1,
-            "replica_ack_timeout": 0.3,
+            # generous: a loaded machine must not turn a healthy replica's ack into a 503
+            "replica_ack_timeout": 1.0,
             "socket_timeout": 2.0,
         },
         auth={"users_file": str(users_file)},
         admin=ADMIN_KEYS,
     )
+    await caught_up(redis_replicated.primary)  # replication is running before the first write
     public, admin = create_apps(settings)
     return await aiohttp_client(public), await aiohttp_client(admin)
 
@@ -152,6 +167,7 @@ async def test_without_the_acknowledgement_writes_are_503_and_safe_to_retry(
         resp = await client.post("/auth/refresh", json={"refresh_token": forged})
         assert resp.status == 400
 
+    await caught_up(primary)
     # Retrying the same refresh token gets the successor the first attempt recorded.
     resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
     assert resp.status == 200, await resp.text()
@@ -175,7 +191,8 @@ async def test_a_browser_refresh_cookie_is_staged_only_once_the_replica_holds_it
     redis_replicated: Replicated,
 ) -> None:
     """Browser sessions stage rotated refresh cookies with the same acknowledgement."""
-    durability = Durability(replicas=1, timeout=0.3)
+    durability = Durability(replicas=1, timeout=1.0)
+    await caught_up(redis_replicated.primary)
     client = connect_redis(
         redis_replicated.url, connect_timeout=1, socket_timeout=2, max_connections=4
     )
@@ -186,6 +203,7 @@ async def test_a_browser_refresh_cookie_is_staged_only_once_the_replica_holds_it
         await sessions.create(sub="alice", sid=sid, refresh_hash="h0", lifetime=600)
         with frozen(redis_replicated.replicas[0]), pytest.raises(ReplicaAckMissing):
             await cookies.stage(sid, "h0", "h1", b"box", grace=60)
+        await caught_up(redis_replicated.primary)
         staged = await cookies.stage(sid, "h0", "h2", b"box2", grace=60)
         assert staged.status == "restaged"  # the first attempt stood on the primary
         assert session_on(redis_replicated.replicas[0], sid)[b"nrt"] == b"h1"
