@@ -12,16 +12,13 @@ window is reuse, as in the bearer rotation (`gateway.store.sessions`), whose fie
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from redis.asyncio import Redis
-
 from gateway.store.boundary import translated
-from gateway.store.keyspace import SID_RE, KeySpace
+from gateway.store.keyspace import SID_RE
 from gateway.store.sessions import _LUA_COMMON, Session, _decode, _pairs
-from gateway.store.writes import Durability, LuaScript, Writer
+from gateway.store.writes import DurableStore, LuaScript
 
 LookupStatus = Literal["current", "promoted", "grace", "reuse", "expired", "unknown"]
 StageStatus = Literal["staged", "restaged", "grace", "reuse", "expired", "unknown"]
@@ -144,22 +141,10 @@ class StageResult:
     box: bytes | None = None  # restaged / grace: the token to hand out, sealed (see above)
 
 
-class CookieSessionStore:
+class CookieSessionStore(DurableStore):
     """The two operations browser sessions add to the session hashes (one script each).
     Writes that change a token's state wait for replica acknowledgement when `durability`
     asks (gateway.store.writes), like the bearer rotation."""
-
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        clock: Callable[[], float],
-        prefix: str = "gw",
-        durability: Durability | None = None,
-    ):
-        self._clock = clock
-        self._keys = KeySpace(prefix)
-        self._writes = Writer(redis, durability)
 
     @translated
     async def lookup(self, sid: str, presented_hash: str, *, grace: float) -> LookupResult:

@@ -10,19 +10,18 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, get_args
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.safejson import parse_json
 from gateway.store.boundary import FOREIGN_ERRORS, store_errors, translated
-from gateway.store.keyspace import KeySpace, sub_key
-from gateway.store.writes import Durability, Target, Writer
+from gateway.store.keyspace import sub_key
+from gateway.store.writes import DurableStore, Target
 from gateway.typedefs import RevocationKind
 
 KINDS: Final = frozenset(get_args(RevocationKind))
@@ -104,21 +103,8 @@ class Feed:
         return decode(data) if isinstance(data, bytes | str) else None
 
 
-class RevocationStore:
+class RevocationStore(DurableStore):
     """Writes (acknowledged by replicas when `durability` asks), versions, publishes, loads."""
-
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        clock: Callable[[], float],
-        prefix: str = "gw",
-        durability: Durability | None = None,
-    ):
-        self._redis = redis
-        self._clock = clock
-        self._keys = KeySpace(prefix)
-        self._writes = Writer(redis, durability)
 
     async def revoke_jti(self, jti: str, *, exp: float, leeway: float) -> Revocation | None:
         """Deny one access token until exp + leeway; None (nothing written) if already past."""

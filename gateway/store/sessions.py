@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from redis.asyncio import Redis
-
 from gateway.store.boundary import translated
-from gateway.store.keyspace import SID_RE, KeySpace
-from gateway.store.writes import Durability, LuaScript, Writer
+from gateway.store.keyspace import SID_RE
+from gateway.store.writes import DurableStore, LuaScript
 
 Outcome = Literal["rotated", "grace", "redelivered", "reuse", "expired", "unknown"]
 
@@ -188,25 +186,12 @@ class RotateResult:
     pending: bool = False  # the successor awaits confirm_delivery
 
 
-class SessionStore:
+class SessionStore(DurableStore):
     """One hash per session; refresh tokens only as SHA-256 hashes; TTL = absolute lifetime.
 
     Creating, rotating and deleting wait for replica acknowledgement when `durability` asks
     (see gateway.store.writes); confirming a delivery does not (lost, it only leaves the
     successor redeliverable until it is used)."""
-
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        clock: Callable[[], float],
-        prefix: str = "gw",
-        durability: Durability | None = None,
-    ):
-        self._redis = redis
-        self._clock = clock
-        self._keys = KeySpace(prefix)
-        self._writes = Writer(redis, durability)
 
     @translated
     async def create(

@@ -28,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import MovedError, NoScriptError
 
 from gateway.errors import ReplicaAckMissing
+from gateway.store.keyspace import KeySpace
 
 log = logging.getLogger("gateway.store")
 
@@ -144,3 +145,21 @@ class Writer:
             else:
                 raise failure
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+class DurableStore:
+    """What every store of token state holds: the client, the clock, its key names and the
+    Writer that makes its writes durable as `redis.min_replicas_ack` asks."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        clock: Callable[[], float],
+        prefix: str = "gw",
+        durability: Durability | None = None,
+    ):
+        self._redis = redis
+        self._clock = clock
+        self._keys = KeySpace(prefix)
+        self._writes = Writer(redis, durability)
