@@ -67,12 +67,8 @@ elseif staged(s, presented, rt) then
   status = 'promoted'
 elseif in_grace(s, presented, now) then
   status = 'grace'
-elseif redis.call('SISMEMBER', KEYS[2], presented) == 1 then
-  local before = redis.call('HGETALL', s)
-  drop(pfx, sid, idx, dev)
-  return {'reuse', before}
 else
-  return {'unknown'}
+  return spent_or_unknown(s, KEYS[2], presented, pfx, sid, idx, dev)
 end
 redis.call('HSET', s, 'last_used_at', string.format('%.6f', now))
 return {status, redis.call('HGETALL', s)}
@@ -114,12 +110,7 @@ if in_grace(s, presented, now) then
   redis.call('HSET', s, 'last_used_at', string.format('%.6f', now))
   return {'grace', redis.call('HGETALL', s), redis.call('HGET', s, 'succ')}
 end
-if redis.call('SISMEMBER', KEYS[2], presented) == 1 then
-  local before = redis.call('HGETALL', s)
-  drop(pfx, sid, idx, dev)
-  return {'reuse', before}
-end
-return {'unknown'}
+return spent_or_unknown(s, KEYS[2], presented, pfx, sid, idx, dev)
 """
 )
 

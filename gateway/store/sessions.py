@@ -29,6 +29,16 @@ local function extend(key, target)
   local ttl = redis.call('TTL', key)
   if ttl < target then redis.call('EXPIRE', key, target) end
 end
+-- A token that is neither current nor replayable: one of the session's spent tokens means
+-- reuse (the session ends; what it held goes back for the alarm), anything else is unknown.
+local function spent_or_unknown(s, spent, presented, pfx, sid, idx, dev)
+  if redis.call('SISMEMBER', spent, presented) == 1 then
+    local before = redis.call('HGETALL', s)
+    drop(pfx, sid, idx, dev)
+    return {'reuse', before}
+  end
+  return {'unknown'}
+end
 """
 
 # KEYS: session, spent, index, devices. ARGV: now, expires_at, sid, device_id, slot prefix,
@@ -100,12 +110,7 @@ if grace > 0 and presented == redis.call('HGET', s, 'prev') then
     return {replay, redis.call('HGETALL', s)}
   end
 end
-if redis.call('SISMEMBER', KEYS[2], presented) == 1 then
-  local before = redis.call('HGETALL', s)
-  drop(pfx, sid, idx, dev)
-  return {'reuse', before}
-end
-return {'unknown'}
+return spent_or_unknown(s, KEYS[2], presented, pfx, sid, idx, dev)
 """
 )
 
