@@ -11,11 +11,12 @@ import logging
 import secrets
 import sys
 from collections.abc import Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from gateway.admin.actions import cli_actor, connected_actions
+from gateway.admin.actions import AdminActions, cli_actor
 from gateway.authserver.responses import session_json
 from gateway.config import Settings, load_settings
 from gateway.errors import ClientFault, ConfigError, NotFound, StoreUnavailable
@@ -190,7 +191,7 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.runtime.logs import configure_logging
+    from gateway.observability.logs import configure_logging
     from gateway.runtime.supervisor import run, worker_count
 
     settings = load_settings(args.config)
@@ -280,19 +281,12 @@ def cmd_cookie_key_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_token_mint(args: argparse.Namespace) -> int:
-    import time
-
-    from gateway.tokens.issuer import TokenIssuer
+    from gateway.services import build_issuer
 
     settings = load_settings(args.config)
-    keyring = load_keyring(settings.keys)
-    issuer = TokenIssuer(
-        keyring,
-        issuer=settings.tokens.issuer,
-        audience=settings.tokens.audience,
-        access_ttl=settings.tokens.access_ttl,
-        clock=time.time,
-    )
+    issuer = build_issuer(settings, load_keyring(settings.keys))
+    if issuer is None:
+        raise ConfigError("keys.active must name a signing key to mint tokens")
     roles = [r for r in args.roles.split(",") if r]
     issued = issuer.issue(
         sub=args.sub,
@@ -359,6 +353,13 @@ def cmd_introspection_client_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator_actions(settings: Settings) -> AbstractAsyncContextManager[AdminActions]:
+    """The operator actions on the shared Redis (the whole gateway is imported only now)."""
+    from gateway.services import operator_actions
+
+    return operator_actions(settings)
+
+
 def _run_operation(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run one operator action; Redis down is exit 3, a refused request exit 2."""
     try:
@@ -374,7 +375,7 @@ def _run_operation(coro: Coroutine[Any, Any, Any]) -> Any:
 async def _revoke_token(settings: Settings, args: argparse.Namespace) -> str:
     if args.token is None and (args.jti is None or args.exp is None):
         raise UsageError("give --token, or --jti with --exp")
-    async with connected_actions(settings) as actions:
+    async with _operator_actions(settings) as actions:
         result = await actions.revoke_token(
             cli_actor(), token=args.token, jti=args.jti, exp=args.exp
         )
@@ -384,7 +385,7 @@ async def _revoke_token(settings: Settings, args: argparse.Namespace) -> str:
 
 
 async def _revoke_session(settings: Settings, sid: str) -> str | None:
-    async with connected_actions(settings) as actions:
+    async with _operator_actions(settings) as actions:
         try:
             result = await actions.revoke_session(cli_actor(), sid)
         except NotFound:
@@ -393,20 +394,20 @@ async def _revoke_session(settings: Settings, sid: str) -> str | None:
 
 
 async def _revoke_user(settings: Settings, sub: str) -> str:
-    async with connected_actions(settings) as actions:
+    async with _operator_actions(settings) as actions:
         result = await actions.revoke_user(cli_actor(), sub)
     count = result["sessions_revoked"]
     return f"revoked user {sub}: {count} sessions ended, earlier tokens rejected"
 
 
 async def _sessions(settings: Settings, sub: str) -> list[dict[str, Any]]:
-    async with connected_actions(settings) as actions:
+    async with _operator_actions(settings) as actions:
         sessions = await actions.sessions_of(sub)
     return [session_json(s, current_sid=None) for s in sessions]
 
 
 async def _audit(settings: Settings, count: int) -> list[dict[str, Any]]:
-    async with connected_actions(settings) as actions:
+    async with _operator_actions(settings) as actions:
         entries = await actions.audit_entries(count)
     return [e.as_json() for e in entries]
 

@@ -29,14 +29,17 @@
     │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
     │   ├── ProviderUnavailable       503 temporarily_unavailable (an identity provider's keys)
     │   ├── UpstreamUnavailable       502 bad_gateway
-    │   └── UpstreamTimeout           504 gateway_timeout
+    │   ├── UpstreamTimeout           504 gateway_timeout
+    │   └── LoginBackendUnavailable   503 temporarily_unavailable (auth.backend failed)
 
     ConfigError                       start-up only, not an HTTP error: never reaches a client
 
-`edge_middleware` in `gateway.edge` is the one place that turns GatewayErrors into the JSON
-error body and renders the `WWW-Authenticate` challenge (with the listener's configured
-realm) for the classes that carry one; everything else just raises. An error may also carry
-Set-Cookie values (`cookies`: browser sessions clear theirs when they end).
+`edge_middleware` in `gateway.edge` is the one place that turns GatewayErrors into responses:
+the JSON error body (or, where a listener asks for it, an HTML page from the renderer it
+was given), the `WWW-Authenticate` challenge (with the listener's realm) for the classes that
+carry one, and `Retry-After` from the error's `retry_after`; everything else just raises. An
+error may also carry Set-Cookie values (`cookies`: browser sessions clear theirs when they
+end).
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class GatewayError(Exception):
     # The RFC 6750 challenge this error answers with: None = no WWW-Authenticate header,
     # "" = the bare challenge (realm only), else the error code it names.
     challenge: ClassVar[str | None] = None
+    # Seconds after which the same request may succeed (RFC 9110 §10.2.3), sent as
+    # Retry-After; a class attribute per kind of fault, an instance's own where it varies
+    # (a rate limit's window). None: no Retry-After.
+    retry_after: int | None = None
 
     def __init__(self, description: str | None = None, *, headers: Mapping[str, str] | None = None):
         self.description = description or self.default_description
@@ -63,7 +70,10 @@ class GatewayError(Exception):
 
     def headers(self) -> dict[str, str]:
         """Headers the error response carries besides Content-Type."""
-        return dict(self.extra_headers)
+        headers = dict(self.extra_headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, int(self.retry_after)))
+        return headers
 
 
 class ClientFault(GatewayError):
@@ -223,7 +233,7 @@ class RateLimited(ClientFault):
     default_description = "too many requests, retry later"
 
     def __init__(self, description: str | None = None, *, retry_after: int = 60):
-        super().__init__(description, headers={"Retry-After": str(max(1, int(retry_after)))})
+        super().__init__(description)
         self.retry_after = retry_after
 
 
@@ -239,13 +249,7 @@ class ServiceFault(GatewayError):
     default_description = "service temporarily unavailable"
     # Every 503 says when to come back (RFC 9110 §10.2.3): a client that waits and retries the
     # same request (a refresh included: see the token service) gets a valid answer.
-    retry_after: ClassVar[int] = 1
-
-    def headers(self) -> dict[str, str]:
-        headers = super().headers()
-        if self.status == 503:
-            headers.setdefault("Retry-After", str(self.retry_after))
-        return headers
+    retry_after: int | None = 1
 
 
 class StoreUnavailable(ServiceFault):
@@ -261,9 +265,6 @@ class ReplicaAckMissing(StoreUnavailable):
 class Overloaded(ServiceFault):
     default_description = "the upstream is at its concurrency limit"
 
-    def __init__(self, description: str | None = None):
-        super().__init__(description, headers={"Retry-After": "1"})
-
 
 class RevocationStale(ServiceFault):
     default_description = "revocation state is stale; refusing protected requests"
@@ -276,19 +277,28 @@ class ProviderUnavailable(ServiceFault):
     default_description = "the identity provider's keys are temporarily unavailable"
 
     def __init__(self, description: str | None = None, *, retry_after: int = 30):
-        super().__init__(description, headers={"Retry-After": str(max(1, retry_after))})
+        super().__init__(description)
+        self.retry_after = retry_after
 
 
 class UpstreamUnavailable(ServiceFault):
     status = 502
     code = "bad_gateway"
     default_description = "the upstream could not be reached"
+    retry_after = None  # another attempt may or may not reach it: nothing to promise
 
 
 class UpstreamTimeout(ServiceFault):
     status = 504
     code = "gateway_timeout"
     default_description = "the upstream did not answer in time"
+    retry_after = None
+
+
+class LoginBackendUnavailable(ServiceFault):
+    """The legacy backend that checks passwords (auth.backend) failed or did not answer."""
+
+    default_description = "the login backend is unavailable"
 
 
 class ConfigError(Exception):

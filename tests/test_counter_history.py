@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.runtime.counter_history import CounterHistory
-from gateway.runtime.metrics import Metrics, SampleKey
+from gateway.observability.counter_history import CounterHistory
+from gateway.observability.metrics import Metrics, SampleKey
 
 ROTATED: SampleKey = ("gateway_refresh_total", (("outcome", "rotated"),))
 REUSE: SampleKey = ("gateway_refresh_total", (("outcome", "reuse_detected"),))

@@ -16,8 +16,8 @@ from redis.asyncio.cluster import RedisCluster
 from bench.failover_drill import Report, drill
 from bench.redis_topology import ClusterSet, SentinelSet
 from gateway.config import load_settings
+from gateway.config.redis_url import check_redis_url, sentinel_parts
 from gateway.store import connect_redis
-from gateway.store.client import check_redis_url, sentinel_parts
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SESSIONS = 8

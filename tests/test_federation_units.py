@@ -14,7 +14,7 @@ from gateway.authserver.federation.fetch import FetchFailed, cache_max_age, fetc
 from gateway.authserver.federation.jwks import parse_jwks
 from gateway.authserver.federation.providers import copy_claims, provider_roles
 from gateway.config import ProviderRolesSettings, Settings
-from gateway.proxy.tracecontext import incoming_trace_id, parse_traceparent
+from gateway.observability.tracecontext import incoming_trace_id, parse_traceparent
 from tests.helpers import public_jwk
 
 PROVIDER = {"name": "idp", "issuer": "https://idp.example", "discovery": True, "audiences": ["a"]}

@@ -81,7 +81,7 @@ def test_access_lines_are_batched_and_flushed_periodically_and_on_close() -> Non
     import io
     import time as _time
 
-    from gateway.runtime.logs import FLUSH_INTERVAL, BatchingHandler
+    from gateway.observability.logs import FLUSH_INTERVAL, BatchingHandler
 
     stream = io.StringIO()
     handler = BatchingHandler()
@@ -105,8 +105,8 @@ def test_json_access_line_is_valid_json_whatever_the_path(path: str) -> None:
     from aiohttp.test_utils import make_mocked_request
 
     from gateway.edge import Exchange
+    from gateway.edge.access_lines import json_line
     from gateway.errors import InvalidToken
-    from gateway.runtime.logs import json_line
     from gateway.tokens.verifier import Principal
 
     request = make_mocked_request("GET", path)

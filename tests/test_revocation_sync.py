@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app, create_apps
-from gateway.appkeys import REVOCATION_SYNC
+from gateway.appkeys import SERVICES
 from gateway.config import Settings
 from gateway.store import connect_redis
 from tests.conftest import RedisServer, Upstream
@@ -180,7 +180,7 @@ async def test_fail_open_keeps_serving_and_says_so(
     b = await aiohttp_client(create_app(settings))
     token = mint(key_files)
     redis_server.stop()
-    sync = b.app[REVOCATION_SYNC]
+    sync = b.app[SERVICES].tokens.sync
     while sync.staleness() <= 2:
         await asyncio.sleep(0.1)
     resp = await b.get("/api", headers=bearer(token))

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from gateway.config import Settings, TracingSettings
-from gateway.proxy.tracecontext import parse_traceparent
-from gateway.runtime.telemetry import Telemetry
+from gateway.observability.telemetry import Telemetry
+from gateway.observability.tracecontext import parse_traceparent
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import bearer, login
 

@@ -1,2 +1,2 @@
-"""The admin listener: API-key auth, the admin API, and the operator actions it shares
-with the CLI."""
+"""The admin listener: API-key auth, the admin API, the operator actions it shares with the
+CLI, and the web console (console/, a sub-application)."""

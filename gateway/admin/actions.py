@@ -9,27 +9,17 @@ from __future__ import annotations
 import getpass
 import re
 import socket
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway.authserver.revoker import Revoker
-from gateway.config import Settings
-from gateway.errors import ConfigError, InvalidRequest, InvalidToken, NotFound
+from gateway.errors import InvalidRequest, InvalidToken, NotFound
 from gateway.store import (
     SID_RE,
     AuditEntry,
     AuditLog,
-    Durability,
-    RevocationStore,
     Session,
-    SessionStore,
-    connect_redis,
-    is_memory_url,
 )
-from gateway.tokens.keys import load_keyring
 from gateway.tokens.verifier import Principal, TokenVerifier
 from gateway.typedefs import Clock
 
@@ -141,36 +131,3 @@ def check_sub(sub: str) -> None:
 
 def cli_actor() -> Actor:
     return Actor(f"cli:{getpass.getuser()}@{socket.gethostname()}", "cli")
-
-
-@asynccontextmanager
-async def connected_actions(settings: Settings) -> AsyncIterator[AdminActions]:
-    """AdminActions on the configured Redis, for one CLI command."""
-    r = settings.redis
-    if is_memory_url(r.url):
-        raise ConfigError(
-            "redis.url is memory://: the operator CLI needs the Redis the gateways share "
-            "(set redis.url or GATEWAY_REDIS__URL)"
-        )
-    client = connect_redis(
-        r.url, connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout, max_connections=4
-    )
-    clock = time.time
-    durability = Durability(r.min_replicas_ack, r.replica_ack_timeout)
-    try:
-        revoker = Revoker(
-            sessions=SessionStore(client, clock=clock, prefix=r.prefix, durability=durability),
-            revocations=RevocationStore(
-                client, clock=clock, prefix=r.prefix, durability=durability
-            ),
-            view=None,
-            settings=settings.tokens,
-            clock=clock,
-        )
-        verifier = TokenVerifier.from_settings(
-            load_keyring(settings.keys), settings.tokens, clock=clock, cache_size=0
-        )
-        audit = AuditLog(client, clock=clock, prefix=r.prefix, durability=durability)
-        yield AdminActions(revoker, audit, verifier, clock)
-    finally:
-        await client.aclose()

@@ -10,62 +10,81 @@ import logging
 
 from aiohttp import web
 
-from gateway.admin.actions import Actor
-from gateway.appkeys import ADMIN_ACTIONS, ADMIN_ID, BODIES, REVOCATIONS
+from gateway.admin.actions import Actor, AdminActions
+from gateway.appkeys import ADMIN_ID
 from gateway.authserver.responses import session_json
-from gateway.edge.bodies import read_json_object
+from gateway.edge.bodies import BodyReader, read_json_object
+from gateway.edge.own_routes import own_routes
 from gateway.errors import InvalidRequest
+from gateway.tokens.revocation_view import RevocationView
 
 log = logging.getLogger("gateway.admin")
 
 
-async def revoke_token(request: web.Request) -> web.Response:
-    """POST /admin/revoke/token: {"token": JWT} or {"jti", "exp"}; expired tokens are a no-op."""
-    body = await read_json_object(request.app[BODIES], request)
-    result = await request.app[ADMIN_ACTIONS].revoke_token(
-        _actor(request), token=body.get("token"), jti=body.get("jti"), exp=body.get("exp")
-    )
-    _log(request, "revoke_token", result["id"])
-    return web.json_response(result)
+class AdminApi:
+    """The admin API's handlers (SPEC §6), over the operator actions."""
 
+    def __init__(self, *, actions: AdminActions, view: RevocationView, bodies: BodyReader):
+        self._actions = actions
+        self._view = view
+        self._bodies = bodies
 
-async def revoke_session(request: web.Request) -> web.Response:
-    """DELETE /admin/sessions/{sid}: the session's refresh chain and access tokens die."""
-    sid = request.match_info["sid"]
-    result = await request.app[ADMIN_ACTIONS].revoke_session(_actor(request), sid)
-    _log(request, "revoke_session", sid)
-    return web.json_response(result)
+    def routes(self) -> list[web.RouteDef]:
+        return own_routes(
+            ("POST", "/admin/revoke/token", self.revoke_token),
+            ("DELETE", "/admin/sessions/{sid}", self.revoke_session),
+            ("POST", "/admin/users/{sub}/revoke", self.revoke_user),
+            ("GET", "/admin/users/{sub}/sessions", self.user_sessions),
+            ("GET", "/admin/revocations", self.revocations),
+            ("GET", "/admin/audit", self.audit),
+        )
 
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        """POST /admin/revoke/token: {"token": JWT} or {"jti", "exp"}; expired tokens are a
+        no-op."""
+        body = await read_json_object(self._bodies, request)
+        result = await self._actions.revoke_token(
+            _actor(request), token=body.get("token"), jti=body.get("jti"), exp=body.get("exp")
+        )
+        _log(request, "revoke_token", result["id"])
+        return web.json_response(result)
 
-async def revoke_user(request: web.Request) -> web.Response:
-    """POST /admin/users/{sub}/revoke: every session ends; tokens issued before now die."""
-    sub = request.match_info["sub"]
-    result = await request.app[ADMIN_ACTIONS].revoke_user(_actor(request), sub)
-    _log(request, "revoke_user", sub)
-    return web.json_response(result)
+    async def revoke_session(self, request: web.Request) -> web.Response:
+        """DELETE /admin/sessions/{sid}: the session's refresh chain and access tokens die."""
+        sid = request.match_info["sid"]
+        result = await self._actions.revoke_session(_actor(request), sid)
+        _log(request, "revoke_session", sid)
+        return web.json_response(result)
 
+    async def revoke_user(self, request: web.Request) -> web.Response:
+        """POST /admin/users/{sub}/revoke: every session ends; tokens issued before now die."""
+        sub = request.match_info["sub"]
+        result = await self._actions.revoke_user(_actor(request), sub)
+        _log(request, "revoke_user", sub)
+        return web.json_response(result)
 
-async def user_sessions(request: web.Request) -> web.Response:
-    """GET /admin/users/{sub}/sessions."""
-    sessions = await request.app[ADMIN_ACTIONS].sessions_of(request.match_info["sub"])
-    return web.json_response({"sessions": [session_json(s, current_sid=None) for s in sessions]})
+    async def user_sessions(self, request: web.Request) -> web.Response:
+        """GET /admin/users/{sub}/sessions."""
+        sessions = await self._actions.sessions_of(request.match_info["sub"])
+        return web.json_response(
+            {"sessions": [session_json(s, current_sid=None) for s in sessions]}
+        )
 
+    async def revocations(self, request: web.Request) -> web.Response:
+        """GET /admin/revocations?limit=N: this instance's current revocation view."""
+        limit = _int_query(request, "limit", default=1000, maximum=100_000)
+        view = self._view
+        items = [
+            {"kind": kind, "id": ident, "until": until}
+            for kind, ident, until in view.entries(limit)
+        ]
+        return web.json_response({"revocations": items, "total": len(view)})
 
-async def revocations(request: web.Request) -> web.Response:
-    """GET /admin/revocations?limit=N: this instance's current revocation view."""
-    limit = _int_query(request, "limit", default=1000, maximum=100_000)
-    view = request.app[REVOCATIONS]
-    items = [
-        {"kind": kind, "id": ident, "until": until} for kind, ident, until in view.entries(limit)
-    ]
-    return web.json_response({"revocations": items, "total": len(view)})
-
-
-async def audit(request: web.Request) -> web.Response:
-    """GET /admin/audit?count=N&before=ID: newest first."""
-    count = _int_query(request, "count", default=100, maximum=1000)
-    entries = await request.app[ADMIN_ACTIONS].audit_entries(count, request.query.get("before"))
-    return web.json_response({"entries": [e.as_json() for e in entries]})
+    async def audit(self, request: web.Request) -> web.Response:
+        """GET /admin/audit?count=N&before=ID: newest first."""
+        count = _int_query(request, "count", default=100, maximum=1000)
+        entries = await self._actions.audit_entries(count, request.query.get("before"))
+        return web.json_response({"entries": [e.as_json() for e in entries]})
 
 
 def _actor(request: web.Request) -> Actor:

@@ -42,11 +42,10 @@ class AdminKeys:
 
 
 def admin_auth_middleware(
-    keys: list[AdminKeySettings], *, exempt: Callable[[web.Request], bool] | None = None
+    admin_keys: AdminKeys, *, exempt: Callable[[web.Request], bool] | None = None
 ) -> Middleware:
     """`Authorization: Bearer <admin key>`: 401 when missing or wrong; records the key id.
     Requests `exempt` accepts (the console, which has its own sign-in) pass untouched."""
-    admin_keys = AdminKeys(keys)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -20,8 +20,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.config import BackendLoginSettings
-from gateway.errors import ConfigError, ServiceFault
-from gateway.runtime.http_client import SharedClientSession
+from gateway.errors import ConfigError, LoginBackendUnavailable
+from gateway.outbound.http_client import SharedClientSession
 
 log = logging.getLogger("gateway.users")
 
@@ -160,7 +160,7 @@ class BackendLoginChecker:
                 payload = await response.json(content_type=None) if wanted else {}
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             log.warning("login backend unavailable (%s)", type(exc).__name__)
-            raise ServiceFault("the login backend is unavailable") from None
+            raise LoginBackendUnavailable() from exc
         sub = _dotted(payload, s.subject_field) if s.subject_field else username
         roles = _dotted(payload, s.roles_field) if s.roles_field else None
         if not isinstance(sub, str | int) or str(sub) == "":

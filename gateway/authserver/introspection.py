@@ -22,13 +22,14 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from gateway.appkeys import INTROSPECTION
-from gateway.authserver.params import read_params, text_param
 from gateway.config import IntrospectionClientSettings, RateLimit
 from gateway.edge import NO_STORE
+from gateway.edge.bodies import BodyReader
+from gateway.edge.own_routes import own_routes
+from gateway.edge.params import read_params, text_param
 from gateway.errors import BasicClientRejected, InvalidToken, RateLimited, RevocationStale
-from gateway.proxy.bearer import Authenticator
 from gateway.store import SessionStore, parse_refresh_token, refresh_token_hash
+from gateway.tokens.bearer import Authenticator
 from gateway.tokens.revocation_view import RevocationView
 from gateway.tokens.verifier import Principal
 from gateway.typedefs import Clock
@@ -60,6 +61,7 @@ class Introspection:
         audience: str,
         rate_limit: RateLimit,
         realm: str,
+        bodies: BodyReader,
         clock: Clock,
     ):
         self._clients = [
@@ -72,8 +74,21 @@ class Introspection:
         self._audience = audience
         self._limit = rate_limit
         self._realm = realm
+        self._bodies = bodies
         self._clock = clock
         self._windows: dict[str, tuple[int, int]] = {}  # client → (window index, count)
+
+    def routes(self) -> list[web.RouteDef]:
+        return own_routes(("POST", "/auth/introspect", self.introspect))
+
+    async def introspect(self, request: web.Request) -> web.Response:
+        """POST /auth/introspect: form `token` (and an optional `token_type_hint`)."""
+        client_id = self.authenticate(request.headers.getall("Authorization", []))
+        self.count(client_id)
+        params = await read_params(self._bodies, request)
+        token = text_param(params, "token", required=True)
+        assert token is not None
+        return web.json_response(await self.judge(token), headers=NO_STORE)
 
     def authenticate(self, values: Sequence[str]) -> str:
         """The client id for `Authorization: Basic …` values; 401 invalid_client otherwise."""
@@ -185,15 +200,3 @@ def _basic_credentials(values: Sequence[str]) -> tuple[str, str] | None:
     if not colon or not client_id or not secret:
         return None
     return unquote_plus(client_id), unquote_plus(secret)
-
-
-async def introspect(request: web.Request) -> web.Response:
-    """POST /auth/introspect: form `token` (and an optional `token_type_hint`)."""
-    introspection = request.app[INTROSPECTION]
-    client_id = introspection.authenticate(request.headers.getall("Authorization", []))
-    introspection.count(client_id)
-    params = await read_params(request)
-    token = text_param(params, "token", required=True)
-    assert token is not None
-    answer = await introspection.judge(token)
-    return web.json_response(answer, headers=NO_STORE)

@@ -10,14 +10,16 @@ import hmac
 import logging
 import os
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from aiohttp import hdrs, web
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.authserver.credentials import Identity
 from gateway.authserver.revoker import Revoker
 from gateway.config import TokenSettings
+from gateway.edge.params import text_param
 from gateway.errors import InvalidGrant, StoreUnavailable
 from gateway.store import (
     Session,
@@ -51,6 +53,31 @@ class Device:
     client_id: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+
+    @classmethod
+    def from_request(
+        cls,
+        request: web.BaseRequest,
+        *,
+        device_id: str | None = None,
+        device_name: str | None = None,
+        client_id: str | None = None,
+    ) -> Device:
+        """The device a request comes from: its address and User-Agent (bounded), with what
+        the client said of itself."""
+        user_agent = (request.headers.get(hdrs.USER_AGENT) or "")[:256] or None
+        return cls(device_id, device_name, client_id, request.remote, user_agent)
+
+    @classmethod
+    def from_params(cls, request: web.BaseRequest, params: dict[str, Any]) -> Device:
+        """The device of a login or grant: `device_id`, `device_name` and `client_id` from
+        its parameters (each optional, bounded)."""
+        return cls.from_request(
+            request,
+            device_id=text_param(params, "device_id"),
+            device_name=text_param(params, "device_name"),
+            client_id=text_param(params, "client_id"),
+        )
 
 
 def seal_successor(presented: str, successor: str, sid: str) -> bytes:

@@ -9,46 +9,62 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.helpers import ETAG_ANY
 
-from gateway.appkeys import FEDERATION, KEYRING, SETTINGS
 from gateway.authserver.federation.grant import TOKEN_EXCHANGE_GRANT
+from gateway.config import Settings
+from gateway.edge.own_routes import own_routes
+from gateway.tokens.keys import KeyRing
 
 # How long verifiers may cache the key set: well under the wait the README asks for between
 # publishing a new key and signing with it (10 minutes), so every cache has seen it by then.
 JWKS_MAX_AGE: Final = 300
 
 
-async def jwks(request: web.Request) -> web.Response:
-    """GET /.well-known/jwks.json: public keys only (RFC 7517), with an ETag; 304 when the
-    client's If-None-Match names it."""
-    body = json.dumps(request.app[KEYRING].jwks(), sort_keys=True, separators=(",", ":"))
-    # The same keys give the same tag on every worker and instance (sorted, compact JSON).
-    etag = hashlib.sha256(body.encode()).hexdigest()[:32]
-    headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}", "ETag": f'"{etag}"'}
-    wanted = request.if_none_match  # weak comparison (RFC 9110 §13.1.2): W/ prefixes ignored
-    if wanted and any(tag.value in (etag, ETAG_ANY) for tag in wanted):
-        return web.Response(status=304, headers=headers)
-    return web.Response(text=body, content_type="application/json", headers=headers)
+class WellKnown:
+    """GET /.well-known/jwks.json always; the authorization server metadata when this
+    gateway issues tokens."""
 
+    def __init__(self, keyring: KeyRing, settings: Settings, *, exchange: bool):
+        self._keyring = keyring
+        self._settings = settings
+        self._exchange = exchange  # the token-exchange grant is served
 
-async def metadata(request: web.Request) -> web.Response:
-    """GET /.well-known/oauth-authorization-server (RFC 8414)."""
-    settings = request.app[SETTINGS]
-    base = settings.tokens.issuer.rstrip("/")
-    grants = ["password", "refresh_token"]
-    if request.app.get(FEDERATION) is not None:
-        grants.append(TOKEN_EXCHANGE_GRANT)
-    document: dict[str, Any] = {
-        "issuer": settings.tokens.issuer,
-        "token_endpoint": f"{base}/auth/token",
-        "revocation_endpoint": f"{base}/auth/revoke",
-        "jwks_uri": f"{base}/.well-known/jwks.json",
-        "grant_types_supported": grants,
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "token_endpoint_auth_signing_alg_values_supported": sorted(settings.keys.algorithms),
-    }
-    if settings.introspection.clients:
-        document["introspection_endpoint"] = f"{base}/auth/introspect"
-        document["introspection_endpoint_auth_methods_supported"] = ["client_secret_basic"]
-    return web.json_response(document)
+    def routes(self) -> list[web.RouteDef]:
+        table = own_routes(("GET", "/.well-known/jwks.json", self.jwks))
+        if self._keyring.active is not None:
+            table += own_routes(("GET", "/.well-known/oauth-authorization-server", self.metadata))
+        return table
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        """GET /.well-known/jwks.json: public keys only (RFC 7517), with an ETag; 304 when the
+        client's If-None-Match names it."""
+        body = json.dumps(self._keyring.jwks(), sort_keys=True, separators=(",", ":"))
+        # The same keys give the same tag on every worker and instance (sorted, compact JSON).
+        etag = hashlib.sha256(body.encode()).hexdigest()[:32]
+        headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}", "ETag": f'"{etag}"'}
+        wanted = request.if_none_match  # weak comparison (RFC 9110 §13.1.2): W/ prefixes ignored
+        if wanted and any(tag.value in (etag, ETAG_ANY) for tag in wanted):
+            return web.Response(status=304, headers=headers)
+        return web.Response(text=body, content_type="application/json", headers=headers)
+
+    async def metadata(self, _request: web.Request) -> web.Response:
+        """GET /.well-known/oauth-authorization-server (RFC 8414)."""
+        settings = self._settings
+        base = settings.tokens.issuer.rstrip("/")
+        grants = ["password", "refresh_token"]
+        if self._exchange:
+            grants.append(TOKEN_EXCHANGE_GRANT)
+        document: dict[str, Any] = {
+            "issuer": settings.tokens.issuer,
+            "token_endpoint": f"{base}/auth/token",
+            "revocation_endpoint": f"{base}/auth/revoke",
+            "jwks_uri": f"{base}/.well-known/jwks.json",
+            "grant_types_supported": grants,
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_signing_alg_values_supported": sorted(settings.keys.algorithms),
+        }
+        if settings.introspection.clients:
+            document["introspection_endpoint"] = f"{base}/auth/introspect"
+            document["introspection_endpoint_auth_methods_supported"] = ["client_secret_basic"]
+        return web.json_response(document)

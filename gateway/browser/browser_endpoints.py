@@ -11,22 +11,24 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gateway.appkeys import COOKIE_PRINCIPAL, EXCHANGE
-from gateway.authserver.params import FORM, read_params
 from gateway.authserver.revoker import Revoker
 from gateway.authserver.token_service import Device, TokenPair
-from gateway.browser.gate import RETRY_AFTER, CookieGate, Resolved
-from gateway.browser.html_pages import devices_page, login_page, page
+from gateway.browser.gate import CookieGate, Resolved
+from gateway.browser.html_pages import devices_page, login_page, page, stylesheet_handler
 from gateway.browser.login_kinds import LoginKind, choose, device_name_from
 from gateway.browser.navigation import LOGIN_PATH, safe_return_to
 from gateway.browser.seal import ACCESS, REFRESH
 from gateway.edge import NO_STORE, add_cookies
+from gateway.edge.bodies import BodyReader
+from gateway.edge.own_routes import own_routes, post_only
+from gateway.edge.params import FORM, read_params
 from gateway.errors import (
     AuthenticationRequired,
     BadCredentials,
@@ -37,7 +39,7 @@ from gateway.errors import (
     RateLimited,
     ServiceFault,
 )
-from gateway.runtime.metrics import Metrics
+from gateway.observability.metrics import Metrics
 from gateway.store import parse_refresh_token
 from gateway.tokens.verifier import Principal, TokenVerifier
 from gateway.typedefs import Clock
@@ -51,21 +53,9 @@ _FORM_MESSAGES: Final[dict[type[GatewayError], str]] = {
     InvalidRequest: "Enter your username and password.",
 }
 
-Endpoint = Callable[["BrowserEndpoints", web.Request], Awaitable[web.StreamResponse]]
 
-
-def _transient_waits(endpoint: Endpoint) -> Endpoint:
-    """A 503 from here says when to come back (and has set no cookie)."""
-
-    @functools.wraps(endpoint)
-    async def wrapper(self: BrowserEndpoints, request: web.Request) -> web.StreamResponse:
-        try:
-            return await endpoint(self, request)
-        except ServiceFault as exc:
-            exc.extra_headers.setdefault("Retry-After", RETRY_AFTER)
-            raise
-
-    return wrapper
+async def _login_page_not_served(_request: web.Request) -> web.Response:
+    raise NotFound("the login page is not served here (browser.login_page: false)")
 
 
 def _is_form(request: web.Request) -> bool:
@@ -101,15 +91,49 @@ class BrowserEndpoints:
         kinds: Sequence[LoginKind],
         revoker: Revoker,
         verifier: TokenVerifier,
+        bodies: BodyReader,
         metrics: Metrics,
         clock: Clock,
+        login_page: bool = True,
     ):
         self._gate = gate
         self._kinds = kinds
         self._revoker = revoker
         self._verifier = verifier
         self._logins = metrics.logins
+        self._bodies = bodies
         self._clock = clock
+        self._serves_login_page = login_page
+
+    def routes(self) -> list[web.RouteDef]:
+        """/auth/browser/* (SPEC §9) and the sign-out forms of the devices page."""
+        table = own_routes(
+            ("POST", "/auth/browser/login", self.login),
+            ("GET", "/auth/browser/session", self.session),
+            ("GET", DEVICES_PATH, self.devices),
+            ("GET", "/auth/browser/assets/browser.css", stylesheet_handler),
+        )
+        login_page = self.login_page if self._serves_login_page else _login_page_not_served
+        table += own_routes(("GET", LOGIN_PATH, login_page))  # never the proxy's catch-all
+        return table + post_only(
+            ("/auth/browser/logout", self.logout),
+            ("/auth/browser/refresh", self.refresh),
+            (DEVICES_PATH + "/signout", self.sign_out_device),
+            (DEVICES_PATH + "/signout-all", self.sign_out_everywhere),
+        )
+
+    def with_cookies(self, routes: list[web.RouteDef]) -> list[web.RouteDef]:
+        """The token service's routes, where they also take a browser's cookies: refresh by
+        the refresh cookie, the sessions endpoints by the session's cookies."""
+        wrapped = []
+        for route in routes:
+            handler = route.handler
+            if route.path in ("/auth/refresh", "/refresh") and route.method == "POST":
+                handler = self.refresh_by_cookie(handler)
+            elif route.path.startswith("/auth/sessions"):
+                handler = self.accepting_cookies(handler)
+            wrapped.append(web.RouteDef(route.method, route.path, handler, route.kwargs))
+        return wrapped
 
     # -- signing in and out ----------------------------------------------------------------
 
@@ -117,22 +141,19 @@ class BrowserEndpoints:
         """GET /auth/browser/login: the sign-in form (return_to kept, if it is ours)."""
         return page(login_page(safe_return_to(request.query.get("return_to"))))
 
-    @_transient_waits
     async def login(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/browser/login: form → 303 to return_to; JSON → 200 with the identity."""
         self._gate.cross_site.check(request)  # login CSRF
         form = _is_form(request)
-        params = await read_params(request)
+        params = await read_params(self._bodies, request)
         raw_return = params.get("return_to")
         return_to = safe_return_to(raw_return if isinstance(raw_return, str) else None)
-        user_agent = (request.headers.get(hdrs.USER_AGENT) or "")[:256] or None
         name = params.get("device_name")
-        device = Device(
+        device = Device.from_request(
+            request,
             device_name=name[:128]
             if isinstance(name, str) and name.isprintable() and name
-            else device_name_from(user_agent),
-            ip=request.remote,
-            user_agent=user_agent,
+            else device_name_from(request.headers.get(hdrs.USER_AGENT)),
         )
         try:
             pair = await choose(self._kinds, params).open_session(params, device)
@@ -161,7 +182,6 @@ class BrowserEndpoints:
         add_cookies(response.headers, cookies)
         return response
 
-    @_transient_waits
     async def logout(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/browser/logout: the session ends everywhere; both cookies cleared."""
         self._gate.cross_site.check(request)
@@ -176,7 +196,6 @@ class BrowserEndpoints:
 
     # -- the session -----------------------------------------------------------------------
 
-    @_transient_waits
     async def session(self, request: web.Request) -> web.StreamResponse:
         """GET /auth/browser/session: who the cookies speak for (refreshing when needed)."""
         resolved = await self._signed_in(request, pages=False)
@@ -192,7 +211,6 @@ class BrowserEndpoints:
             add_cookies(response.headers, resolved.cookies)
         return response
 
-    @_transient_waits
     async def refresh(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/browser/refresh: rotate the refresh cookie, new access cookie; 204."""
         self._gate.cross_site.check(request)
@@ -225,7 +243,6 @@ class BrowserEndpoints:
 
     # -- your devices ----------------------------------------------------------------------
 
-    @_transient_waits
     async def devices(self, request: web.Request) -> web.StreamResponse:
         """GET /auth/browser/devices: the user's sessions, each with a sign-out button."""
         resolved = await self._signed_in(request, pages=True)
@@ -236,13 +253,12 @@ class BrowserEndpoints:
             add_cookies(response.headers, resolved.cookies)
         return response
 
-    @_transient_waits
     async def sign_out_device(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/browser/devices/signout (form `sid`): end one of the user's sessions."""
         self._gate.cross_site.check(request)
         resolved = await self._signed_in(request, pages=True)
         principal = resolved.principal
-        params = await read_params(request)
+        params = await read_params(self._bodies, request)
         sid = params.get("sid")
         session = await self._revoker.get_session(sid) if isinstance(sid, str) else None
         if session is None or session.sub != principal.sub:
@@ -252,7 +268,6 @@ class BrowserEndpoints:
             return _see_other(LOGIN_PATH, self._gate.format.cleared())
         return _see_other(DEVICES_PATH, resolved.cookies)
 
-    @_transient_waits
     async def sign_out_everywhere(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/browser/devices/signout-all: end every session of the user."""
         self._gate.cross_site.check(request)
@@ -272,12 +287,8 @@ class BrowserEndpoints:
         async def with_cookies(request: web.Request) -> web.StreamResponse:
             if hdrs.AUTHORIZATION in request.headers or not self._gate.presented(request).any:
                 return await handler(request)
-            try:
-                self._gate.cross_site.check(request)
-                resolved = await self._signed_in(request, pages=False)
-            except ServiceFault as exc:
-                exc.extra_headers.setdefault("Retry-After", RETRY_AFTER)
-                raise
+            self._gate.cross_site.check(request)
+            resolved = await self._signed_in(request, pages=False)
             request[COOKIE_PRINCIPAL] = resolved.principal
             response = await handler(request)
             if resolved.cookies and not response.prepared:

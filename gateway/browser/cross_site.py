@@ -18,7 +18,7 @@ from typing import Final, NoReturn
 from aiohttp import web
 
 from gateway.errors import CrossSiteRequest
-from gateway.runtime.metrics import Metrics
+from gateway.observability.metrics import Metrics
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 TRUSTED_SITES: Final = frozenset({"same-origin", "none"})

@@ -1,6 +1,6 @@
 """The cookie credential: which requests it applies to and who they are.
 
-Precedence: an Authorization header decides alone (gateway.proxy.bearer, unchanged); only
+Precedence: an Authorization header decides alone (gateway.tokens.bearer); only
 without one do the cookies count, on routes that accept them. Then: the CSRF check, the
 access cookie through the same verifier, cache and revocation view as a bearer token (no
 Redis I/O), and only when it is missing or unusable the refresh cookie (one store call,
@@ -28,19 +28,17 @@ from gateway.edge import Exchange
 from gateway.errors import (
     AuthenticationRequired,
     ClientFault,
-    InsufficientScope,
     InvalidToken,
     LoginRedirect,
-    ServiceFault,
 )
-from gateway.proxy.bearer import Authenticator
+from gateway.observability.metrics import Metrics
+from gateway.proxy.route_policy import require_grants
 from gateway.proxy.routing import Route
 from gateway.proxy.websocket import is_websocket_upgrade
-from gateway.runtime.metrics import Metrics
+from gateway.tokens.bearer import Authenticator
 from gateway.tokens.verifier import Principal
 from gateway.typedefs import Clock
 
-RETRY_AFTER: Final = "1"
 PRESENTED_CACHE_SIZE: Final = 4096
 
 
@@ -123,10 +121,7 @@ class CookieGate:
             exchange.set_cookies = self.format.cleared()  # served anonymously, cookies gone
             return None
         principal = resolved.principal
-        if route.roles and not route.roles.issubset(principal.roles):
-            raise InsufficientScope("a required role is missing")
-        if route.scopes and not route.scopes.issubset(principal.scopes):
-            raise InsufficientScope("a required scope is missing")
+        require_grants(route, principal)
         exchange.set_cookies = resolved.cookies
         return principal
 
@@ -158,22 +153,12 @@ class CookieGate:
             return Resolved(self._authenticator.principal_for(opened.value))
         except InvalidToken:
             return None
-        except ServiceFault as exc:
-            exc.extra_headers.setdefault("Retry-After", RETRY_AFTER)
-            raise
 
     async def resolve(self, presented: PresentedCookies) -> Resolved:
         """The principal the cookies carry, refreshing when the access cookie cannot be used.
 
         Raises InvalidToken when the cookies will never work again, a ServiceFault (with
         Retry-After) when the answer has to wait for Redis."""
-        try:
-            return await self._resolve(presented)
-        except ServiceFault as exc:
-            exc.extra_headers.setdefault("Retry-After", RETRY_AFTER)
-            raise
-
-    async def _resolve(self, presented: PresentedCookies) -> Resolved:
         if presented.duplicated:
             raise session_ended("duplicate_cookie")  # never pick one of two
         refused: InvalidToken | None = None

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from gateway.authserver.login import LoginService
-from gateway.authserver.params import text_param
 from gateway.authserver.token_service import Device, TokenPair
+from gateway.edge.params import text_param
 from gateway.errors import InvalidRequest, UnsupportedGrantType
 
 # (subject_token, subject_token_type, device) → a new session's pair

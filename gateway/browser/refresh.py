@@ -24,7 +24,7 @@ from typing import NoReturn
 from gateway.authserver.revoker import Revoker
 from gateway.authserver.token_service import open_successor, seal_successor
 from gateway.errors import GatewayError, InvalidToken, RevocationStale, StoreUnavailable
-from gateway.runtime.metrics import Metrics
+from gateway.observability.metrics import Metrics
 from gateway.store import Session, new_refresh_token, parse_refresh_token, refresh_token_hash
 from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.tokens.issuer import IssuedToken, TokenIssuer

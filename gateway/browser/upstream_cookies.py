@@ -14,8 +14,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import BrowserSettings, ProxySettings
 from gateway.edge import Exchange
+from gateway.observability.tracecontext import TracePolicy
 from gateway.proxy.headers import HeaderPolicy
-from gateway.proxy.tracecontext import TracePolicy
 from gateway.tokens.verifier import Principal
 
 _COOKIE: Final = b"cookie"

@@ -1,10 +1,13 @@
 """The edge: where a client's connection and request meet the gateway, before any plane.
 
-record.py       each request's record (Exchange) and request id
-middleware.py   request line and Host checks, header size limit, errors → JSON
-connections.py  the connection layer: deadlines for slow and silent clients, a connection
-                cap, parse errors answered as JSON
-bodies.py       reading request bodies with deadlines; the gateway's own small bodies
+record.py        each request's record (Exchange) and request id
+middleware.py    request line and Host checks, header size limit, errors → responses
+observer.py      each request counted and its access line written (access_lines.py)
+connections.py   the connection layer: deadlines for slow and silent clients, a connection
+                 cap, parse errors answered as JSON
+bodies.py        reading request bodies with deadlines; the gateway's own small bodies
+params.py        parameters of the gateway's own endpoints (JSON or form)
+own_routes.py    route tables of the gateway's own endpoints, as each plane declares them
 """
 
 from gateway.edge.middleware import (

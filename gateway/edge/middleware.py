@@ -1,12 +1,14 @@
 """The edge layer of every request: its record, the request line and Host checks, the
-header size limit, and errors as JSON: the one place where GatewayErrors become responses."""
+header size limit, and errors as responses: the one place where GatewayErrors (and the
+router's own HTTP errors) are answered, as JSON or, where a listener gives a renderer, as a
+page."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from aiohttp import HttpVersion10, HttpVersion11, web
@@ -36,12 +38,21 @@ HTTP_VERSIONS: Final = (HttpVersion10, HttpVersion11)
 MAX_KNOWN_HOSTS: Final = 1024  # Host values are client-chosen: remembered up to a bound
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?").fullmatch
 
+# aiohttp's own HTTP errors (the router's 404 and 405, its body limit) as the gateway's.
 _HTTP_EXCEPTIONS: Final[dict[int, type[GatewayError]]] = {
     400: InvalidRequest,
     404: NotFound,
     405: MethodNotAllowed,
     413: PayloadTooLarge,
 }
+# A listener's own page for an error where a browser reads it (the admin console), or None
+# for the JSON body.
+ErrorRenderer = Callable[[web.Request, GatewayError], "web.StreamResponse | None"]
+
+
+def gateway_error(exc: web.HTTPException) -> GatewayError:
+    """The gateway's error for one of aiohttp's HTTP errors (status 400 and above)."""
+    return _HTTP_EXCEPTIONS.get(exc.status, InvalidRequest)()
 
 
 def error_response(exc: GatewayError, realm: str) -> web.Response:
@@ -90,7 +101,11 @@ class Observer(Protocol):
 
 
 def edge_middleware(
-    *, realm: str, max_header_size: int | None = None, observer: Observer | None = None
+    *,
+    realm: str,
+    max_header_size: int | None = None,
+    observer: Observer | None = None,
+    render: ErrorRenderer | None = None,
 ) -> Middleware:
     """Request id, request line and Host checks, header size limit (431), errors as JSON
     and observation, in one layer.
@@ -98,11 +113,19 @@ def edge_middleware(
     One middleware rather than four: each aiohttp middleware layer costs a coroutine and a
     handler wrapper on every request. The request id is kept from a well-formed client
     X-Request-Id or made, and echoed on every response, errors included. GatewayErrors
-    become their JSON bodies; anything unexpected is a logged, opaque 500. The request's
-    Exchange (request[EXCHANGE]) collects what the observer reports once it is over.
+    become their JSON bodies (or what `render` makes of them); anything unexpected is a
+    logged, opaque 500. The request's Exchange (request[EXCHANGE]) collects what the observer
+    reports once it is over.
     """
 
     known_hosts: set[str] = set()  # Host values found well-formed already
+
+    def answer(request: web.Request, error: GatewayError) -> web.StreamResponse:
+        if render is not None:
+            page = render(request, error)
+            if page is not None:
+                return page
+        return error_response(error, realm)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -120,7 +143,7 @@ def edge_middleware(
                 response = await handler(request)
             except GatewayError as exc:
                 exchange.error = exc
-                response = error_response(exc, realm)
+                response = answer(request, exc)
                 if "Expect" in request.headers:
                     # refused before its body was asked for: the client will not send it
                     response.force_close()
@@ -128,9 +151,9 @@ def edge_middleware(
                 if exc.status < 400:
                     status = exc.status
                     raise
-                error = _HTTP_EXCEPTIONS.get(exc.status, InvalidRequest)()
+                error = gateway_error(exc)
                 exchange.error = error
-                response = error_response(error, realm)
+                response = answer(request, error)
             except Exception:
                 log.exception(
                     "unhandled error on %s %s", request.method, request.rel_url.raw_path[:200]

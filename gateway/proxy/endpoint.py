@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.appkeys import EXCHANGE, PROXY
+from gateway.appkeys import EXCHANGE
+from gateway.edge.bodies import defer_expectation
 from gateway.errors import NotFound
-from gateway.proxy.bearer import Authenticator
 from gateway.proxy.forwarder import Forwarder
+from gateway.proxy.route_policy import bearer_principal
 from gateway.proxy.routing import RouteTable, normalize_path
+from gateway.tokens.bearer import Authenticator
 
 if TYPE_CHECKING:
     from gateway.browser.gate import CookieGate
@@ -35,7 +37,11 @@ class ProxyEndpoint:
         self._forwarder = forwarder
         self._cookies = cookies  # browser sessions, when enabled (gateway.browser.gate)
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    def routes(self) -> list[web.RouteDef]:
+        """The catch-all route: every path no other route of the listener takes (add last)."""
+        return [web.route("*", "/{tail:.*}", self.handle, expect_handler=defer_expectation)]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         exchange = request[EXCHANGE]
         route, path = self._routes.resolve(normalize_path(request.rel_url.raw_path))
         if route is None or route.blocked:
@@ -45,10 +51,5 @@ class ProxyEndpoint:
         if cookies is not None and cookies.accepts(route, request.headers):
             exchange.principal = await cookies.authenticate(request, route, exchange)
         else:
-            exchange.principal = self._authenticator.authenticate(request.headers, route)
+            exchange.principal = bearer_principal(self._authenticator, request.headers, route)
         return await self._forwarder.forward(request, route, path, exchange)
-
-
-async def proxy(request: web.Request) -> web.StreamResponse:
-    """The router's catch-all route (paths the fast lane leaves to the router)."""
-    return await request.app[PROXY](request)

@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from gateway.appkeys import EDGE, PROXY
-from gateway.proxy.endpoint import ProxyEndpoint, proxy
+from gateway.proxy.endpoint import ProxyEndpoint
 from gateway.proxy.routing import is_plain_path
 
 _LEAVE_TO_THE_APP = (hdrs.EXPECT, hdrs.UPGRADE)
@@ -38,7 +38,7 @@ class FastLane:
     def __call__(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
         if self.takes(request.rel_url.raw_path, request.headers):
             # the app's request factory made it: a web.Request (without match info)
-            return self._edge(cast(web.Request, request), self._proxy)
+            return self._edge(cast(web.Request, request), self._proxy.handle)
         return self._application(request)  # type: ignore[no-any-return]
 
     def takes(self, raw_path: str, headers: Any) -> bool:
@@ -59,7 +59,9 @@ def own_endpoints(router: web.UrlDispatcher) -> tuple[frozenset[str], tuple[str,
     paths: set[str] = set()
     prefixes: list[str] = []
     for route in router.routes():
-        if route.handler is proxy or route.resource is None:
+        if isinstance(getattr(route.handler, "__self__", None), ProxyEndpoint):
+            continue  # the catch-all
+        if route.resource is None:
             continue
         canonical = route.resource.canonical
         if "{" in canonical:

@@ -29,6 +29,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.headers import HeaderPolicy
 from gateway.proxy.routing import Route
 from gateway.proxy.upstream import (
@@ -38,7 +39,6 @@ from gateway.proxy.upstream import (
     UpstreamTimeoutError,
 )
 from gateway.proxy.websocket import connect_websocket, is_websocket_upgrade, relay_websocket
-from gateway.runtime.http_client import SharedClientSession
 
 log = logging.getLogger("gateway.proxy")
 
@@ -238,4 +238,4 @@ def upstream_errors() -> Iterator[None]:
     try:
         yield
     except UPSTREAM_ERRORS as exc:
-        raise upstream_failure(exc) from None
+        raise upstream_failure(exc) from exc

@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import ProxySettings
 from gateway.edge import Exchange
-from gateway.proxy.tracecontext import TRACE_HEADERS, TracePolicy
+from gateway.observability.tracecontext import TRACE_HEADERS, TracePolicy
 from gateway.tokens.verifier import Principal
 
 # RFC 9110 §7.6.1 hop-by-hop fields plus framing and routing fields the gateway sets itself.

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the metrics scrape, on the public listener."""
 
 from __future__ import annotations
 
@@ -6,46 +6,77 @@ import math
 
 from aiohttp import web
 
-from gateway.appkeys import FEDERATION, REVOCATION_STORE, REVOCATION_SYNC, REVOCATIONS, SETTINGS
+from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.authserver.federation.jwks import KeyState
+from gateway.config import RevocationSettings
+from gateway.edge.own_routes import own_routes
 from gateway.errors import StoreUnavailable
+from gateway.observability.metrics import Metrics
+from gateway.store import RevocationStore
+from gateway.tokens.revocation_sync import RevocationSync
+from gateway.tokens.revocation_view import RevocationView
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: 200 while the process serves."""
-    return web.json_response({"status": "ok"})
+class Health:
+    """GET /healthz, /readyz and /metrics."""
 
+    def __init__(
+        self,
+        *,
+        store: RevocationStore,
+        sync: RevocationSync,
+        view: RevocationView,
+        settings: RevocationSettings,
+        federation: FederatedLogin | None,
+        metrics: Metrics,
+    ):
+        self._store = store
+        self._sync = sync
+        self._view = view
+        self._settings = settings
+        self._federation = federation
+        self._metrics = metrics
 
-async def readyz(request: web.Request) -> web.Response:
-    """GET /readyz: 200 only when Redis answers and the revocation view is loaded; the
-    identity providers' key state is reported alongside."""
-    sync = request.app[REVOCATION_SYNC]
-    try:
-        redis_ok = await request.app[REVOCATION_STORE].ping()
-    except StoreUnavailable:
-        redis_ok = False
-    staleness = sync.staleness()
-    settings = request.app[SETTINGS].revocation
-    stale = staleness > settings.max_staleness
-    ready = redis_ok and sync.loaded
-    body: dict[str, object] = {
-        "status": "ready" if ready else "unavailable",
-        "redis": "ok" if redis_ok else "unreachable",
-        "revocations_loaded": sync.loaded,
-        "revocations": len(request.app[REVOCATIONS]),
-        "revocation_staleness_seconds": None if math.isinf(staleness) else round(staleness, 3),
-        "fail_mode": settings.fail_mode,
-    }
-    if stale and settings.fail_mode == "open":
-        body["warning"] = "serving WITHOUT current revocations (fail mode open)"
-    federation = request.app.get(FEDERATION)
-    if federation is not None:  # reported, never a reason to be unready: logins still work
-        body["identity_providers"] = {
-            p.name: _key_state(p.keys.state()) for p in federation.providers
+    def routes(self) -> list[web.RouteDef]:
+        return own_routes(
+            ("GET", "/healthz", self.healthz),
+            ("GET", "/readyz", self.readyz),
+            ("GET", "/metrics", self._metrics.handler),
+        )
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        """GET /healthz: 200 while the process serves."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        """GET /readyz: 200 only when Redis answers and the revocation view is loaded; the
+        identity providers' key state is reported alongside."""
+        sync = self._sync
+        try:
+            redis_ok = await self._store.ping()
+        except StoreUnavailable:
+            redis_ok = False
+        staleness = sync.staleness()
+        settings = self._settings
+        stale = staleness > settings.max_staleness
+        ready = redis_ok and sync.loaded
+        body: dict[str, object] = {
+            "status": "ready" if ready else "unavailable",
+            "redis": "ok" if redis_ok else "unreachable",
+            "revocations_loaded": sync.loaded,
+            "revocations": len(self._view),
+            "revocation_staleness_seconds": None if math.isinf(staleness) else round(staleness, 3),
+            "fail_mode": settings.fail_mode,
         }
-    if ready:
-        return web.json_response(body)
-    return web.json_response(body, status=503, headers={"Retry-After": "1"})
+        if stale and settings.fail_mode == "open":
+            body["warning"] = "serving WITHOUT current revocations (fail mode open)"
+        if self._federation is not None:  # reported, never a reason to be unready
+            body["identity_providers"] = {
+                p.name: _key_state(p.keys.state()) for p in self._federation.providers
+            }
+        if ready:
+            return web.json_response(body)
+        return web.json_response(body, status=503, headers={"Retry-After": "1"})
 
 
 def _key_state(state: KeyState) -> dict[str, object]:

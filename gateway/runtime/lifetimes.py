@@ -15,11 +15,11 @@ from redis.asyncio import Redis
 
 from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.errors import StoreUnavailable
+from gateway.observability.counter_history import CounterHistory
+from gateway.observability.metrics import Metrics
+from gateway.observability.telemetry import Telemetry
+from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.upstream import UpstreamPool
-from gateway.runtime.counter_history import CounterHistory
-from gateway.runtime.http_client import SharedClientSession
-from gateway.runtime.metrics import Metrics
-from gateway.runtime.telemetry import Telemetry
 from gateway.tokens.revocation_sync import RevocationSync
 
 log = logging.getLogger("gateway")

@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.appkeys import PROXY, SETTINGS
+from gateway.appkeys import PROXY, SERVICES
 from gateway.edge.connections import ConnectionLimits, EdgeServer
 from gateway.proxy.fastlane import FastLane
 
@@ -27,6 +27,6 @@ class GatewayRunner(web.AppRunner):
         return EdgeServer(
             handler,
             request_factory=server.request_factory,
-            limits=ConnectionLimits.from_settings(app[SETTINGS].proxy),
+            limits=ConnectionLimits.from_settings(app[SERVICES].settings.proxy),
             loop=asyncio.get_running_loop(),
         )

@@ -16,11 +16,11 @@ from typing import Final
 from aiohttp import http_parser
 
 from gateway.config import Settings
+from gateway.config.redis_url import is_memory_url
 from gateway.errors import ConfigError
-from gateway.runtime.logs import configure_logging
-from gateway.runtime.metrics import RESTARTS_FILE
+from gateway.observability.logs import configure_logging
+from gateway.observability.metrics import RESTARTS_FILE
 from gateway.runtime.serve import run_loop
-from gateway.store.client import is_memory_url
 
 log = logging.getLogger("gateway")
 

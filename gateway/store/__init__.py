@@ -1,7 +1,8 @@
 """Everything Redis: key names and TTLs, Lua scripts, pub/sub. Nothing else talks to Redis."""
 
+from gateway.config.redis_url import is_memory_url
 from gateway.store.audit import AuditEntry, AuditLog
-from gateway.store.client import connect_redis, is_memory_url
+from gateway.store.client import connect_redis
 from gateway.store.console_sessions import ConsoleSession, ConsoleSessionStore
 from gateway.store.keyspace import (
     SID_RE,

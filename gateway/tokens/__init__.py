@@ -1,2 +1,2 @@
-"""Access tokens: keys, compact JWS, the verifier and the issuer, and the in-memory
-revocation view with the sync that keeps it current."""
+"""Access tokens: keys, compact JWS, the verifier and the issuer, bearer credentials (RFC
+6750), and the in-memory revocation view with the sync that keeps it current."""

@@ -1,5 +1,6 @@
 """The console's own layer, inside the admin listener's edge: who is signed in (the session
-cookie), CSRF checks on every form post, security headers, and errors as pages for browsers.
+cookie), CSRF checks on every form post, security headers; and the HTML page the edge
+renders for a browser's error (`error_page`).
 
 Every console state change is a POST that must carry the session's CSRF token in its form
 and come from the console's own origin; the cookie alone (SameSite=Strict, but same-site is
@@ -18,33 +19,17 @@ from aiohttp.typedefs import Handler, Middleware
 
 from gateway.admin.console.pages import BASE_PATH, SECURITY_HEADERS, Pages, see_other, wants_html
 from gateway.appkeys import CONSOLE_FORM, CONSOLE_SESSION
-from gateway.authserver.params import form_params
 from gateway.edge.bodies import BodyReader
-from gateway.errors import (
-    AccessDenied,
-    GatewayError,
-    InvalidClient,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    StoreUnavailable,
-)
+from gateway.edge.params import FORM, form_params
+from gateway.errors import AccessDenied, GatewayError, InvalidClient
 from gateway.store import ConsoleSession, ConsoleSessionStore
 
 log = logging.getLogger("gateway.admin")
 
 COOKIE_NAME: Final = "gw_console"
 CSRF_FIELD: Final = "csrf"
-FORM: Final = "application/x-www-form-urlencoded"
-RETRY_AFTER: Final = "5"  # seconds, on 503 while Redis is unavailable
 PUBLIC_ROUTES: Final = frozenset({"console-signin", "console-static"})
 SAFE_FETCH_SITES: Final = frozenset({"same-origin", "none"})
-HTTP_ERRORS: Final[dict[int, type[GatewayError]]] = {
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-}
 
 
 def console_middleware(
@@ -52,37 +37,26 @@ def console_middleware(
 ) -> Middleware:
     """Session cookie → CONSOLE_SESSION; the form of a POST (read under the gateway's body
     limits and deadlines, once it is allowed) → CONSOLE_FORM, its CSRF token checked;
-    security headers; HTML errors for browsers."""
+    security headers. Errors leave to the edge, which renders them with `error_page` for a
+    browser."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            if request.method == "POST":
-                check_origin(request)
-            session = None
-            if request.match_info.route.name not in PUBLIC_ROUTES:
-                session = await _signed_in(request, sessions, key_ids)
-                if session is None:
-                    if request.method == "GET" and wants_html(request):
-                        return see_other(f"{BASE_PATH}signin")
-                    raise InvalidClient("sign in to the console first")
-                request[CONSOLE_SESSION] = session
-            if request.method == "POST":
-                request[CONSOLE_FORM] = await read_form(bodies, request)
-                if session is not None:
-                    check_csrf(request[CONSOLE_FORM], session)
-            response = await handler(request)
-        except GatewayError as exc:
-            if isinstance(exc, StoreUnavailable):
-                exc.extra_headers.setdefault("Retry-After", RETRY_AFTER)
-            if not wants_html(request):
-                raise  # the edge answers with the JSON error body
-            response = error_page(request, pages, exc)
-        except web.HTTPException as exc:  # the router's own 404/405, body limits
-            if exc.status < 400 or not wants_html(request):
-                raise
-            error = HTTP_ERRORS.get(exc.status, InvalidRequest)()
-            response = error_page(request, pages, error)
+        if request.method == "POST":
+            check_origin(request)
+        session = None
+        if request.match_info.route.name not in PUBLIC_ROUTES:
+            session = await _signed_in(request, sessions, key_ids)
+            if session is None:
+                if request.method == "GET" and wants_html(request):
+                    return see_other(f"{BASE_PATH}signin")
+                raise InvalidClient("sign in to the console first")
+            request[CONSOLE_SESSION] = session
+        if request.method == "POST":
+            request[CONSOLE_FORM] = await read_form(bodies, request)
+            if session is not None:
+                check_csrf(request[CONSOLE_FORM], session)
+        response = await handler(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
@@ -129,8 +103,9 @@ def check_csrf(form: dict[str, str], session: ConsoleSession) -> None:
 
 
 def error_page(request: web.Request, pages: Pages, exc: GatewayError) -> web.Response:
+    """The console's page for an error (the edge's renderer for the console's browsers)."""
     session = request.get(CONSOLE_SESSION)
-    return pages.render(
+    response = pages.render(
         "error.html",
         {
             "title": "Error",
@@ -145,3 +120,6 @@ def error_page(request: web.Request, pages: Pages, exc: GatewayError) -> web.Res
         status=exc.status,
         headers=exc.headers(),
     )
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -11,7 +11,7 @@ from typing import Final
 
 from gateway.config import RevocationSettings
 from gateway.errors import StoreUnavailable
-from gateway.runtime.counter_history import WINDOWS, CounterHistory, Increase
+from gateway.observability.counter_history import WINDOWS, CounterHistory, Increase
 from gateway.store import RevocationStore
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView

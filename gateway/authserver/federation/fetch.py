@@ -48,14 +48,14 @@ async def fetch_json(
             body, cache_control = await _get(session, url, timeout=timeout, max_size=max_size)
     except FetchFailed:
         raise
-    except TimeoutError:
-        raise FetchFailed("timeout") from None
-    except FETCH_ERRORS:
-        raise FetchFailed("unreachable") from None
+    except TimeoutError as exc:
+        raise FetchFailed("timeout") from exc
+    except FETCH_ERRORS as exc:
+        raise FetchFailed("unreachable") from exc
     try:
         document = parse_json(body)
-    except ValueError:  # also bad UTF-8
-        raise FetchFailed("not_json") from None
+    except ValueError as exc:  # also bad UTF-8
+        raise FetchFailed("not_json") from exc
     if not isinstance(document, dict):
         raise FetchFailed("not_json")
     return Fetched(document, cache_max_age(cache_control))

@@ -23,7 +23,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from gateway.authserver.federation.fetch import Fetched, FetchFailed, fetch_json
 from gateway.config import FederationSettings, ProviderSettings
 from gateway.errors import InvalidGrant, ProviderUnavailable
-from gateway.runtime.http_client import SharedClientSession
+from gateway.outbound.http_client import SharedClientSession
 from gateway.typedefs import Clock
 
 log = logging.getLogger("gateway.federation")

@@ -13,7 +13,7 @@ from gateway.authserver.federation.jwks import FetchRecorder, ProviderKeys
 from gateway.authserver.federation.provider_tokens import ProviderTokenVerifier
 from gateway.config import OWN_CLAIMS, FederationSettings, ProviderRolesSettings, ProviderSettings
 from gateway.errors import ConfigError
-from gateway.runtime.http_client import SharedClientSession
+from gateway.outbound.http_client import SharedClientSession
 from gateway.typedefs import Clock
 
 PROVIDER_CLAIM: Final = "idp"  # names the provider in our access tokens

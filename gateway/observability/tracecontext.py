@@ -16,11 +16,12 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from multidict import CIMultiDictProxy
 
-from gateway.edge import Exchange
+if TYPE_CHECKING:
+    from gateway.edge import Exchange
 
 TraceMode = Literal["passthrough", "participate", "restart"]
 TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})

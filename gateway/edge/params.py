@@ -1,4 +1,5 @@
-"""Reading requests to the gateway's own endpoints: body parameters and the caller's token."""
+"""Parameters of requests to the gateway's own endpoints: a JSON object or form body, and
+single text fields with bounded lengths."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from gateway.appkeys import AUTHENTICATOR, BODIES, COOKIE_PRINCIPAL
-from gateway.edge.bodies import read_json_object
-from gateway.errors import AuthenticationRequired, InvalidRequest
-from gateway.proxy.bearer import bearer_token
-from gateway.tokens.verifier import Principal
+from gateway.edge.bodies import BodyReader, read_json_object
+from gateway.errors import InvalidRequest
 
 FORM: Final = "application/x-www-form-urlencoded"
 MAX_FIELD: Final = {
@@ -24,10 +22,9 @@ MAX_FIELD: Final = {
 MAX_FIELDS: Final = 64  # parameters in one form
 
 
-async def read_params(request: web.Request) -> dict[str, Any]:
+async def read_params(reader: BodyReader, request: web.Request) -> dict[str, Any]:
     """JSON object or form body as a dict; 400 invalid_request for anything else (the body
     is read under the gateway's size limit and deadlines: gateway.edge.bodies)."""
-    reader = request.app[BODIES]
     if request.content_type == "application/json":
         return await read_json_object(reader, request)
     if request.content_type == FORM:
@@ -62,21 +59,3 @@ def text_param(params: dict[str, Any], name: str, *, required: bool = False) -> 
     if len(value) > MAX_FIELD.get(name, 128) or not value.isprintable():
         raise InvalidRequest(f"{name} is too long or contains control characters")
     return value
-
-
-def optional_principal(request: web.Request) -> Principal | None:
-    """The caller's verified, unrevoked Principal when it sent a bearer token (or, where the
-    browser plane accepts them, session cookies), else None."""
-    authenticator = request.app[AUTHENTICATOR]
-    presented = bearer_token(request.headers)
-    if presented is None:
-        return request.get(COOKIE_PRINCIPAL)
-    return authenticator.principal_for(presented)
-
-
-def required_principal(request: web.Request) -> Principal:
-    """The caller's Principal; 401 without a bearer token."""
-    principal = optional_principal(request)
-    if principal is None:
-        raise AuthenticationRequired()
-    return principal

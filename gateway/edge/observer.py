@@ -6,10 +6,11 @@ import logging
 
 from aiohttp import web
 
-from gateway.edge import Exchange
+from gateway.edge.access_lines import json_line, text_line
+from gateway.edge.record import Exchange
 from gateway.errors import InvalidToken, RevocationStale, StoreUnavailable
-from gateway.runtime.logs import BatchingHandler, access_log, json_line, text_line
-from gateway.runtime.metrics import Metrics
+from gateway.observability.logs import BatchingHandler, access_log
+from gateway.observability.metrics import Metrics
 
 
 class RequestObserver:

@@ -1,4 +1,4 @@
-"""Logs: the one-line-per-request access log (batched), JSON event lines, and their setup.
+"""The access line of one request, as text or as one JSON object.
 
 Lines carry ids (request id, trace id, sub, sid, jti) and how the request authenticated
 (`auth`: bearer or cookie), never a token, password, cookie value or key; the query string is
@@ -8,22 +8,17 @@ never logged (clients put tokens there).
 from __future__ import annotations
 
 import json
-import logging
 import re
-import threading
-from collections import deque
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from gateway.edge import Exchange
+from gateway.edge.record import Exchange
 from gateway.errors import InvalidToken
-from gateway.proxy.tracecontext import incoming_trace_id
-from gateway.tokens.verifier import Principal
+from gateway.observability.tracecontext import incoming_trace_id
 
-access_log = logging.getLogger("gateway.access")
-FLUSH_INTERVAL: Final = 0.2  # seconds an access line may wait in memory
-FLUSH_BYTES: Final = 64 * 1024
+if TYPE_CHECKING:
+    from gateway.tokens.verifier import Principal
 
 
 def _json_string(value: str | None) -> str:
@@ -115,91 +110,3 @@ def text_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
     if trace_id is not None:
         parts.append(f"trace={trace_id}")
     return " ".join(parts)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; access lines are JSON already and pass through."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.name == access_log.name:
-            return record.getMessage()
-        entry = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, separators=(",", ":"))
-
-
-class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes access lines in batches: at most every FLUSH_INTERVAL seconds or FLUSH_BYTES,
-    instead of one write system call per request. Flushed on exit (logging.shutdown)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # The event loop appends, the flusher pops: a deque needs no lock for that.
-        self._pending: deque[str] = deque()
-        self._size = 0  # approximate (updated without a lock): it only decides when to flush
-        self._stop = threading.Event()
-        threading.Thread(target=self._flush_periodically, name="access-log", daemon=True).start()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        self.add_line(line)
-
-    def add_line(self, line: str) -> None:
-        self._pending.append(line)
-        self._size += len(line)
-        if self._size >= FLUSH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            pending = self._pending
-            if not pending:
-                return
-            self._size = 0
-            lines = [pending.popleft() for _ in range(len(pending))]
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.flush()
-        super().close()
-
-    def _flush_periodically(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL):
-            self.flush()
-
-
-def configure_logging(*, level: str, json_format: bool, access: bool) -> None:
-    """Root logging for `gateway serve`; library loggers stay at WARNING. Access lines go
-    through a batching handler of their own (same stream, same format)."""
-    formatter: logging.Formatter = (
-        JsonFormatter()
-        if json_format
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
-    handler = logging.StreamHandler()
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("gateway").setLevel(level)
-    for old in access_log.handlers[:]:
-        access_log.removeHandler(old)
-        old.close()
-    if access:
-        batching = BatchingHandler()
-        batching.setFormatter(formatter)
-        access_log.addHandler(batching)
-    access_log.propagate = False
-    access_log.setLevel(logging.INFO if access else logging.WARNING)

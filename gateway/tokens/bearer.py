@@ -1,18 +1,15 @@
-"""Bearer authentication on proxied routes: extract → verify → revocation → policy → Principal."""
+"""Bearer credentials (RFC 6750): the token from the Authorization header, verified and
+checked against the revocation view; who the caller of a gateway endpoint is."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gateway.errors import (
-    AuthenticationRequired,
-    InsufficientScope,
-    InvalidToken,
-    MalformedAuthorization,
-)
-from gateway.proxy.routing import Route
+from gateway.appkeys import COOKIE_PRINCIPAL
+from gateway.errors import AuthenticationRequired, InvalidToken, MalformedAuthorization
 from gateway.tokens.verifier import Principal, TokenVerifier
 
 
@@ -40,31 +37,30 @@ def bearer_token(headers: CIMultiDictProxy[str]) -> str | None:
 
 
 class Authenticator:
-    """Applies a route's policy to a request's headers; returns the Principal or raises."""
+    """Who a bearer token speaks for: verified (cached by the verifier), then not revoked."""
 
     def __init__(self, verifier: TokenVerifier, revocations: RevocationCheck):
         self._verifier = verifier
         self._revocations = revocations
 
-    def authenticate(self, headers: CIMultiDictProxy[str], route: Route) -> Principal | None:
-        if route.policy == "public":
-            return None
-        token = bearer_token(headers)
-        if token is None:
-            if route.policy == "optional":
-                return None
-            raise AuthenticationRequired()
-        # An invalid token is refused even on an optional route: silently downgrading to
-        # anonymous would hide an expired session from the client.
-        principal = self.principal_for(token)
-        if route.roles and not route.roles.issubset(principal.roles):
-            raise InsufficientScope("a required role is missing")
-        if route.scopes and not route.scopes.issubset(principal.scopes):
-            raise InsufficientScope("a required scope is missing")
-        return principal
-
     def principal_for(self, token: str) -> Principal:
-        """Verified, unrevoked Principal for a bearer token (also used by /auth endpoints)."""
+        """Verified, unrevoked Principal for a bearer token; InvalidToken otherwise."""
         principal = self._verifier.verify(token)
         self._revocations.check(principal)
+        return principal
+
+    def caller(self, request: web.Request) -> Principal | None:
+        """The caller of a gateway endpoint: its bearer token's Principal when it sent one,
+        else who its browser cookies speak for where the browser plane accepts them
+        (request[COOKIE_PRINCIPAL]), else None."""
+        presented = bearer_token(request.headers)
+        if presented is None:
+            return request.get(COOKIE_PRINCIPAL)
+        return self.principal_for(presented)
+
+    def required_caller(self, request: web.Request) -> Principal:
+        """The caller's Principal; 401 without a credential."""
+        principal = self.caller(request)
+        if principal is None:
+            raise AuthenticationRequired()
         return principal

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.runtime.metrics import SampleKey
+from gateway.observability.metrics import SampleKey
 
 WINDOWS: Final = (60, 300, 900)  # seconds the console reports on
 

@@ -1,0 +1,149 @@
+"""The whole configuration: `config.yaml`, then `GATEWAY_*` environment variables (`__` nests
+keys). Build it once with `load_settings(path)` at the edge (CLI) and pass it down; tests
+build `Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from gateway.config.browser_settings import BrowserSettings
+from gateway.config.federation_settings import FederationSettings
+from gateway.config.route_settings import ProxySettings, RouteSettings
+from gateway.config.server_settings import (
+    AdminSettings,
+    ListenSettings,
+    LoggingSettings,
+    TracingSettings,
+)
+from gateway.config.store_settings import RedisSettings, RevocationSettings
+from gateway.config.token_settings import (
+    AuthSettings,
+    IntrospectionSettings,
+    KeysSettings,
+    TokenSettings,
+)
+from gateway.errors import ConfigError
+
+ENV_PREFIX: Final = "GATEWAY_"
+
+
+class Settings(BaseSettings):
+    """The whole configuration; sections mirror `config.yaml`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    environment: Literal["production", "demo", "development"] = "production"
+    """production, demo or development (the latter two are announced at start)"""
+    listen: ListenSettings = ListenSettings()
+    """the public listener"""
+    admin: AdminSettings = AdminSettings()
+    """the admin listener and its keys"""
+    redis: RedisSettings = RedisSettings()
+    """the shared store"""
+    tokens: TokenSettings = TokenSettings()
+    """issued and verified tokens"""
+    keys: KeysSettings = KeysSettings()
+    """signing and verification keys"""
+    auth: AuthSettings = AuthSettings()
+    """how logins are checked"""
+    revocation: RevocationSettings = RevocationSettings()
+    """the in-memory revocation view"""
+    logging: LoggingSettings = LoggingSettings()
+    """logs"""
+    proxy: ProxySettings = ProxySettings()
+    """forwarding"""
+    routes: list[RouteSettings] = Field(default_factory=list)
+    """longest prefix wins"""
+    federation: FederationSettings = FederationSettings()
+    """identity providers for the token exchange"""
+    introspection: IntrospectionSettings = IntrospectionSettings()
+    """token introspection (RFC 7662) for other services"""
+    tracing: TracingSettings = TracingSettings()
+    """trace context and OpenTelemetry"""
+    browser: BrowserSettings = BrowserSettings()
+    """browser sessions in cookies (off by default)"""
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_prefixes(cls, value: list[RouteSettings]) -> list[RouteSettings]:
+        prefixes = [r.prefix.rstrip("/") or "/" for r in value]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError("two routes share a prefix")
+        return value
+
+    @model_validator(mode="after")
+    def _providers_are_not_us(self) -> Settings:
+        for provider in self.federation.providers:
+            if provider.issuer.rstrip("/") == self.tokens.issuer.rstrip("/"):
+                raise ValueError(
+                    f"federation.providers[{provider.name}].issuer is the gateway's own issuer"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _browser_fits_the_environment(self) -> Settings:
+        browser = self.browser
+        if browser.enabled and not browser.secure and self.environment == "production":
+            raise ValueError(
+                "browser.secure: false is allowed only outside environment: production"
+            )
+        if browser.enabled and self.keys.active is None:
+            raise ValueError("browser.enabled needs a signing key (keys.active)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+def load_settings(path: Path | str | None, **overrides: Any) -> Settings:
+    """Read `path` (YAML) with env overrides; raise ConfigError naming each bad key."""
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"configuration file {str(path)!r} does not exist")
+    config = SettingsConfigDict(**Settings.model_config)
+    if path is not None:
+        config["yaml_file"] = Path(path)
+    from_file = type("FileSettings", (Settings,), {"model_config": config})
+    try:
+        return Settings.model_validate(from_file(**overrides).model_dump())
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable or unparsable YAML
+        raise ConfigError(f"cannot read configuration {str(path)!r}: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the dotted key (`tokens.access_ttl: …`)."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        lines.append(f"{key}: {error['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

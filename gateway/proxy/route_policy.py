@@ -1,0 +1,39 @@
+"""A route's policy applied to a request's credential: `public`, `optional` or `required`,
+and the roles and scopes the route asks for. Bearer tokens and browser cookies (through the
+CookieGate) meet the same checks here."""
+
+from __future__ import annotations
+
+from multidict import CIMultiDictProxy
+
+from gateway.errors import AuthenticationRequired, InsufficientScope
+from gateway.proxy.routing import Route
+from gateway.tokens.bearer import Authenticator, bearer_token
+from gateway.tokens.verifier import Principal
+
+
+def bearer_principal(
+    authenticator: Authenticator, headers: CIMultiDictProxy[str], route: Route
+) -> Principal | None:
+    """The route's policy applied to the Authorization header: the Principal, None where the
+    route lets an anonymous request through, or the refusal."""
+    if route.policy == "public":
+        return None
+    token = bearer_token(headers)
+    if token is None:
+        if route.policy == "optional":
+            return None
+        raise AuthenticationRequired()
+    # An invalid token is refused even on an optional route: silently downgrading to
+    # anonymous would hide an expired session from the client.
+    principal = authenticator.principal_for(token)
+    require_grants(route, principal)
+    return principal
+
+
+def require_grants(route: Route, principal: Principal) -> None:
+    """403 insufficient_scope unless the principal holds every role and scope of the route."""
+    if route.roles and not route.roles.issubset(principal.roles):
+        raise InsufficientScope("a required role is missing")
+    if route.scopes and not route.scopes.issubset(principal.scopes):
+        raise InsufficientScope("a required scope is missing")
