@@ -14,7 +14,7 @@ help:
 	@echo "make test-fast - the inner loop: everything but the slow tests (processes, real waits)"
 	@echo "make lint   - ruff + mypy (strict on gateway/ and tests/)"
 	@echo "make fmt    - format with ruff"
-	@echo "make docs   - regenerate README's configuration reference from the settings models"
+	@echo "make docs   - regenerate docs/configuration.md's key table from the settings models"
 	@echo "make screenshots - the admin console in headless Chromium, saved to docs/console-*.png"
 	@echo "make bench  - benchmark: direct, reference and naive proxies, gateway, nginx in alternating rounds; then the chart"
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
@@ -50,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/mypy  # gateway/ and tests/ (files in pyproject.toml)
 
 docs: $(STAMP)
-	$(BIN)/python -m gateway.config_reference README.md
+	$(BIN)/python -m gateway.config_reference docs/configuration.md
 
 screenshots: $(STAMP)
 	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_console_browser.py

@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
 
     reference = sub.add_parser(
-        "config-reference", help="print every configuration key (markdown, from the models)"
+        "config-reference",
+        help="print every configuration key: the markdown table of docs/configuration.md, "
+        "rendered from the settings models",
     )
     reference.set_defaults(func=cmd_config_reference)
 

@@ -1,7 +1,7 @@
 """The configuration reference, rendered from the settings models so that it cannot drift.
 
-`gateway config-reference` prints it; `make docs` rewrites README.md's section between the
-markers below, and a test fails when README and the models disagree.
+`gateway config-reference` prints it; `make docs` rewrites the section of docs/configuration.md
+between the markers below, and a test fails when that page and the models disagree.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def replace_section(document: str, reference: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m gateway.config_reference README.md`: rewrite the section in place."""
+    """`python -m gateway.config_reference docs/configuration.md`: rewrite the section in place."""
     for name in argv:
         path = Path(name)
         path.write_text(replace_section(path.read_text(), render_reference()))

@@ -208,9 +208,9 @@ def test_cli_keys_generate(tmp_path: Path) -> None:
     assert "refusing to overwrite" in again.stderr
 
 
-def test_readme_configuration_reference_matches_the_models() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert replace_section(readme, render_reference()) == readme, "run `make docs`"
+def test_configuration_page_matches_the_models() -> None:
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert replace_section(page, render_reference()) == page, "run `make docs`"
 
 
 def test_configuration_reference_lists_every_key_of_the_example_config() -> None:

@@ -1,5 +1,5 @@
 """/.well-known/jwks.json is cacheable: an ETag, 304 on If-None-Match, a max-age shorter than
-the wait the README asks for between publishing a key and signing with it."""
+the wait docs/endpoints.md asks for between publishing a key and signing with it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from gateway.authserver.wellknown import JWKS_MAX_AGE
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ENDPOINTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "endpoints.md"
 
 
 async def test_jwks_has_an_etag_and_a_max_age(gateway: Any) -> None:
@@ -64,7 +64,7 @@ async def test_another_key_set_has_another_tag(
 
 
 def test_max_age_is_shorter_than_the_documented_key_publication_wait() -> None:
-    text = " ".join(README.read_text().split())
+    text = " ".join(ENDPOINTS_PAGE.read_text().split())
     found = re.search(r"wait at least (\d+) minutes", text)
-    assert found, "README must say how long to wait between publishing a key and signing"
+    assert found, "docs/endpoints.md must say how long to wait between publishing and signing"
     assert int(found.group(1)) * 60 > JWKS_MAX_AGE
