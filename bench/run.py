@@ -881,7 +881,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-# (ratio key, target, stretch, what) — the targets README's benchmark section states.
+# (ratio key, target, stretch, what) — the targets docs/benchmark.md states.
 TARGETS: list[tuple[str, float, float | None, str]] = [
     ("warm_vs_reference", 1.5, 1.8, "cache-warm ≥ {t}× the reference (stretch {s}×)"),
     ("cold_vs_reference", 0.8, None, "cache-cold ≥ {t}× the reference"),

@@ -14,7 +14,7 @@ from gateway.config import Settings
 from gateway.edge.own_routes import own_routes
 from gateway.tokens.keys import KeyRing
 
-# How long verifiers may cache the key set: well under the wait the README asks for between
+# How long verifiers may cache the key set: well under the wait docs/endpoints.md asks for between
 # publishing a new key and signing with it (10 minutes), so every cache has seen it by then.
 JWKS_MAX_AGE: Final = 300
 

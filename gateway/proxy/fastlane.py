@@ -2,7 +2,7 @@
 
 aiohttp hands every request to the application, which resolves it in the router, builds the
 match info and runs the middleware chain before the handler sees it: a measurable share of
-what a proxied request costs (the README's benchmark section has the figure). Nearly every
+what a proxied request costs (docs/benchmark.md has the figure). Nearly every
 request is a proxied one on a plain path, and for those the answer of the router is known in advance
 (the catch-all route). The fast lane gives them straight to the edge layer and the proxy
 endpoint, the same code the router would end up calling; everything else — the gateway's
