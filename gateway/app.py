@@ -49,17 +49,18 @@ def public_app(s: Services) -> web.Application:
     edge = edge_middleware(
         realm=settings.proxy.realm,
         max_header_size=settings.proxy.max_header_size,
-        observer=RequestObserver(s.metrics, json_logs=settings.logging.format == "json"),
+        observer=RequestObserver(s.resources.metrics, json_logs=settings.logging.format == "json"),
     )
-    edge = s.telemetry.wrap_edge(edge)  # itself unless OpenTelemetry export is on
+    edge = s.resources.telemetry.wrap_edge(edge)  # itself unless OpenTelemetry export is on
     app = web.Application(middlewares=[edge], client_max_size=OWN_BODY_LIMIT)
     app[SERVICES] = s
     app[EDGE] = edge
     app[PROXY] = s.proxy.endpoint
-    app.cleanup_ctx.append(clients_lifetime(s.http, s.proxy.upstream_pool))
-    app.cleanup_ctx.append(store_lifetime(s.store.redis, s.tokens.sync, owned=s.store.owned))
-    app.cleanup_ctx.append(telemetry_lifetime(s.telemetry))
-    app.cleanup_ctx.append(sampling_lifetime(s.metrics, s.history))
+    r = s.resources
+    app.cleanup_ctx.append(clients_lifetime(r.http, r.upstream_pool))
+    app.cleanup_ctx.append(store_lifetime(r.store.redis, r.sync, owned=r.store.owned))
+    app.cleanup_ctx.append(telemetry_lifetime(r.telemetry))
+    app.cleanup_ctx.append(sampling_lifetime(r.metrics, r.history))
     if s.auth.federation is not None:
         app.cleanup_ctx.append(federation_lifetime(s.auth.federation))
     auth = s.auth

@@ -57,6 +57,7 @@ from gateway.observability.metrics import Metrics
 from gateway.observability.telemetry import Telemetry
 from gateway.observability.tracecontext import TracePolicy
 from gateway.outbound.http_client import SharedClientSession
+from gateway.proxy.admission import Admission
 from gateway.proxy.endpoint import ProxyEndpoint
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
@@ -103,13 +104,29 @@ class StoreServices:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one gateway process holds for its whole life, whatever its configuration says
+    later: connections (Redis, the upstream pool, the shared HTTP client), the revocation
+    view and its sync, metrics and traces. A reloaded configuration is built over the same
+    Resources; settings that change them (listeners, workers, Redis) need a restart."""
+
+    clock: Clock
+    metrics: Metrics
+    telemetry: Telemetry
+    history: CounterHistory  # the counters over the last minutes (admin console)
+    http: SharedClientSession
+    store: StoreServices
+    view: RevocationView
+    sync: RevocationSync
+    upstream_pool: UpstreamPool
+
+
+@dataclass(frozen=True)
 class TokenServices:
-    """The gateway's own tokens: keys, verification, the revocation view, signing."""
+    """The gateway's own tokens: keys, verification, bearer credentials, signing."""
 
     keyring: KeyRing
     verifier: TokenVerifier
-    view: RevocationView
-    sync: RevocationSync
     authenticator: Authenticator
     issuer: TokenIssuer | None  # None without a signing key: verification only
 
@@ -130,10 +147,10 @@ class AuthServices:
 
 @dataclass(frozen=True)
 class ProxyServices:
-    """The request path: routes, the upstream client, the proxy endpoint."""
+    """The request path: routes, the decision, the proxy endpoint."""
 
     routes: RouteTable
-    upstream_pool: UpstreamPool
+    admission: Admission  # the decision, shared by everything that must decide alike
     endpoint: ProxyEndpoint
 
 
@@ -149,16 +166,12 @@ class AdminServices:
 
 @dataclass(frozen=True)
 class Services:
-    """Every long-lived component of one gateway process, by plane."""
+    """Every component of one gateway process for one configuration, by plane, over the
+    process's Resources."""
 
     settings: Settings
-    clock: Clock
-    metrics: Metrics
-    telemetry: Telemetry
-    history: CounterHistory  # the counters over the last minutes (admin console)
-    http: SharedClientSession
+    resources: Resources
     bodies: BodyReader
-    store: StoreServices
     tokens: TokenServices
     auth: AuthServices
     proxy: ProxyServices
@@ -178,46 +191,75 @@ class Injected(TypedDict, total=False):
 
 def build_services(settings: Settings, **injected: Unpack[Injected]) -> Services:
     """Every component, connected to nothing yet."""
-    redis = injected.get("redis")
+    resources = build_resources(settings, **injected)
+    return configure(settings, resources, environ=injected.get("environ"))
+
+
+def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resources:
+    """The process's long-lived resources, connected to nothing yet."""
     clock = injected.get("clock", time.time)
-    environ = injected.get("environ")
     telemetry = injected.get("telemetry") or Telemetry.from_settings(settings.tracing)
     metrics = Metrics()
-    http = SharedClientSession(settings.proxy)
-    bodies = BodyReader.from_settings(settings.proxy)
-    store = build_store(settings, redis=redis, clock=clock, telemetry=telemetry)
-    tokens = build_tokens(settings, store, clock=clock, environ=environ)
-    auth = _auth(settings, store, tokens, http, bodies, metrics, clock, telemetry)
-    gate = _cookie_gate(settings, store, tokens, auth, metrics, clock, environ)
-    proxy = _proxy(settings, tokens, http, bodies, gate, telemetry)
-    browser = None
-    if gate is not None:
-        browser = _browser_endpoints(settings, gate, tokens, auth, bodies, metrics, clock)
-    history = CounterHistory(lambda: metrics.counter_totals(CONSOLE_COUNTERS))
-    admin = _admin(settings, store, tokens, auth, bodies, history, clock)
-    metrics.watch_revocations(tokens.sync, tokens.view)
-    health = Health(
-        store=store.revocations,
-        sync=tokens.sync,
-        view=tokens.view,
-        settings=settings.revocation,
-        federation=auth.federation,
-        metrics=metrics,
+    store = build_store(settings, redis=injected.get("redis"), clock=clock, telemetry=telemetry)
+    view = RevocationView(clock=clock)
+    sync = RevocationSync(
+        store.revocations,
+        view,
+        clock=clock,
+        check_interval=settings.revocation.check_interval,
+        max_staleness=settings.revocation.max_staleness,
+        fail_mode=settings.revocation.fail_mode,
     )
-    return Services(
-        settings=settings,
+    metrics.watch_revocations(sync, view)
+    p = settings.proxy
+    return Resources(
         clock=clock,
         metrics=metrics,
         telemetry=telemetry,
-        history=history,
-        http=http,
-        bodies=bodies,
+        history=CounterHistory(lambda: metrics.counter_totals(CONSOLE_COUNTERS)),
+        http=SharedClientSession(p),
         store=store,
+        view=view,
+        sync=sync,
+        upstream_pool=UpstreamPool(
+            connect_timeout=p.connect_timeout,
+            read_timeout=p.read_timeout,
+            keepalive_timeout=min(p.keepalive_timeout, 30),
+        ),
+    )
+
+
+def configure(
+    settings: Settings, resources: Resources, *, environ: Mapping[str, str] | None = None
+) -> Services:
+    """Everything a configuration decides, over the process's resources: keys, routes,
+    logins, providers, pages. Files the settings name (keys, users) are read here; nothing
+    is connected. `environ` is where `*_env` settings are read (os.environ by default)."""
+    r = resources
+    bodies = BodyReader.from_settings(settings.proxy)
+    tokens = build_tokens(settings, r.view, clock=r.clock, environ=environ)
+    auth = _auth(settings, r, tokens, bodies)
+    gate = _cookie_gate(settings, r, tokens, auth, environ)
+    browser = None
+    if gate is not None:
+        browser = _browser_endpoints(settings, r, gate, tokens, auth, bodies)
+    health = Health(
+        store=r.store.revocations,
+        sync=r.sync,
+        view=r.view,
+        settings=settings.revocation,
+        federation=auth.federation,
+        metrics=r.metrics,
+    )
+    return Services(
+        settings=settings,
+        resources=r,
+        bodies=bodies,
         tokens=tokens,
         auth=auth,
-        proxy=proxy,
+        proxy=_proxy(settings, r, tokens, bodies, gate),
         browser=browser,
-        admin=admin,
+        admin=_admin(settings, r, tokens, auth, bodies),
         health=health,
     )
 
@@ -262,33 +304,22 @@ def build_store(
 
 def build_tokens(
     settings: Settings,
-    store: StoreServices,
+    revocations: RevocationView,
     *,
     clock: Clock = time.time,
     environ: Mapping[str, str] | None = None,
     verified_cache_size: int | None = None,
 ) -> TokenServices:
-    """Keys, the verifier, the revocation view and its sync, and the issuer when a signing
-    key is configured."""
+    """Keys, the verifier, bearer credentials (checked against `revocations`), and the
+    issuer when a signing key is configured."""
     keyring = load_keyring(settings.keys, environ)
     verifier = TokenVerifier.from_settings(
         keyring, settings.tokens, clock=clock, cache_size=verified_cache_size
     )
-    view = RevocationView(clock=clock)
-    sync = RevocationSync(
-        store.revocations,
-        view,
-        clock=clock,
-        check_interval=settings.revocation.check_interval,
-        max_staleness=settings.revocation.max_staleness,
-        fail_mode=settings.revocation.fail_mode,
-    )
     return TokenServices(
         keyring=keyring,
         verifier=verifier,
-        view=view,
-        sync=sync,
-        authenticator=Authenticator(verifier, view),
+        authenticator=Authenticator(verifier, revocations),
         issuer=build_issuer(settings, keyring, clock=clock),
     )
 
@@ -308,7 +339,7 @@ def build_issuer(
 def build_revoker(
     settings: Settings,
     store: StoreServices,
-    tokens: TokenServices,
+    view: RevocationView,
     *,
     clock: Clock = time.time,
     telemetry: Telemetry | None = None,
@@ -317,7 +348,7 @@ def build_revoker(
     return Revoker(
         sessions=store.sessions,
         revocations=traced(store.revocations, "revocations"),
-        view=tokens.view,
+        view=view,
         settings=settings.tokens,
         clock=clock,
     )
@@ -334,8 +365,9 @@ async def operator_actions(settings: Settings) -> AsyncIterator[AdminActions]:
         )
     store = build_store(settings, max_connections=OPERATOR_POOL_SIZE)
     try:
-        tokens = build_tokens(settings, store, verified_cache_size=0)
-        revoker = build_revoker(settings, store, tokens)
+        view = RevocationView(clock=time.time)  # a command has no view to keep current
+        tokens = build_tokens(settings, view, verified_cache_size=0)
+        revoker = build_revoker(settings, store, view)
         yield AdminActions(revoker, store.audit, tokens.verifier, time.time)
     finally:
         await store.redis.aclose()
@@ -346,37 +378,30 @@ def _untraced(component: T, _name: str) -> T:
 
 
 def _auth(
-    settings: Settings,
-    store: StoreServices,
-    tokens: TokenServices,
-    http: SharedClientSession,
-    bodies: BodyReader,
-    metrics: Metrics,
-    clock: Clock,
-    telemetry: Telemetry,
+    settings: Settings, r: Resources, tokens: TokenServices, bodies: BodyReader
 ) -> AuthServices:
-    revoker = build_revoker(settings, store, tokens, clock=clock, telemetry=telemetry)
+    revoker = build_revoker(settings, r.store, r.view, clock=r.clock, telemetry=r.telemetry)
     service = login = federation = endpoints = sessions = None
     if tokens.issuer is not None:
         service = TokenService(
-            revoker=revoker, view=tokens.view, issuer=tokens.issuer, settings=settings.tokens
+            revoker=revoker, view=r.view, issuer=tokens.issuer, settings=settings.tokens
         )
         login = LoginService(
-            _credential_checker(settings, http),
+            _credential_checker(settings, r.http),
             service,
-            store.limiter,
+            r.store.limiter,
             settings.auth.rate_limits,
         )
-        federation = _federation(settings, service, store, http, metrics, clock)
+        federation = _federation(settings, service, r)
         endpoints = TokenEndpoints(
             tokens=service,
             login=login,
             revoker=revoker,
             authenticator=tokens.authenticator,
-            exchange=None if federation is None else ExchangeGrant(federation, clock=clock),
+            exchange=None if federation is None else ExchangeGrant(federation, clock=r.clock),
             bodies=bodies,
-            metrics=metrics,
-            clock=clock,
+            metrics=r.metrics,
+            clock=r.clock,
         )
         sessions = SessionEndpoints(revoker=revoker, authenticator=tokens.authenticator)
     t = settings.tokens
@@ -384,13 +409,13 @@ def _auth(
         settings.introspection.clients,
         authenticator=tokens.authenticator,
         sessions=revoker.sessions,
-        view=tokens.view,
+        view=r.view,
         issuer=t.issuer,
         audience=t.audience,
         rate_limit=settings.introspection.rate_limit,
         realm=settings.proxy.realm,
         bodies=bodies,
-        clock=clock,
+        clock=r.clock,
     )
     return AuthServices(
         revoker=revoker,
@@ -414,42 +439,37 @@ def _credential_checker(settings: Settings, http: SharedClientSession) -> Creden
     return UserFileChecker({})
 
 
-def _federation(
-    settings: Settings,
-    tokens: TokenService,
-    store: StoreServices,
-    http: SharedClientSession,
-    metrics: Metrics,
-    clock: Clock,
-) -> FederatedLogin | None:
+def _federation(settings: Settings, tokens: TokenService, r: Resources) -> FederatedLogin | None:
     """Token exchange with the configured identity providers, when there are any."""
     f = settings.federation
     if not f.providers:
         return None
     providers = build_providers(
-        f, http, leeway=settings.tokens.leeway, clock=clock, record_fetch=metrics.record_jwks_fetch
+        f,
+        r.http,
+        leeway=settings.tokens.leeway,
+        clock=r.clock,
+        record_fetch=r.metrics.record_jwks_fetch,
     )
     users = settings.auth.users_file
     federation = FederatedLogin(
         providers,
         tokens,
         own_issuer=settings.tokens.issuer,
-        limiter=store.limiter,
+        limiter=r.store.limiter,
         per_ip=settings.auth.rate_limits.per_ip,
         links=identity_links(load_user_file(users)) if users is not None else {},
-        record=metrics.record_federated_login,
+        record=r.metrics.record_federated_login,
     )
-    metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
+    r.metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
     return federation
 
 
 def _cookie_gate(
     settings: Settings,
-    store: StoreServices,
+    r: Resources,
     tokens: TokenServices,
     auth: AuthServices,
-    metrics: Metrics,
-    clock: Clock,
     environ: Mapping[str, str] | None,
 ) -> CookieGate | None:
     """The proxy's cookie branch (browser sessions), when browser mode is on."""
@@ -459,11 +479,11 @@ def _cookie_gate(
     if not b.secure:
         log.warning("browser.secure is false: cookies without Secure, for plain-http demos only")
     sessions = BrowserSessions(
-        store=store.cookie_sessions,
+        store=r.store.cookie_sessions,
         issuer=tokens.issuer,
         revoker=auth.revoker,
-        view=tokens.view,
-        metrics=metrics,
+        view=r.view,
+        metrics=r.metrics,
         rotation_grace=b.rotation_grace,
     )
     return CookieGate(
@@ -473,20 +493,19 @@ def _cookie_gate(
         cookie_format=CookieFormat(b),
         authenticator=tokens.authenticator,
         sessions=sessions,
-        cross_site=CrossSiteCheck(b.allowed_origins, metrics),
-        metrics=metrics,
-        clock=clock,
+        cross_site=CrossSiteCheck(b.allowed_origins, r.metrics),
+        metrics=r.metrics,
+        clock=r.clock,
     )
 
 
 def _browser_endpoints(
     settings: Settings,
+    r: Resources,
     gate: CookieGate,
     tokens: TokenServices,
     auth: AuthServices,
     bodies: BodyReader,
-    metrics: Metrics,
-    clock: Clock,
 ) -> BrowserEndpoints:
     """/auth/browser/*: password sign-in, and provider tokens (SPEC §10) when configured."""
     assert auth.login is not None  # the gate exists only with a signing key
@@ -497,19 +516,18 @@ def _browser_endpoints(
         revoker=auth.revoker,
         verifier=tokens.verifier,
         bodies=bodies,
-        metrics=metrics,
-        clock=clock,
+        metrics=r.metrics,
+        clock=r.clock,
         login_page=settings.browser.login_page,
     )
 
 
 def _proxy(
     settings: Settings,
+    r: Resources,
     tokens: TokenServices,
-    http: SharedClientSession,
     bodies: BodyReader,
     gate: CookieGate | None,
-    telemetry: Telemetry,
 ) -> ProxyServices:
     p = settings.proxy
     routes = RouteTable.from_settings(
@@ -517,13 +535,9 @@ def _proxy(
         blocked=("/admin",) if settings.admin.block_public_path else (),
         path_parameters=p.path_parameters,
     )
-    pool = UpstreamPool(
-        connect_timeout=p.connect_timeout,
-        read_timeout=p.read_timeout,
-        keepalive_timeout=min(p.keepalive_timeout, 30),
-    )
     trace = None
     if settings.tracing.mode != "passthrough":
+        telemetry = r.telemetry
         current_span = telemetry.current_span if telemetry.enabled else None
         trace = TracePolicy(settings.tracing.mode, current_span=current_span)
     policy = (
@@ -531,51 +545,51 @@ def _proxy(
         if gate is None
         else CookieHeaderPolicy(p, settings.browser, trace=trace)
     )
-    forwarder = Forwarder(pool, http, policy, bodies, p)
-    endpoint = ProxyEndpoint(routes, tokens.authenticator, forwarder, gate)
-    return ProxyServices(routes=routes, upstream_pool=pool, endpoint=endpoint)
+    forwarder = Forwarder(r.upstream_pool, r.http, policy, bodies, p)
+    admission = Admission(routes, tokens.authenticator, gate)
+    return ProxyServices(
+        routes=routes, admission=admission, endpoint=ProxyEndpoint(admission, forwarder)
+    )
 
 
 def _admin(
     settings: Settings,
-    store: StoreServices,
+    r: Resources,
     tokens: TokenServices,
     auth: AuthServices,
     bodies: BodyReader,
-    history: CounterHistory,
-    clock: Clock,
 ) -> AdminServices:
-    actions = AdminActions(auth.revoker, store.audit, tokens.verifier, clock)
+    actions = AdminActions(auth.revoker, r.store.audit, tokens.verifier, r.clock)
     keys = AdminKeys(settings.admin.keys)
     console = None
     if settings.admin.console.enabled:
         pages = Pages()
         status = StatusPanel(
-            view=tokens.view,
-            sync=tokens.sync,
-            store=store.revocations,
-            history=history,
+            view=r.view,
+            sync=r.sync,
+            store=r.store.revocations,
+            history=r.history,
             settings=settings.revocation,
         )
         console = Console(
             signin=ConsoleSignIn(
                 keys=keys,
-                sessions=store.console_sessions,
+                sessions=r.store.console_sessions,
                 actions=actions,
                 settings=settings.admin.console,
                 pages=pages,
             ),
             views=ConsoleViews(
-                actions=actions, view=tokens.view, status=status, pages=pages, clock=clock
+                actions=actions, view=r.view, status=status, pages=pages, clock=r.clock
             ),
-            sessions=store.console_sessions,
+            sessions=r.store.console_sessions,
             key_ids=keys.ids,
             pages=pages,
             bodies=bodies,
         )
     return AdminServices(
         actions=actions,
-        api=AdminApi(actions=actions, view=tokens.view, bodies=bodies),
+        api=AdminApi(actions=actions, view=r.view, bodies=bodies),
         keys=keys,
         console=console,
     )

@@ -76,7 +76,7 @@ async def test_fail_closed_503_carries_retry_after(
     gateway_factory: GatewayFactory, auth_settings: Settings, clock: FakeClock
 ) -> None:
     client, _, body = await _store_down(gateway_factory, auth_settings, clock)
-    client.app[SERVICES].tokens.view.refusing = True  # what the watchdog sets past max_staleness
+    client.app[SERVICES].resources.view.refusing = True  # what the watchdog sets past max_staleness
     resp = await client.get("/api", headers=bearer(body["access_token"]))
     assert resp.status == 503
     assert int(resp.headers["Retry-After"]) >= 1

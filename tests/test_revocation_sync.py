@@ -180,7 +180,7 @@ async def test_fail_open_keeps_serving_and_says_so(
     b = await aiohttp_client(create_app(settings))
     token = mint(key_files)
     redis_server.stop()
-    sync = b.app[SERVICES].tokens.sync
+    sync = b.app[SERVICES].resources.sync
     while sync.staleness() <= 2:
         await asyncio.sleep(0.1)
     resp = await b.get("/api", headers=bearer(token))

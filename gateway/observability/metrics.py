@@ -123,6 +123,7 @@ class Metrics:
         self._export.register(RestartsCollector(multiproc_dir))
         # Children bound once: the hot path does a dict lookup, not a label resolution.
         self._request_children: dict[tuple[str, str, str], Counter] = {}
+        self._provider_keys: ProviderKeysCollector | None = None
         self._latency_children: dict[str, Histogram] = {}
 
     def count_request(self, route: str, method: str, status: int) -> None:
@@ -153,8 +154,13 @@ class Metrics:
         self.jwks_fetches.labels(provider, outcome).inc()
 
     def watch_provider_keys(self, states: Callable[[], Iterable[tuple[str, KeyState]]]) -> None:
-        """Export the identity providers' key state, read at scrape time."""
-        self._export.register(ProviderKeysCollector(states))
+        """Export the identity providers' key state, read at scrape time; a later call (the
+        providers of a reloaded configuration) replaces the earlier source."""
+        if self._provider_keys is None:
+            self._provider_keys = ProviderKeysCollector(states)
+            self._export.register(self._provider_keys)
+        else:
+            self._provider_keys.states = states
 
     def render(self) -> bytes:
         self.in_flight.set(self.in_flight_now)
@@ -220,7 +226,7 @@ class RevocationCollector(Collector):
 
 class ProviderKeysCollector(Collector):
     def __init__(self, states: Callable[[], Iterable[tuple[str, KeyState]]]):
-        self._states = states
+        self.states = states
 
     def collect(self) -> list[Metric]:
         age = GaugeMetricFamily(
@@ -236,7 +242,7 @@ class ProviderKeysCollector(Collector):
             "1 while the provider's keys can verify tokens (fresh, or stale within the bound)",
             labels=["provider"],
         )
-        for name, state in self._states():
+        for name, state in self.states():
             age.add_metric([name], -1.0 if state.age is None else state.age)
             keys.add_metric([name], float(state.keys))
             usable.add_metric([name], 1.0 if state.status in ("ok", "stale") else 0.0)
