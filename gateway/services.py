@@ -32,7 +32,7 @@ from gateway.authserver.credentials import (
 )
 from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.authserver.federation.grant import ExchangeGrant
-from gateway.authserver.federation.providers import build_providers, identity_links
+from gateway.authserver.federation.identities import identity_links
 from gateway.authserver.introspection import Introspection
 from gateway.authserver.login import LoginService
 from gateway.authserver.revoker import Revoker
@@ -77,6 +77,7 @@ from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.tokens.bearer import Authenticator
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.keys import KeyRing, load_keyring
+from gateway.tokens.providers import build_providers
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView
 from gateway.tokens.verifier import TokenVerifier

@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from gateway.authserver.federation.fetch import FetchFailed, cache_max_age, fetch_json
-from gateway.authserver.federation.jwks import parse_jwks
-from gateway.authserver.federation.providers import copy_claims, provider_roles
 from gateway.config import ProviderRolesSettings, Settings
 from gateway.observability.tracecontext import incoming_trace_id, parse_traceparent
+from gateway.outbound.json_fetch import FetchFailed, cache_max_age, fetch_json
+from gateway.tokens.provider_keys import parse_jwks
+from gateway.tokens.providers import copy_claims, provider_roles
 from tests.helpers import public_jwk
 
 PROVIDER = {"name": "idp", "issuer": "https://idp.example", "discovery": True, "audiences": ["a"]}

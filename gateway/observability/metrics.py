@@ -15,7 +15,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # what the collectors read at scrape time, from the planes above
-    from gateway.authserver.federation.jwks import KeyState
+    from gateway.tokens.provider_keys import KeyState
     from gateway.tokens.revocation_sync import RevocationSync
     from gateway.tokens.revocation_view import RevocationView
 

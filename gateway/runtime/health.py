@@ -7,12 +7,12 @@ import math
 from aiohttp import web
 
 from gateway.authserver.federation.exchange import FederatedLogin
-from gateway.authserver.federation.jwks import KeyState
 from gateway.config import RevocationSettings
 from gateway.edge.own_routes import own_routes
 from gateway.errors import StoreUnavailable
 from gateway.observability.metrics import Metrics
 from gateway.store import RevocationStore
+from gateway.tokens.provider_keys import KeyState
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView
 

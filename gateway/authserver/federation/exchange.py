@@ -10,16 +10,17 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from gateway.authserver.credentials import Identity
-from gateway.authserver.federation.provider_tokens import (
-    ID_TOKEN_TYPE,
-    SUBJECT_TOKEN_TYPES,
-    peek,
-)
-from gateway.authserver.federation.providers import Provider, federated_identity
+from gateway.authserver.federation.identities import federated_identity
 from gateway.authserver.token_service import Device, TokenPair, TokenService
 from gateway.config import RateLimit
 from gateway.errors import InvalidGrant, InvalidRequest, ProviderUnavailable, RateLimited
 from gateway.store import RateLimiter
+from gateway.tokens.provider_tokens import (
+    ID_TOKEN_TYPE,
+    SUBJECT_TOKEN_TYPES,
+    peek,
+)
+from gateway.tokens.providers import Provider
 
 log = logging.getLogger("gateway.federation")
 

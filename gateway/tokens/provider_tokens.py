@@ -15,11 +15,11 @@ from typing import Any, Final
 
 import jwt
 
-from gateway.authserver.federation.jwks import ProviderKeys
 from gateway.config import ProviderSettings
 from gateway.errors import InvalidGrant
 from gateway.safejson import parse_json
 from gateway.tokens.jws import MalformedToken, b64url_decode, split_compact
+from gateway.tokens.provider_keys import ProviderKeys
 from gateway.typedefs import Clock
 
 ID_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:id_token"

@@ -20,10 +20,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from gateway.authserver.federation.fetch import Fetched, FetchFailed, fetch_json
 from gateway.config import FederationSettings, ProviderSettings
 from gateway.errors import InvalidGrant, ProviderUnavailable
 from gateway.outbound.http_client import SharedClientSession
+from gateway.outbound.json_fetch import Fetched, FetchFailed, fetch_json
 from gateway.typedefs import Clock
 
 log = logging.getLogger("gateway.federation")

@@ -1,6 +1,6 @@
-"""The configured identity providers, and who a verified provider token speaks for: the
-subject `<provider>:<provider subject>` with the provider's roles and copied claims, or the
-local user that the user file links that external identity to."""
+"""The configured identity providers (their settings, keys and token verifier), and what a
+verified provider token says: the subject `<provider>:<provider subject>`, the provider's
+roles, the claims it may copy into the gateway's tokens."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.authserver.credentials import Identity, UserRecord
-from gateway.authserver.federation.jwks import FetchRecorder, ProviderKeys
-from gateway.authserver.federation.provider_tokens import ProviderTokenVerifier
 from gateway.config import OWN_CLAIMS, FederationSettings, ProviderRolesSettings, ProviderSettings
-from gateway.errors import ConfigError
 from gateway.outbound.http_client import SharedClientSession
+from gateway.tokens.provider_keys import FetchRecorder, ProviderKeys
+from gateway.tokens.provider_tokens import ProviderTokenVerifier
 from gateway.typedefs import Clock
 
 PROVIDER_CLAIM: Final = "idp"  # names the provider in our access tokens
@@ -50,31 +48,6 @@ def build_providers(
 def external_subject(provider: str, subject: str) -> str:
     """Our `sub` for a provider's user: never equal to a local user's or another provider's."""
     return f"{provider}:{subject}"
-
-
-def identity_links(users: Mapping[str, UserRecord]) -> dict[str, Identity]:
-    """External identity (`<provider>:<subject>`) → the local user it signs in as."""
-    links: dict[str, Identity] = {}
-    for record in users.values():
-        for external in record.identities:
-            if external in links:
-                raise ConfigError(f"auth.users_file: {external!r} is linked to two users")
-            links[external] = record.identity
-    return links
-
-
-def federated_identity(
-    provider: ProviderSettings, claims: Mapping[str, Any], links: Mapping[str, Identity]
-) -> Identity:
-    """The Identity a verified provider token opens a session for."""
-    subject = external_subject(provider.name, claims[provider.subject_claim])
-    copied = {**copy_claims(provider.copy_claims, claims), PROVIDER_CLAIM: provider.name}
-    local = links.get(subject)
-    if local is not None:  # a linked user keeps its own sub, roles, scope and claims
-        return Identity(
-            sub=local.sub, roles=local.roles, scope=local.scope, claims={**copied, **local.claims}
-        )
-    return Identity(sub=subject, roles=provider_roles(provider.roles, claims), claims=copied)
 
 
 def provider_roles(settings: ProviderRolesSettings, claims: Mapping[str, Any]) -> tuple[str, ...]:

@@ -1,9 +1,10 @@
-"""Fetching a provider's discovery document or JWKS: the gateway's own deadline over the
-whole exchange, a size cap read incrementally, no redirects, no cookies.
+"""Fetching a JSON document the gateway relies on (an identity provider's discovery
+document or JWKS): the gateway's own deadline over the whole exchange, a size cap read
+incrementally, no redirects, no cookies.
 
-The one boundary where aiohttp's client errors meet federation: every failure leaves as
+The one boundary where aiohttp's client errors meet these fetches: every failure leaves as
 `FetchFailed` with a short reason for logs and metrics (`timeout`, `redirect`, `http_500`,
-`too_large`, `not_json`, `unreachable`).
+`too_large`, `not_json`, `unreachable`), its cause kept.
 """
 
 from __future__ import annotations
