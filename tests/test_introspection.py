@@ -251,7 +251,7 @@ def test_secret_hashes_are_sha256() -> None:
 
 
 def test_check_config_masks_client_hashes() -> None:
-    from gateway.cli import masked
+    from gateway.cli.serve_commands import masked
 
     data = masked(Settings(introspection={"clients": CLIENTS}))  # type: ignore[arg-type]
     hashes = [c["hash"] for c in data["introspection"]["clients"]]  # type: ignore[index]

@@ -40,6 +40,7 @@ PACKAGES = {"edge", "proxy", "tokens", "authserver", "browser", "admin", "runtim
     "observability",
     "outbound",
     "config",
+    "cli",
 }
 
 
