@@ -68,6 +68,7 @@ from gateway.store import (
     AuditLog,
     ConsoleSessionStore,
     Durability,
+    OneTimeIds,
     RateLimiter,
     RevocationStore,
     SessionStore,
@@ -102,6 +103,7 @@ class StoreServices:
     limiter: RateLimiter
     console_sessions: ConsoleSessionStore
     cookie_sessions: CookieSessionStore
+    one_time_ids: OneTimeIds  # replay guards: a token's jti used once within its lifetime
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ def build_store(
         cookie_sessions=CookieSessionStore(
             client, clock=clock, prefix=prefix, durability=durability
         ),
+        one_time_ids=OneTimeIds(client, clock=clock, prefix=prefix, durability=durability),
     )
 
 

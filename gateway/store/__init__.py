@@ -12,6 +12,7 @@ from gateway.store.keyspace import (
     parse_refresh_token,
     refresh_token_hash,
 )
+from gateway.store.one_time_ids import OneTimeIds
 from gateway.store.ratelimit import RateLimiter
 from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
@@ -27,6 +28,7 @@ __all__ = [
     "Durability",
     "Feed",
     "KeySpace",
+    "OneTimeIds",
     "RateLimiter",
     "Revocation",
     "RevocationBatch",

@@ -93,6 +93,11 @@ class KeySpace:
         """A console sign-in, by the SHA-256 of its cookie value."""
         return f"{self.prefix}:console:{digest}"
 
+    def one_time(self, scope: str, ident: str) -> str:
+        """A claimed one-time id (by its hash: the id itself is client-chosen)."""
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:32]
+        return f"{self.prefix}:once:{scope}:{digest}"
+
     def rate(self, scope: str, identity: str, window_index: int) -> str:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         return f"{self.prefix}:rl:{scope}:{digest}:{window_index}"

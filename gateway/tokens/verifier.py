@@ -44,6 +44,10 @@ class Principal:
     roles: tuple[str, ...]
     scopes: tuple[str, ...]
     claims: Mapping[str, Any] = field(repr=False)  # top-level JSON arrays as tuples
+    # The identity provider whose own token this is, when a route accepts providers' tokens
+    # (`routes[].accept`); None for the gateway's own tokens (a session opened from a
+    # provider's token names it in its `idp` claim instead).
+    provider: str | None = None
     # Values derived from this token by other components (identity header fields), kept as
     # long as the Principal is: with the verified-token cache, computed once per token.
     # Keys and values are immutable too (see above).
