@@ -51,6 +51,7 @@ lock: $(UV_STAMP)
 lock-check: $(UV_STAMP)
 	@$(UV) lock --check --quiet \
 		|| { echo "uv.lock does not match pyproject.toml: run make lock and commit uv.lock"; exit 1; }
+	@echo "uv.lock matches pyproject.toml"
 
 $(DEMO_KEY): | $(STAMP)
 	$(BIN)/gateway keys generate --alg EdDSA --out $(DEMO_KEY) --if-missing
