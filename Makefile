@@ -1,12 +1,18 @@
 # One command per habit; CI calls the same targets (.ci/run → make test).
+# Every target installs from uv.lock, so a fresh machine gets exactly what was tested;
+# uv itself is pinned and installed with pip into .tools/.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TOOLS  := .tools
+UV_VERSION := 0.13.10
+UV     := $(TOOLS)/bin/uv
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 DEMO_SEAL_KEY := .demo/keys/cookie-seal.key
 
-.PHONY: help install demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
+.PHONY: help install lock lock-check demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
@@ -20,14 +26,32 @@ help:
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
 	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
 	@echo "make bench-plot - draw the latest results to docs/bench.png"
+	@echo "make install - the .venv from uv.lock (every target above does this first)"
+	@echo "make lock   - update uv.lock to the newest releases pyproject.toml allows; commit it"
+	@echo "make lock-check - fail if uv.lock does not match pyproject.toml (CI runs it)"
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(UV_STAMP):
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+	touch $(UV_STAMP)
+
+# --locked: refuse a uv.lock that no longer matches pyproject.toml instead of re-resolving
+$(STAMP): uv.lock pyproject.toml $(UV_STAMP)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra dev --python $(PYTHON) \
+		--no-python-downloads --quiet \
+		|| { echo "installing uv.lock failed (after a change to pyproject.toml: make lock)"; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock: $(UV_STAMP)
+	$(UV) lock --upgrade
+
+lock-check: $(UV_STAMP)
+	@$(UV) lock --check --quiet \
+		|| { echo "uv.lock does not match pyproject.toml: run make lock and commit uv.lock"; exit 1; }
+	@echo "uv.lock matches pyproject.toml"
 
 $(DEMO_KEY): | $(STAMP)
 	$(BIN)/gateway keys generate --alg EdDSA --out $(DEMO_KEY) --if-missing
@@ -73,4 +97,4 @@ bench-plot: $(STAMP)
 	$(BIN)/python bench/plot.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import fakeredis
@@ -262,6 +262,15 @@ class RedisServer:
         self.process = spawn_redis(self.port, self.directory, appendonly=True)
 
 
+# Fixtures that run each test on fakeredis and on a real redis-server. The real half starts
+# a redis-server per test (about 0.15 s with its stop): `make test` and CI run it, `make
+# test-fast` keeps the fakeredis half.
+FAKE_AND_REAL_REDIS: Final = [
+    "fakeredis",
+    pytest.param("redis-server", marks=[pytest.mark.redis, pytest.mark.slow]),
+]
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server on a free loopback port (never the machine's 6379)."""
@@ -456,7 +465,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.redis)])
+@pytest.fixture(params=FAKE_AND_REAL_REDIS)
 async def client(
     request: pytest.FixtureRequest,
     gateway_factory: GatewayFactory,
@@ -556,7 +565,7 @@ def browser_settings_factory(
     return make
 
 
-@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.redis)])
+@pytest.fixture(params=FAKE_AND_REAL_REDIS)
 async def browser_client(
     request: pytest.FixtureRequest,
     gateway_factory: GatewayFactory,

@@ -555,6 +555,7 @@ async def test_cookie_websockets_need_an_allowed_origin(
     from aiohttp import WSMsgType
 
     seen: list[tuple[str, str]] = []
+    closed = asyncio.Event()
 
     async def echo(request: web.Request) -> web.WebSocketResponse:
         seen.append((request.headers.get("X-User-Id", ""), request.headers.get("Cookie", "")))
@@ -563,6 +564,7 @@ async def test_cookie_websockets_need_an_allowed_origin(
         async for message in ws:
             if message.type == WSMsgType.TEXT:
                 await ws.send_str("echo:" + message.data)
+        closed.set()
         return ws
 
     app = web.Application()
@@ -584,6 +586,10 @@ async def test_cookie_websockets_need_an_allowed_origin(
         await ws.send_str("hi")
         assert (await asyncio.wait_for(ws.receive(), 10)).data == "echo:hi"
         await ws.close()
+        # The client's close travels through the gateway to the upstream, which ends. Only
+        # then may the upstream stop: a stopping aiohttp server drops what arrives, so the
+        # relayed close frame would go unanswered until the gateway's close timeout.
+        await asyncio.wait_for(closed.wait(), 10)
         assert seen == [("alice", "a=1")]
     finally:
         await server.close()

@@ -4,11 +4,14 @@ exception class redis-py or the upstream clients can raise becomes the gateway's
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Callable
 
 import aiohttp
 import pytest
-import redis.asyncio.connection
+import redis
 import redis.exceptions
+import uvloop
 
 from gateway.errors import StoreUnavailable, UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy import upstream
@@ -78,20 +81,49 @@ def test_upstream_timeouts_are_504(kind: type[BaseException]) -> None:
     assert isinstance(raise_in(upstream_errors(), instance(kind)), UpstreamTimeout)
 
 
-async def test_transport_internals_leaking_from_redis_py_are_store_unavailable() -> None:
-    # what redis-py lets through when a connection is closed under it: its stream is gone
-    connection = redis.asyncio.connection.Connection()
-    connection._writer = None
+def raised_from(filename: str, error: BaseException) -> BaseException:
+    """`error` as raised by code in `filename`: its traceback's innermost frame is there."""
     try:
-        await connection._send_packed_command([b"PING"])
-    except AttributeError as exc:
-        leaked: BaseException = exc
-    assert isinstance(raise_in(store_errors("test"), leaked), StoreUnavailable)
-    loop = asyncio.new_event_loop()
+        exec(compile("raise error", filename, "exec"), {"error": error})
+    except BaseException as exc:
+        return exc
+    raise AssertionError("the error was not raised")
+
+
+# Where a connection closed under redis-py lets transport internals through (see
+# gateway.store.boundary.io_layer_origin): redis-py itself, asyncio's transports and
+# streams, uvloop (whose Cython frames are named after its .pyx sources).
+IO_LAYER_FILES = [
+    os.path.join(os.path.dirname(redis.__file__), "asyncio", "connection.py"),
+    os.path.join(os.path.dirname(asyncio.__file__), "selector_events.py"),
+    "uvloop/handles/stream.pyx",
+]
+LEAKS = [
+    AttributeError("'NoneType' object has no attribute 'write'"),  # the stream is gone
+    TypeError("'NoneType' object is not subscriptable"),  # a torn-down reader's buffer
+    RuntimeError("Event loop is closed"),
+]
+
+
+@pytest.mark.parametrize("filename", IO_LAYER_FILES, ids=os.path.basename)
+@pytest.mark.parametrize("leak", LEAKS, ids=lambda e: type(e).__name__)
+def test_transport_internals_leaking_from_the_io_layers_are_store_unavailable(
+    filename: str, leak: BaseException
+) -> None:
+    mapped = raise_in(store_errors("test"), raised_from(filename, leak))
+    assert isinstance(mapped, StoreUnavailable)
+    assert "NoneType" not in mapped.description
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_a_closed_event_loop_raising_in_its_own_code_is_store_unavailable(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    loop = new_loop()
     loop.close()
     try:
         loop.call_soon(print)
-    except RuntimeError as exc:  # "Event loop is closed", raised inside asyncio
+    except RuntimeError as exc:  # "Event loop is closed", raised inside the loop's code
         closed: BaseException = exc
     assert isinstance(raise_in(store_errors("test"), closed), StoreUnavailable)
 

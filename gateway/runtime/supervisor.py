@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -13,6 +14,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Final
 
+import aiohttp
 from aiohttp import http_parser
 
 from gateway.config import Settings
@@ -27,6 +29,10 @@ log = logging.getLogger("gateway")
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_START_TIMEOUT: Final = 30.0
 RESTART_DELAY: Final = 1.0
+# The aiohttp releases the gateway is tested with, [from, below): it overrides aiohttp
+# internals (AppRunner._make_server in runtime/runner.py, web_protocol.RequestHandler in
+# edge/connections.py) that a minor release may change. pyproject.toml bounds it the same.
+AIOHTTP_TESTED: Final = ((3, 14, 1), (3, 15))
 
 
 def worker_count(settings: Settings, requested: int | None) -> int:
@@ -46,11 +52,28 @@ def worker_count(settings: Settings, requested: int | None) -> int:
 
 def run(settings: Settings, *, workers: int = 1) -> int:
     """Blocking entry point: one process, or a supervisor of `workers` processes."""
+    require_tested_aiohttp()
     require_c_parser()
     if workers <= 1:
         run_loop(settings, reuse_port=False)
         return 0
     return Supervisor(settings, workers).run()
+
+
+def require_tested_aiohttp() -> None:
+    """Refuse to serve on an aiohttp release outside AIOHTTP_TESTED, naming the version: the
+    gateway's connection layer replaces parts of aiohttp's server that are not its API."""
+    version = aiohttp.__version__
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    release = tuple(int(part) for part in match.group().split(".")) if match else ()
+    low, high = AIOHTTP_TESTED
+    if not low <= release < high:
+        tested = f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))}"
+        raise ConfigError(
+            f"aiohttp {version} is installed; the gateway is tested with aiohttp{tested} "
+            "(it overrides parts of aiohttp's server): install a tested release, e.g. "
+            f"pip install 'aiohttp{tested}'"
+        )
 
 
 def require_c_parser() -> None:

@@ -43,9 +43,7 @@ def connect_redis(
     if scheme == "redis+sentinel":
         hosts, service, db = sentinel_parts(parts.netloc, parts.path)
         password = unquote(parts.password) if parts.password else None
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            hosts, sentinel_kwargs=timeouts, password=password, **timeouts
-        )
+        sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, password=password, **timeouts)
         master: Any = sentinel.master_for(service, db=db, max_connections=max_connections)
         return master  # type: ignore[no-any-return]
     if scheme == "redis+cluster":

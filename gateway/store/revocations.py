@@ -207,7 +207,7 @@ class RevocationStore(DurableStore):
             yield Feed(pubsub)
         finally:
             with contextlib.suppress(*FOREIGN_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     @translated
     async def ping(self) -> bool:
