@@ -12,7 +12,7 @@ UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 DEMO_SEAL_KEY := .demo/keys/cookie-seal.key
 
-.PHONY: help install lock lock-check demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
+.PHONY: help install lock lock-upgrade lock-check demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
@@ -27,7 +27,8 @@ help:
 	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
 	@echo "make bench-plot - draw the latest results to docs/bench.png"
 	@echo "make install - the .venv from uv.lock (every target above does this first)"
-	@echo "make lock   - update uv.lock to the newest releases pyproject.toml allows; commit it"
+	@echo "make lock   - after editing pyproject.toml: resolve uv.lock again, keeping every other pin"
+	@echo "make lock-upgrade - move uv.lock to the newest releases pyproject.toml allows; commit it"
 	@echo "make lock-check - fail if uv.lock does not match pyproject.toml (CI runs it)"
 
 $(UV_STAMP):
@@ -46,6 +47,9 @@ $(STAMP): uv.lock pyproject.toml $(UV_STAMP)
 install: $(STAMP)
 
 lock: $(UV_STAMP)
+	$(UV) lock
+
+lock-upgrade: $(UV_STAMP)
 	$(UV) lock --upgrade
 
 lock-check: $(UV_STAMP)

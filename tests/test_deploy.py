@@ -47,6 +47,16 @@ def test_dockerfile_is_non_root_and_checks_health() -> None:
     assert f"127.0.0.1:{LISTEN_PORT}/healthz" in healthcheck
 
 
+def test_the_image_installs_the_lock_with_the_makefiles_uv() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    makefile = (DEPLOY.parent / "Makefile").read_text()
+    uv_version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.M)
+    assert uv_version is not None
+    assert f"ARG UV_VERSION={uv_version[1]}" in text
+    assert "COPY pyproject.toml uv.lock" in text
+    assert "--require-hashes" in text and "--no-deps ." in text
+
+
 def test_compose_services_ports_and_probes() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
