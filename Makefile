@@ -60,17 +60,17 @@ fmt: $(STAMP)
 	$(BIN)/ruff format gateway tests deploy bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/plot.py
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.plot
 
 bench-quick: $(STAMP)
-	$(BIN)/python bench/run.py --quick
+	$(BIN)/python -m bench.run --quick
 
 chaos: $(STAMP)
-	$(BIN)/python bench/chaos.py
+	$(BIN)/python -m bench.drills.chaos
 
 bench-plot: $(STAMP)
-	$(BIN)/python bench/plot.py
+	$(BIN)/python -m bench.plot
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Stream a large upload and download through a gateway process; report its peak RSS.
 
-    python bench/measure_streaming.py [MiB]      (default 1024)
+    python -m bench.measure_streaming [MiB]      (default 1024)
 
 Used by tests/test_streaming.py with a smaller size; run by hand for the 1 GiB figure.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,13 +20,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.support.processes import free_port
+
 BLOCK = b"\0" * (1 << 20)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -21,15 +21,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
 
-from bench.common import free_port, spawn_redis, wait_for_port
-from bench.redis_topology import (
-    ClusterSet,
-    Replicated,
-    SentinelSet,
-    start_cluster,
-    start_replicated,
-    start_sentinel_set,
-)
 from gateway.app import create_app
 from gateway.browser.seal import new_seal_key
 from gateway.config import Settings
@@ -42,6 +33,16 @@ from tests.helpers import (
     FakeIdentityProvider,
     browser_section,
     write_users_file,
+)
+from tests.support.processes import free_port, wait_for_port
+from tests.support.redis_servers import spawn_redis
+from tests.support.redis_topology import (
+    ClusterSet,
+    Replicated,
+    SentinelSet,
+    start_cluster,
+    start_replicated,
+    start_sentinel_set,
 )
 
 

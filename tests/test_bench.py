@@ -15,25 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import free_port
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow  # runs the benchmark harness and its processes
 
-RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
-PLOT = RUN.parent / "plot.py"
+ROOT = Path(__file__).resolve().parent.parent  # `python -m bench.…` runs from the repository
 
 
 def bench(
     *args: str, tmp: Path, path: str | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
-    """bench/run.py with its work folder under `tmp` (TMPDIR), so that only this run's
+    """`python -m bench.run` with its work folder under `tmp` (TMPDIR), so that only this run's
     processes are looked for afterwards, never another benchmark's on the same machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["TMPDIR"] = str(tmp)
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, str(RUN), *args],
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -128,7 +128,11 @@ def test_smoke_run_writes_results_and_tears_down(tmp_path: Path) -> None:
 
 def plot(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(PLOT), *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bench.plot", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -123,7 +123,7 @@ async def test_operator_verbs_on_real_redis(
 
 @pytest.mark.redis
 def test_cli_reports_redis_outage(tmp_path: Path) -> None:
-    from bench.common import free_port
+    from tests.support.processes import free_port
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}))

@@ -20,12 +20,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.common import free_port
 from gateway.app import create_apps
 from gateway.config import Settings
 from gateway.runtime.runner import GatewayRunner
 from tests.conftest import RedisServer
 from tests.helpers import ADMIN_KEY, ADMIN_KEYS, CONSOLE, HOSTILE, bearer
+from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.redis]
 

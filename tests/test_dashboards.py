@@ -19,9 +19,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import free_port
 from tests.conftest import RedisServer, Upstream
 from tests.helpers import ADMIN, ADMIN_KEYS, bearer, clean_env
+from tests.support.processes import free_port
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "gateway.json"

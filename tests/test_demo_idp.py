@@ -13,10 +13,10 @@ import jwt
 import yaml
 from aiohttp.test_utils import TestServer
 
-from bench.common import free_port
 from gateway.config import AuthSettings, FederationSettings, Settings
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import ID_TOKEN_TYPE, TOKEN_EXCHANGE, bearer
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

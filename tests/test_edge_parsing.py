@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from bench.common import free_port
 from gateway.config import Settings
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import (
@@ -27,6 +26,7 @@ from tests.helpers import (
     read_response,
     run_cli,
 )
+from tests.support.processes import free_port
 
 TOKEN_LIKE = "eyJhbGciOiJFZERTQSJ9.c2VjcmV0LXBheWxvYWQ.c2lnbmF0dXJl"
 

@@ -1,6 +1,6 @@
 """Redis failover under traffic: the gateway follows a new primary (Sentinel) or a replica that
 took over a dead master's slots (Cluster) without a restart, answers 503 with Retry-After in
-between, and loses no session and no acknowledged revocation (bench/failover_drill.py)."""
+between, and loses no session and no acknowledged revocation (bench/drills/failover.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 import yaml
 from redis.asyncio.cluster import RedisCluster
 
-from bench.failover_drill import Report, drill
-from bench.redis_topology import ClusterSet, SentinelSet
+from bench.drills.failover import Report, drill
 from gateway.config import load_settings
 from gateway.config.redis_url import check_redis_url, sentinel_parts
 from gateway.store import connect_redis
+from tests.support.redis_topology import ClusterSet, SentinelSet
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SESSIONS = 8

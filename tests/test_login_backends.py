@@ -12,11 +12,11 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.common import free_port
 from gateway.config import Settings
 from gateway.tokens.keys import generate_key_material, write_secret_file
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import bearer
+from tests.support.processes import free_port
 
 LEGACY_USERS = {"dave": "letmein"}
 

@@ -16,10 +16,10 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from bench.common import free_port
 from gateway.config import Settings
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import bearer, get, mint, raw_request
+from tests.support.processes import free_port
 
 TRICKS = [
     "/public/../api",

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bench.redis_topology import RedisNode, Replicated
 from gateway.app import create_apps
 from gateway.config import RedisSettings, Settings
 from gateway.errors import ReplicaAckMissing
@@ -29,6 +28,7 @@ from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.store.keyspace import KeySpace, new_sid, sub_key
 from gateway.store.writes import Durability
 from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login
+from tests.support.redis_topology import RedisNode, Replicated
 
 
 @pytest.mark.parametrize(
@@ -214,14 +214,14 @@ async def test_a_browser_refresh_cookie_is_staged_only_once_the_replica_holds_it
 @pytest.mark.redis
 @pytest.mark.slow
 def test_the_cost_measurement_runs_both_settings() -> None:
-    """bench/measure_replica_ack.py works end to end (its figures are not asserted here)."""
+    """`python -m bench.measure_replica_ack` works end to end (its figures are not asserted)."""
     if shutil.which("redis-server") is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is required under CI but is not installed")
         pytest.skip("redis-server binary not found (install redis-server to run this test)")
-    script = Path(__file__).resolve().parent.parent / "bench" / "measure_replica_ack.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--rounds", "1", "--seconds", "0.5"],
+        [sys.executable, "-m", "bench.measure_replica_ack", "--rounds", "1", "--seconds", "0.5"],
+        cwd=Path(__file__).resolve().parent.parent,
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bench.common import free_port
 from tests.conftest import RedisServer
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow  # starts gateway processes
 

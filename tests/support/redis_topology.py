@@ -19,7 +19,8 @@ from typing import Any
 
 import redis
 
-from bench.common import free_port, redis_server_argv, wait_for_port
+from tests.support.processes import free_port, wait_for_port
+from tests.support.redis_servers import redis_server_argv
 
 SERVICE = "gw-primary"
 # Replicas start copying at once (no 5 s diskless-sync batching delay) and report their

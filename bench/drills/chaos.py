@@ -1,8 +1,8 @@
 """A fault drill: the gateway under steady load while Redis is paused, killed and restarted,
 and while the upstream refuses, stalls and resets connections.
 
-    python bench/chaos.py            # make chaos: phases of 6 s
-    python bench/chaos.py --quick    # phases of 3 s (the harness check)
+    python -m bench.drills.chaos            # make chaos: phases of 6 s
+    python -m bench.drills.chaos --quick    # phases of 3 s (the harness check)
 
 Per phase it prints the proxied requests served, the 5xx answers by code, what the refresh
 chains saw (clients refreshing their sessions every 20 ms, retrying after a 503 as the protocol
@@ -33,12 +33,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import free_port, spawn_redis, stop_processes, wait_for_port  # noqa: E402
+from gateway.authserver.credentials import hash_password
+from gateway.tokens.keys import generate_key_material, write_secret_file
+from tests.support.processes import free_port, stop_processes, wait_for_port
+from tests.support.redis_servers import spawn_redis
 
-from gateway.authserver.credentials import hash_password  # noqa: E402
-from gateway.tokens.keys import generate_key_material, write_secret_file  # noqa: E402
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # bench/results, beside the benchmark's
 
 USER, PASSWORD = "chaos", "chaos-password"
 GRACE = 10  # tokens.refresh_reuse_grace, seconds
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="phases of 3 s")
     parser.add_argument("--phase", type=float, default=6.0, help="seconds per phase")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     if args.quick:
         args.phase = 3.0

@@ -1,6 +1,6 @@
 """A minimal fast upstream for when nginx is not installed: /small (JSON) and /64k.
 
-python bench/upstream.py --port 8200
+python -m bench.static_upstream --port 8200
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ import aiohttp
 from aiohttp import web
 from argon2 import PasswordHasher
 
-from bench.common import free_port
-from bench.drill_traffic import ADMIN_KEY, PASSWORD, Instance
+from bench.drills.traffic import ADMIN_KEY, PASSWORD, Instance
 from gateway.admin.apikeys import admin_key_hash
 from gateway.tokens.keys import generate_key_material, write_secret_file
+from tests.support.processes import free_port
 
 VICTIMS: Final = 1000  # users the drill's revocations log in and revoke, one each
 RELOADS: Final = re.compile(r"^gateway_revocation_reloads_total (\S+)$", re.MULTILINE)

@@ -1,10 +1,10 @@
 """Failover drill: two gateways under steady login/refresh/revoke traffic while Redis loses the
 primary holding the traffic's keys (SIGKILL), on Sentinel or on Cluster.
 
-    python bench/failover_drill.py sentinel           # primary, 2 replicas, 3 sentinels
-    python bench/failover_drill.py cluster            # 3 masters with 2 replicas each
-    python bench/failover_drill.py sentinel --acks 0  # without replica acknowledgement
-    python bench/failover_drill.py sentinel --lag 1   # replicas 1 s behind when it dies
+    python -m bench.drills.failover sentinel           # primary, 2 replicas, 3 sentinels
+    python -m bench.drills.failover cluster            # 3 masters with 2 replicas each
+    python -m bench.drills.failover sentinel --acks 0  # without replica acknowledgement
+    python -m bench.drills.failover sentinel --lag 1   # replicas 1 s behind when it dies
 
 Everything runs on free loopback ports and is stopped on exit. Afterwards the drill checks:
 sessions lost (a session whose last refresh the client saw succeed no longer refreshes),
@@ -31,20 +31,16 @@ from typing import Any, Final
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `bench` and `gateway` importable
-    sys.path.insert(0, str(ROOT))
-
-from bench.drill_stack import VICTIMS, Gateways, Watch, gateway_config, until, upstream  # noqa: E402
-from bench.drill_traffic import Chain, Instance, Tally, Traffic  # noqa: E402
-from bench.redis_topology import (  # noqa: E402
+from bench.drills.stage import VICTIMS, Gateways, Watch, gateway_config, until, upstream
+from bench.drills.traffic import Chain, Instance, Tally, Traffic
+from gateway.store.keyspace import KeySpace
+from tests.support.redis_topology import (
     ClusterSet,
     RedisNode,
     SentinelSet,
     start_cluster,
     start_sentinel_set,
 )
-from gateway.store.keyspace import KeySpace  # noqa: E402
 
 TOPOLOGIES: Final = ("sentinel", "cluster")
 BURST_MIB: Final = 64  # more than loopback TCP buffers hold (tcp_rmem max 32 MiB + send side)
