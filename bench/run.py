@@ -45,6 +45,7 @@ from gateway.browser.seal import (
     new_seal_key,
 )
 from gateway.config import BrowserSettings, Settings
+from gateway.services import build_issuer
 from gateway.store import (
     RevocationStore,
     SessionStore,
@@ -317,7 +318,8 @@ def gateway_settings(
             "active": "bench",
             "items": [{"kid": "bench", "private_key_file": str(workdir / "signing.pem")}],
         },
-        "tokens": {"verified_cache_size": 100_000 if cache else 0},
+        # tokens signed before the run stay valid through it (the default is 15 minutes)
+        "tokens": {"access_ttl": 3600, "verified_cache_size": 100_000 if cache else 0},
         "auth": {
             "users_file": str(users),
             "rate_limits": {"per_ip": {"limit": 100_000, "window": 60}},
@@ -670,13 +672,9 @@ def _benchmark(
     write_secret_file(workdir / "signing.pem", generate_key_material("EdDSA"))
 
     settings = gateway_settings(workdir, upstream, redis_url)
-    issuer = TokenIssuer(
-        load_keyring(Settings.model_validate(settings).keys),
-        issuer=Settings().tokens.issuer,
-        audience=Settings().tokens.audience,
-        access_ttl=3600,
-        clock=time.time,
-    )
+    validated = Settings.model_validate(settings)
+    issuer = build_issuer(validated, load_keyring(validated.keys))
+    assert issuer is not None  # the settings name an active signing key
     warm = write_tokens(
         workdir / "warm.txt",
         [issuer.issue(sub=f"user-{i}", sid=f"warm-{i}", roles=["user"]).token for i in range(8)],
