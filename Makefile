@@ -53,7 +53,7 @@ docs: $(STAMP)
 	$(BIN)/python -m gateway.config_reference docs/configuration.md
 
 screenshots: $(STAMP)
-	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_console_browser.py
+	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/admin/test_console_chromium.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix gateway tests deploy bench

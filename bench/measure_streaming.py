@@ -2,7 +2,7 @@
 
     python -m bench.measure_streaming [MiB]      (default 1024)
 
-Used by tests/test_streaming.py with a smaller size; run by hand for the 1 GiB figure.
+Used by tests/proxy/test_streaming_memory.py with a smaller size; run by hand for the 1 GiB figure.
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ from gateway.config_reference import render_reference, replace_section
 from gateway.errors import ConfigError
 from gateway.tokens.keys import load_keyring
 from tests.helpers import run_cli
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.repository import DOCS, EXAMPLE_CONFIG
 
 
 def write(tmp_path: Path, data: object, name: str = "config.yaml") -> Path:
@@ -95,7 +94,7 @@ def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_shipped_config_is_valid() -> None:
-    settings = load_settings(ROOT / "config.yaml")
+    settings = load_settings(EXAMPLE_CONFIG)
     assert settings.redis.url == "memory://"
     assert [r.prefix for r in settings.routes] == ["/public/", "/reports/", "/"]
 
@@ -209,7 +208,7 @@ def test_cli_keys_generate(tmp_path: Path) -> None:
 
 
 def test_configuration_page_matches_the_models() -> None:
-    page = (ROOT / "docs" / "configuration.md").read_text()
+    page = (DOCS / "configuration.md").read_text()
     assert replace_section(page, render_reference()) == page, "run `make docs`"
 
 
@@ -230,5 +229,5 @@ def test_configuration_reference_lists_every_key_of_the_example_config() -> None
             return [k for item in data for k in keys(item, prefix[:-1] + "[].")]
         return [prefix[:-1]]
 
-    for key in keys(yaml.safe_load((ROOT / "config.yaml").read_text())):
+    for key in keys(yaml.safe_load(EXAMPLE_CONFIG.read_text())):
         assert f"| `{key}` |" in reference, key

@@ -4,7 +4,6 @@ walk-through that `make demo` prints works (on free ports, with the demo users).
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -17,12 +16,11 @@ from gateway.config import AuthSettings, FederationSettings, Settings
 from tests.conftest import GatewayFactory, Upstream
 from tests.helpers import ID_TOKEN_TYPE, TOKEN_EXCHANGE, bearer
 from tests.support.processes import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.repository import DEPLOY, EXAMPLE_CONFIG
 
 
 def demo_idp() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("demo_idp", ROOT / "deploy" / "demo_idp.py")
+    spec = importlib.util.spec_from_file_location("demo_idp", DEPLOY / "demo_idp.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -35,13 +33,13 @@ async def test_demo_walkthrough_exchange(
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     idp = await aiohttp_client(TestServer(demo_idp().make_app(issuer), host="127.0.0.1", port=port))
-    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())
+    shipped = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     federation = shipped["federation"]
     federation["providers"][0]["issuer"] = issuer
     demo = settings.model_copy(
         update={
             "federation": FederationSettings(**federation),
-            "auth": AuthSettings(users_file=ROOT / "deploy" / "demo-users.yaml"),
+            "auth": AuthSettings(users_file=DEPLOY / "demo-users.yaml"),
         }
     )
     gateway = await gateway_factory(demo, redis=fakeredis.FakeAsyncRedis())

@@ -27,6 +27,7 @@ from gateway.browser.upstream_cookies import is_gateway_set_cookie, without_gate
 from gateway.config import BrowserSettings, Settings, load_settings
 from gateway.errors import ConfigError
 from tests.helpers import run_cli
+from tests.support.repository import EXAMPLE_CONFIG
 
 A, R = "gw_at", "gw_rt"
 
@@ -335,7 +336,7 @@ def test_cli_cookie_key_generate(tmp_path: Path) -> None:
 
 
 def test_the_demo_configuration_runs_browser_mode_on_plain_http() -> None:
-    settings = load_settings(Path(__file__).resolve().parent.parent / "config.yaml")
+    settings = load_settings(EXAMPLE_CONFIG)
     b = settings.browser
     assert b.enabled and not b.secure and settings.environment == "demo"
     assert not b.access_cookie.startswith("__") and b.seal_cookies

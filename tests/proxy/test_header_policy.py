@@ -1,6 +1,6 @@
 """What crosses the gateway in each direction, table by table (unit level, no gateway).
 
-tests/test_proxy_edges.py checks the same policy through the running gateway."""
+tests/proxy/test_proxy_corner_cases.py checks the same policy through the running gateway."""
 
 from __future__ import annotations
 

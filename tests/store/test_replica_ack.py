@@ -29,6 +29,7 @@ from gateway.store.keyspace import KeySpace, new_sid, sub_key
 from gateway.store.writes import Durability
 from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login
 from tests.support.redis_topology import RedisNode, Replicated
+from tests.support.repository import ROOT
 
 
 @pytest.mark.parametrize(
@@ -221,7 +222,7 @@ def test_the_cost_measurement_runs_both_settings() -> None:
         pytest.skip("redis-server binary not found (install redis-server to run this test)")
     done = subprocess.run(
         [sys.executable, "-m", "bench.measure_replica_ack", "--rounds", "1", "--seconds", "0.5"],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import free_port
+from tests.support.repository import ROOT
 
 pytestmark = pytest.mark.slow  # runs the benchmark harness and its processes
-
-ROOT = Path(__file__).resolve().parent.parent  # `python -m bench.…` runs from the repository
 
 
 def bench(

@@ -24,10 +24,10 @@ from deploy.demo_upstream import make_app as legacy_web_app
 from gateway.config import Settings
 from tests.conftest import GatewayFactory
 from tests.helpers import ACCESS_COOKIE, REFRESH_COOKIE
+from tests.support.repository import DOCS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 WAIT = 30.0  # seconds any one condition may take on a loaded machine
 TTL = 3  # access token lifetime in these tests, seconds
 RECEIVED = web.AppKey("received", list)

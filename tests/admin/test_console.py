@@ -31,8 +31,9 @@ from tests.helpers import (
     login,
     mint,
 )
+from tests.support.repository import ROOT
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "gateway" / "admin" / "console"
+TEMPLATES = ROOT / "gateway" / "admin" / "console"
 
 
 @pytest.fixture

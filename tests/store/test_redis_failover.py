@@ -18,8 +18,8 @@ from gateway.config import load_settings
 from gateway.config.redis_url import check_redis_url, sentinel_parts
 from gateway.store import connect_redis
 from tests.support.redis_topology import ClusterSet, SentinelSet
+from tests.support.repository import DEPLOY
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SESSIONS = 8
 
 

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import RedisServer, Upstream
 from tests.helpers import ADMIN, ADMIN_KEYS, bearer, clean_env
 from tests.support.processes import free_port
+from tests.support.repository import DEPLOY
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "gateway.json"
 RULES = DEPLOY / "prometheus" / "alerts.yaml"
 METRIC_RE = re.compile(r"\bgateway_[a-z0-9_]+")

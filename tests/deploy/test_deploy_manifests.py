@@ -12,8 +12,8 @@ import yaml
 
 from gateway.config import AdminSettings, ListenSettings, Settings, load_settings
 from gateway.errors import ConfigError
+from tests.support.repository import DEPLOY
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 LISTEN_PORT = ListenSettings().port
 ADMIN_PORT = AdminSettings().port
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.authserver.wellknown import JWKS_MAX_AGE
+from tests.support.repository import DOCS
 
-ENDPOINTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "endpoints.md"
+ENDPOINTS_PAGE = DOCS / "endpoints.md"
 
 
 async def test_jwks_has_an_etag_and_a_max_age(gateway: Any) -> None:

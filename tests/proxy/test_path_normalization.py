@@ -1,8 +1,8 @@
 """Path normalization and route matching, table by table (unit level, no gateway).
 
 Authorization is decided on the normalized path and that path is what the upstream gets;
-these tables pin down what every trick turns into. tests/test_proxy_edges.py sends the same
-tricks through the running gateway."""
+these tables pin down what every trick turns into. tests/proxy/test_proxy_corner_cases.py sends
+the same tricks through the running gateway."""
 
 from __future__ import annotations
 
