@@ -13,8 +13,11 @@ from yarl import URL
 
 from gateway.app import create_apps
 from gateway.config import Settings
-from tests.conftest import Upstream
-from tests.helpers import ADMIN, ADMIN_KEY, ADMIN_KEYS, FakeClock, bearer, login, mint
+from tests.support.admin_access import ADMIN, ADMIN_KEY, ADMIN_KEYS
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import login
+from tests.support.jwt_tokens import bearer, mint
+from tests.support.recording_upstream import Upstream
 
 
 @pytest.fixture

@@ -16,21 +16,20 @@ from markupsafe import escape
 from gateway.app import create_apps
 from gateway.config import Settings
 from gateway.errors import StoreUnavailable
-from tests.conftest import Upstream
-from tests.helpers import (
+from tests.support.admin_access import (
     ADMIN,
     ADMIN_KEY,
     ADMIN_KEYS,
     CONSOLE,
     HOSTILE,
     HTML,
-    FakeClock,
-    bearer,
     console_sign_in,
     csrf_of,
-    login,
-    mint,
 )
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import login
+from tests.support.jwt_tokens import bearer, mint
+from tests.support.recording_upstream import Upstream
 from tests.support.repository import ROOT
 
 TEMPLATES = ROOT / "gateway" / "admin" / "console"

@@ -23,9 +23,10 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_apps
 from gateway.config import Settings
 from gateway.runtime.runner import GatewayRunner
-from tests.conftest import RedisServer
-from tests.helpers import ADMIN_KEY, ADMIN_KEYS, CONSOLE, HOSTILE, bearer
+from tests.support.admin_access import ADMIN_KEY, ADMIN_KEYS, CONSOLE, HOSTILE
+from tests.support.jwt_tokens import bearer
 from tests.support.processes import free_port
+from tests.support.redis_servers import RedisServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.redis]
 

@@ -13,8 +13,10 @@ import yaml
 
 from gateway.authserver.credentials import load_user_file, verify_password
 from gateway.config import Settings
-from tests.conftest import RedisServer
-from tests.helpers import bearer, login, run_cli
+from tests.support.gateway_cli import run_cli
+from tests.support.gateway_client import login
+from tests.support.jwt_tokens import bearer
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow  # runs the CLI in child processes
 

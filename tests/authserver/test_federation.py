@@ -18,20 +18,19 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Settings
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import (
-    FAST_HASHER,
+from tests.support.clock import FakeClock
+from tests.support.credential_files import FAST_HASHER
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.identity_provider import (
     ID_TOKEN_TYPE,
     IDP_CLIENT_ID,
     JWT_TOKEN_TYPE,
     TOKEN_EXCHANGE,
-    FakeClock,
     FakeIdentityProvider,
-    bearer,
     idp_key,
-    login,
-    unsigned_token,
 )
+from tests.support.jwt_tokens import bearer, unsigned_token
+from tests.support.recording_upstream import Upstream
 
 Exchange = Callable[..., Awaitable[Any]]
 

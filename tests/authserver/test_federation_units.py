@@ -15,7 +15,7 @@ from gateway.authserver.federation.jwks import parse_jwks
 from gateway.authserver.federation.providers import copy_claims, provider_roles
 from gateway.config import ProviderRolesSettings, Settings
 from gateway.observability.tracecontext import incoming_trace_id, parse_traceparent
-from tests.helpers import public_jwk
+from tests.support.identity_provider import public_jwk
 
 PROVIDER = {"name": "idp", "issuer": "https://idp.example", "discovery": True, "audiences": ["a"]}
 

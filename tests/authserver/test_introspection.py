@@ -13,8 +13,10 @@ import pytest
 
 from gateway.authserver.introspection import client_secret_hash
 from gateway.config import Settings
-from tests.conftest import GatewayFactory
-from tests.helpers import ADMIN, ADMIN_KEYS, FakeClock, bearer, login, mint
+from tests.support.admin_access import ADMIN, ADMIN_KEYS
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.jwt_tokens import bearer, mint
 
 SECRET = "svc-secret-0123456789"
 OTHER_SECRET = "other-secret-0123456789"
@@ -261,7 +263,7 @@ def test_check_config_masks_client_hashes() -> None:
 
 @pytest.mark.slow  # runs the CLI in a child process
 def test_cli_creates_a_client_secret_and_its_entry() -> None:
-    from tests.helpers import run_cli
+    from tests.support.gateway_cli import run_cli
 
     result = run_cli("introspection-client", "create", "--id", "billing")
     assert result.returncode == 0, result.stderr

@@ -14,9 +14,10 @@ from aiohttp.test_utils import TestServer
 
 from gateway.config import Settings
 from gateway.tokens.keys import generate_key_material, write_secret_file
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import bearer
+from tests.support.gateway_client import GatewayFactory
+from tests.support.jwt_tokens import bearer
 from tests.support.processes import free_port
+from tests.support.recording_upstream import Upstream
 
 LEGACY_USERS = {"dave": "letmein"}
 

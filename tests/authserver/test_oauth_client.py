@@ -7,7 +7,7 @@ from typing import Any
 
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from tests.conftest import Upstream
+from tests.support.recording_upstream import Upstream
 
 
 async def test_password_grant_auto_refresh_and_revoke(client: Any, upstream: Upstream) -> None:

@@ -27,8 +27,9 @@ from gateway.store import (
     refresh_token_hash,
 )
 from gateway.store.keyspace import KeySpace
-from tests.conftest import GatewayFactory, RedisServer
-from tests.helpers import FakeClock, login
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.redis_servers import RedisServer
 
 GRACE = 10.0
 

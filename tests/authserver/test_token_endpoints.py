@@ -13,8 +13,11 @@ import pytest
 
 from gateway.config import Settings
 from gateway.store import connect_redis
-from tests.conftest import GatewayFactory, RedisServer, Upstream
-from tests.helpers import FakeClock, bearer, login
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.jwt_tokens import bearer
+from tests.support.recording_upstream import Upstream
+from tests.support.redis_servers import RedisServer
 
 TOKEN_FIELDS = {
     "access_token",

@@ -22,8 +22,8 @@ from aiohttp.typedefs import Handler
 
 from deploy.demo_upstream import make_app as legacy_web_app
 from gateway.config import Settings
-from tests.conftest import GatewayFactory
-from tests.helpers import ACCESS_COOKIE, REFRESH_COOKIE
+from tests.support.browser_cookies import ACCESS_COOKIE, REFRESH_COOKIE
+from tests.support.gateway_client import GatewayFactory
 from tests.support.repository import DOCS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -17,18 +17,17 @@ from aiohttp.test_utils import TestServer
 from gateway.browser.seal import ACCESS, REFRESH, AesGcmSeal, load_seal_keys
 from gateway.config import BrowserSettings, Settings
 from gateway.store import new_refresh_token
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import (
+from tests.support.browser_cookies import (
     ACCESS_COOKIE,
     APP_ORIGIN,
     REFRESH_COOKIE,
     CookieJar,
-    FakeClock,
     browser_login,
-    claims,
-    login,
-    mint,
 )
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.jwt_tokens import claims, mint
+from tests.support.recording_upstream import Upstream
 
 CLEARED = [
     f"{ACCESS_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax",

@@ -10,19 +10,12 @@ from typing import Any
 import fakeredis
 
 from gateway.config import Settings
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import (
-    ACCESS_COOKIE,
-    ID_TOKEN_TYPE,
-    IDP_CLIENT_ID,
-    REFRESH_COOKIE,
-    CookieJar,
-    FakeClock,
-    FakeIdentityProvider,
-    bearer,
-    browser_login,
-    login,
-)
+from tests.support.browser_cookies import ACCESS_COOKIE, REFRESH_COOKIE, CookieJar, browser_login
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.identity_provider import ID_TOKEN_TYPE, IDP_CLIENT_ID, FakeIdentityProvider
+from tests.support.jwt_tokens import bearer
+from tests.support.recording_upstream import Upstream
 
 IDENTITY = {"sub", "roles", "session_id", "session_expires_at", "access_expires_at"}
 

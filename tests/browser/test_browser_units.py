@@ -26,7 +26,7 @@ from gateway.browser.seal import (
 from gateway.browser.upstream_cookies import is_gateway_set_cookie, without_gateway_cookies
 from gateway.config import BrowserSettings, Settings, load_settings
 from gateway.errors import ConfigError
-from tests.helpers import run_cli
+from tests.support.gateway_cli import run_cli
 from tests.support.repository import EXAMPLE_CONFIG
 
 A, R = "gw_at", "gw_rt"

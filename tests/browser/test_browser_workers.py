@@ -11,13 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import RedisServer, Upstream
-from tests.helpers import (
-    ACCESS_COOKIE,
-    REFRESH_COOKIE,
-    browser_section,
-    write_users_file,
-)
+from tests.support.browser_cookies import ACCESS_COOKIE, REFRESH_COOKIE, browser_section
+from tests.support.credential_files import write_users_file
+from tests.support.recording_upstream import Upstream
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow  # starts gateway processes
 

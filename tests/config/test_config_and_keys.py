@@ -12,7 +12,7 @@ from gateway.config import Settings, load_settings
 from gateway.config_reference import render_reference, replace_section
 from gateway.errors import ConfigError
 from gateway.tokens.keys import load_keyring
-from tests.helpers import run_cli
+from tests.support.gateway_cli import run_cli
 from tests.support.repository import DOCS, EXAMPLE_CONFIG
 
 

@@ -19,9 +19,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RedisServer, Upstream
-from tests.helpers import ADMIN, ADMIN_KEYS, bearer, clean_env
-from tests.support.processes import free_port
+from tests.support.admin_access import ADMIN, ADMIN_KEYS
+from tests.support.jwt_tokens import bearer
+from tests.support.processes import clean_env, free_port
+from tests.support.recording_upstream import Upstream
+from tests.support.redis_servers import RedisServer
 from tests.support.repository import DEPLOY
 
 DASHBOARD = DEPLOY / "grafana" / "gateway.json"

@@ -13,9 +13,11 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from gateway.config import AuthSettings, FederationSettings, Settings
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import ID_TOKEN_TYPE, TOKEN_EXCHANGE, bearer
+from tests.support.gateway_client import GatewayFactory
+from tests.support.identity_provider import ID_TOKEN_TYPE, TOKEN_EXCHANGE
+from tests.support.jwt_tokens import bearer
 from tests.support.processes import free_port
+from tests.support.recording_upstream import Upstream
 from tests.support.repository import DEPLOY, EXAMPLE_CONFIG
 
 

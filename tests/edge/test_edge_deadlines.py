@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from gateway.config import Settings
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import parse_response, raw_request, read_response
+from tests.support.gateway_client import GatewayFactory
+from tests.support.raw_http import parse_response, raw_request, read_response
+from tests.support.recording_upstream import Upstream
 
 pytestmark = pytest.mark.slow  # waits on real (short) deadlines
 

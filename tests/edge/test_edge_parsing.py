@@ -15,18 +15,12 @@ from typing import Any
 import pytest
 
 from gateway.config import Settings
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import (
-    bearer,
-    get,
-    login,
-    mint,
-    parse_response,
-    raw_request,
-    read_response,
-    run_cli,
-)
+from tests.support.gateway_cli import run_cli
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.jwt_tokens import bearer, mint
 from tests.support.processes import free_port
+from tests.support.raw_http import get, parse_response, raw_request, read_response
+from tests.support.recording_upstream import Upstream
 
 TOKEN_LIKE = "eyJhbGciOiJFZERTQSJ9.c2VjcmV0LXBheWxvYWQ.c2lnbmF0dXJl"
 

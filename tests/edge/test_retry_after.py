@@ -10,8 +10,9 @@ import pytest
 from gateway import errors
 from gateway.appkeys import SERVICES
 from gateway.config import Settings
-from tests.conftest import GatewayFactory
-from tests.helpers import FakeClock, bearer, login
+from tests.support.clock import FakeClock
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.jwt_tokens import bearer
 
 UNAVAILABLE = {
     "error": "temporarily_unavailable",

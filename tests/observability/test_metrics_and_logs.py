@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import bearer, login
+from tests.support.gateway_client import login
+from tests.support.jwt_tokens import bearer
 
 
 async def test_metrics_count_requests_rejections_and_refreshes(

@@ -14,8 +14,9 @@ import pytest
 from gateway.config import Settings, TracingSettings
 from gateway.observability.telemetry import Telemetry
 from gateway.observability.tracecontext import parse_traceparent
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import bearer, login
+from tests.support.gateway_client import GatewayFactory, login
+from tests.support.jwt_tokens import bearer
+from tests.support.recording_upstream import Upstream
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"

@@ -11,8 +11,8 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.proxy.fastlane import FastLane, own_endpoints
-from tests.conftest import Upstream
-from tests.helpers import bearer, mint
+from tests.support.jwt_tokens import bearer, mint
+from tests.support.recording_upstream import Upstream
 
 
 def lane_of(client: Any) -> FastLane:

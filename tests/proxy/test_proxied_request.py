@@ -7,8 +7,8 @@ from typing import Any
 
 from yarl import URL
 
-from tests.conftest import Upstream
-from tests.helpers import bearer, mint
+from tests.support.jwt_tokens import bearer, mint
+from tests.support.recording_upstream import Upstream
 
 
 async def test_valid_token_is_forwarded_with_identity_headers(

@@ -17,9 +17,11 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gateway.config import Settings
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import bearer, get, mint, raw_request
+from tests.support.gateway_client import GatewayFactory
+from tests.support.jwt_tokens import bearer, mint
 from tests.support.processes import free_port
+from tests.support.raw_http import get, raw_request
+from tests.support.recording_upstream import Upstream
 
 TRICKS = [
     "/public/../api",

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import RedisServer
 from tests.support.processes import free_port
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow  # starts gateway processes
 

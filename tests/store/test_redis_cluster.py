@@ -13,8 +13,10 @@ from redis.crc import key_slot
 from gateway.app import create_app, create_apps
 from gateway.config import Settings
 from gateway.store.keyspace import KeySpace, new_sid
-from tests.conftest import RedisClusterNodes
-from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login, mint, wait_for_status
+from tests.support.admin_access import ADMIN, ADMIN_KEYS
+from tests.support.gateway_client import login, wait_for_status
+from tests.support.jwt_tokens import bearer, mint
+from tests.support.redis_topology import ClusterSet
 
 
 @pytest.mark.parametrize("sub", ["alice", "bob@example.com", "ü-user", "x" * 200])
@@ -41,7 +43,7 @@ async def test_gateway_on_a_three_master_cluster(
     aiohttp_client: Any,
     settings_factory: Callable[..., Settings],
     users_file: Path,
-    redis_cluster: RedisClusterNodes,
+    redis_cluster: ClusterSet,
     key_files: dict[str, Path],
 ) -> None:
     settings = settings_factory(

@@ -27,7 +27,9 @@ from gateway.store import SessionStore, connect_redis
 from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.store.keyspace import KeySpace, new_sid, sub_key
 from gateway.store.writes import Durability
-from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login
+from tests.support.admin_access import ADMIN, ADMIN_KEYS
+from tests.support.gateway_client import login
+from tests.support.jwt_tokens import bearer
 from tests.support.redis_topology import RedisNode, Replicated
 from tests.support.repository import ROOT
 

@@ -1,4 +1,17 @@
-"""What the tests, the benchmark and the drills share: ports and child processes
-(`processes`), a private redis-server (`redis_servers`) and replicated topologies
-(`redis_topology`), the repository's paths (`repository`). Fixtures stay in
-tests/conftest.py; this package holds no fixture."""
+"""What the tests build on, one module a thing; the benchmark and the drills use it too.
+
+Processes and Redis: `processes` (free ports, waiting for a port, a clean environment,
+stopping child processes), `redis_servers` (a private redis-server), `redis_topology`
+(replicas, Sentinel, Cluster), `repository` (the repository's paths).
+
+The gateway under test: `gateway_settings` (settings to start from), `gateway_client`
+(the gateway on a loopback socket, logging in), `recording_upstream` (the backend that records
+what reached it), `credential_files` (users, signing and sealing keys on disk), `clock` (a clock
+moved by hand), `gateway_cli` (the `gateway` command in a child process).
+
+Talking to it: `jwt_tokens` (tokens signed with the tests' keys, bent as needed), `raw_http`
+(bytes on the wire), `browser_cookies` (browser mode, a hand-kept cookie jar),
+`admin_access` (the admin key, the console), `identity_provider` (a fake OIDC provider).
+
+Fixtures stay in tests/conftest.py: they start these things and clean them up.
+"""

@@ -1,5 +1,6 @@
 """Child processes on loopback, for the tests, the benchmark and the drills: a free port, waiting
-until something listens on it, stopping what was started."""
+until something listens on it, an environment without GATEWAY_* overrides, stopping what was
+started."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any GATEWAY_* override, for a child process."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
 
 
 def wait_for_port(

@@ -1,9 +1,11 @@
-"""A private redis-server on a loopback port: its command line, started and waited for."""
+"""A private redis-server on a loopback port: its command line, started and waited for, stopped
+and started again."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.processes import wait_for_port
@@ -37,3 +39,25 @@ def spawn_redis(port: int, directory: Path, *, appendonly: bool = False) -> subp
         process.kill()
         raise
     return process
+
+
+@dataclass
+class RedisServer:
+    """A redis-server a test started, with AOF on: stopped and started again, it keeps its data."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        """(Re)start on the same port, e.g. after stop() in an outage test."""
+        self.process = spawn_redis(self.port, self.directory, appendonly=True)

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.config import Settings
-from tests.conftest import GatewayFactory, Upstream
-from tests.helpers import bearer, claims, mint, private_key
+from tests.support.gateway_client import GatewayFactory
+from tests.support.jwt_tokens import bearer, claims, mint, private_key
+from tests.support.recording_upstream import Upstream
 
 
 def b64(data: bytes) -> str:

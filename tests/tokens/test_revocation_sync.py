@@ -17,8 +17,11 @@ from gateway.app import create_app, create_apps
 from gateway.appkeys import SERVICES
 from gateway.config import Settings
 from gateway.store import connect_redis
-from tests.conftest import RedisServer, Upstream
-from tests.helpers import ADMIN, ADMIN_KEYS, bearer, login, mint, wait_for_status
+from tests.support.admin_access import ADMIN, ADMIN_KEYS
+from tests.support.gateway_client import login, wait_for_status
+from tests.support.jwt_tokens import bearer, mint
+from tests.support.recording_upstream import Upstream
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
