@@ -5,7 +5,6 @@ from lives in tests/support/; fixtures only start things and clean them up."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from tests.support.redis_topology import (
     start_replicated,
     start_sentinel_set,
 )
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(autouse=True)
@@ -180,14 +180,18 @@ async def gateway_process(
         processes.append(process)
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+
+            async def healthy() -> bool:
+                if process.poll() is not None:
+                    raise RuntimeError(f"gateway serve exited with {process.returncode}")
                 try:
                     async with session.get(f"{base}/healthz") as resp:
-                        if resp.status == 200:
-                            return process, base
+                        return resp.status == 200
                 except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-        raise RuntimeError("gateway did not start")
+                    return False
+
+            await eventually(healthy, 30, what=f"{base}/healthz answers 200")
+        return process, base
 
     yield start
     for process in processes:

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from bench.drills.stage import VICTIMS, Gateways, Watch, gateway_config, until, upstream
+from bench.drills.stage import VICTIMS, Gateways, Watch, gateway_config, upstream
 from bench.drills.traffic import Chain, Instance, Tally, Traffic
 from gateway.store.keyspace import KeySpace
 from tests.support.redis_topology import (
@@ -41,6 +41,7 @@ from tests.support.redis_topology import (
     start_cluster,
     start_sentinel_set,
 )
+from tests.support.waiting import eventually
 
 TOPOLOGIES: Final = ("sentinel", "cluster")
 BURST_MIB: Final = 64  # more than loopback TCP buffers hold (tcp_rmem max 32 MiB + send side)
@@ -176,9 +177,10 @@ async def _run(
             victim, killed_at = await _kill(redis, timeline, sessions, lag)
             promoted = await asyncio.to_thread(_promoted, redis, victim)
             timeline.at(promoted[1], f"new primary: 127.0.0.1:{promoted[0]}")
-            reloaded = await until(
-                _reloaded(watch, [a, b], killed_at), "A and B reloaded their views", 60
+            await eventually(
+                _reloaded(watch, [a, b], killed_at), 60, what="A and B reloaded their views"
             )
+            reloaded = time.monotonic()
             await asyncio.sleep(after)
         finally:
             stop.set()

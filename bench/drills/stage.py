@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,6 +24,7 @@ from bench.drills.traffic import ADMIN_KEY, PASSWORD, Instance
 from gateway.admin.apikeys import admin_key_hash
 from gateway.tokens.keys import generate_key_material, write_secret_file
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 VICTIMS: Final = 1000  # users the drill's revocations log in and revoke, one each
 RELOADS: Final = re.compile(r"^gateway_revocation_reloads_total (\S+)$", re.MULTILINE)
@@ -54,7 +55,13 @@ class Gateways:
         self._processes.append(process)
         instance = Instance(name, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")
         async with aiohttp.ClientSession() as http:
-            await until(lambda: ready(http, instance), f"gateway {name} ready", 60, process)
+
+            async def started() -> bool:
+                if process.poll() is not None:
+                    raise RuntimeError(f"gateway {name}: the process exited ({process.returncode})")
+                return await ready(http, instance)
+
+            await eventually(started, 60, what=f"gateway {name} ready")
         return instance
 
     def stop(self) -> None:
@@ -67,23 +74,6 @@ class Gateways:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-async def until(
-    check: Callable[[], Awaitable[bool]],
-    what: str,
-    limit: float,
-    process: subprocess.Popen[bytes] | None = None,
-) -> float:
-    """Await `check` every 50 ms until it holds; the monotonic time it did. Bounded."""
-    deadline = time.monotonic() + limit
-    while not await check():
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not after {limit:.0f} s")
-        await asyncio.sleep(0.05)
-    return time.monotonic()
 
 
 async def ready(http: aiohttp.ClientSession, instance: Instance) -> bool:

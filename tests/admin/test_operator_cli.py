@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +13,7 @@ import yaml
 from gateway.authserver.credentials import load_user_file, verify_password
 from gateway.config import Settings
 from tests.support.gateway_cli import run_cli
-from tests.support.gateway_client import login
-from tests.support.jwt_tokens import bearer
+from tests.support.gateway_client import login, wait_for_status
 from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow  # runs the CLI in child processes
@@ -110,12 +108,7 @@ async def test_operator_verbs_on_real_redis(
     result = run_cli("revoke", "user", "alice", "--config", str(config))
     assert "1 sessions ended" in result.stdout
 
-    for _ in range(100):
-        resp = await gateway.get("/api", headers=bearer(phone["access_token"]))
-        if resp.status == 401:
-            break
-        await asyncio.sleep(0.05)
-    assert resp.status == 401
+    await wait_for_status(gateway, phone["access_token"], 401)
 
     audit = run_cli("audit", "tail", "--config", str(config))
     actions = [json.loads(line)["action"] for line in audit.stdout.splitlines()]

@@ -31,6 +31,7 @@ from tests.support.identity_provider import (
 )
 from tests.support.jwt_tokens import bearer, unsigned_token
 from tests.support.recording_upstream import Upstream
+from tests.support.waiting import eventually
 
 Exchange = Callable[..., Awaitable[Any]]
 
@@ -532,20 +533,12 @@ async def test_concurrent_first_exchanges_share_one_fetch(
         asyncio.ensure_future(exchange(client, identity_provider.id_token(now=clock.now)))
         for _ in range(20)
     ]
-    await _until(lambda: identity_provider.count("/jwks") == 1)
+    await eventually(lambda: identity_provider.count("/jwks") == 1, what="one JWKS fetch")
     identity_provider.jwks_mode = "ok"
     identity_provider.release.set()
     answers = await asyncio.gather(*pending)
     assert {a.status for a in answers} == {200}
     assert identity_provider.count("/jwks") == 1
-
-
-async def _until(condition: Callable[[], bool], limit: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not condition():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(

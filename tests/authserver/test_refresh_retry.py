@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import os
 import signal
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from gateway.store.keyspace import KeySpace
 from tests.support.clock import FakeClock
 from tests.support.gateway_client import GatewayFactory, login
 from tests.support.redis_servers import RedisServer
+from tests.support.waiting import eventually
 
 GRACE = 10.0
 
@@ -179,13 +179,13 @@ async def generation(raw: Any, sid: str) -> int:
     return int(await raw.hget(KeySpace().session(sid), "gen") or -1)
 
 
-async def wait_for_generation(raw: Any, sid: str, expected: int, limit: float = 20.0) -> None:
+async def wait_for_generation(raw: Any, sid: str, expected: int) -> None:
     """Until the session's rotation count is `expected` (a generous bound on a busy machine)."""
-    deadline = time.monotonic() + limit
-    while await generation(raw, sid) != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"generation {expected} not reached after {limit} s")
-        await asyncio.sleep(0.02)
+
+    async def reached() -> bool:
+        return await generation(raw, sid) == expected
+
+    await eventually(reached, 20, what=f"the session reaches generation {expected}")
 
 
 async def refresh(client: Any, token: str) -> Any:

@@ -25,10 +25,12 @@ from tests.support.processes import clean_env, free_port
 from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
 from tests.support.repository import DEPLOY
+from tests.support.waiting import eventually
 
 DASHBOARD = DEPLOY / "grafana" / "gateway.json"
 RULES = DEPLOY / "prometheus" / "alerts.yaml"
 METRIC_RE = re.compile(r"\bgateway_[a-z0-9_]+")
+WORKER_SERIES = re.compile(r'gateway_worker_requests\{pid="\d+"\}')
 SUFFIXES = {
     "counter": ("_total",),
     "histogram": ("_bucket", "_sum", "_count"),
@@ -240,34 +242,48 @@ async def test_every_metric_used_exists_in_a_running_gateways_metrics(
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            text = await _scrape_after_traffic(http, base, f"http://127.0.0.1:{admin_port}")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(process.wait, 60)
-    names = exported_names(text)
+    base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
     used = {
         name
         for expr in [*dashboard_exprs(), *(rule["expr"] for rule in rules())]
         for name in METRIC_RE.findall(expr)
     }
+    text = ""
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def workers_listen() -> bool:
+                try:  # each worker answers its own connections
+                    return (await _metrics(http, base)).count("gateway_worker_start") >= 3
+                except aiohttp.ClientError:
+                    return False
+
+            async def published() -> bool:
+                nonlocal text
+                text = await _metrics(http, base)
+                return used <= exported_names(text) and WORKER_SERIES.search(text) is not None
+
+            await eventually(workers_listen, 20, what="both workers listen")
+            await _traffic(http, base, admin)
+            # the per-worker gauges are published once a sampling interval has passed
+            await eventually(published, 30, what="every metric used is exported", interval=0.5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 60)
     assert len(used) >= 14
-    assert used - names == set()
+    assert used - exported_names(text) == set()
     # Under --workers the per-worker series carry the worker's pid.
-    assert re.search(r'gateway_worker_requests\{pid="\d+"\}', text)
+    assert WORKER_SERIES.search(text)
 
 
-async def _scrape_after_traffic(http: aiohttp.ClientSession, base: str, admin: str) -> str:
-    for _ in range(400):  # until both workers listen (each answers its own connections)
-        try:
-            async with http.get(f"{base}/metrics") as resp:
-                if resp.status == 200 and (await resp.text()).count("gateway_worker_start") >= 3:
-                    break
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
+async def _metrics(http: aiohttp.ClientSession, base: str) -> str:
+    async with http.get(f"{base}/metrics") as resp:
+        return await resp.text()
+
+
+async def _traffic(http: aiohttp.ClientSession, base: str, admin: str) -> None:
+    """Logins (one failed), a proxied call, a rotation and a reuse, a bad token, a
+    revocation, public requests: every counter the dashboard reads moves."""
     credentials = {"username": "alice", "password": "wonderland"}
     async with http.post(f"{base}/auth/login", json=credentials) as resp:
         assert resp.status == 200
@@ -286,7 +302,3 @@ async def _scrape_after_traffic(http: aiohttp.ClientSession, base: str, admin: s
     for _ in range(10):
         async with http.get(f"{base}/public-or-not") as resp:
             await resp.read()
-    await asyncio.sleep(6)  # one sampling interval: per-worker gauges published
-    async with http.get(f"{base}/metrics") as resp:
-        assert resp.status == 200
-        return await resp.text()

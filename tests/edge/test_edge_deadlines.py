@@ -20,6 +20,7 @@ from gateway.config import Settings
 from tests.support.gateway_client import GatewayFactory
 from tests.support.raw_http import parse_response, raw_request, read_response
 from tests.support.recording_upstream import Upstream
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow  # waits on real (short) deadlines
 
@@ -161,15 +162,15 @@ async def test_past_max_connections_new_ones_get_503(
     assert headers["Retry-After"] == "1"
     assert json.loads(body)["error"] == "temporarily_unavailable"
     held[0][1].close()
-    for _ in range(int(ENOUGH / 0.05)):  # once one is gone, a new client is served again
+
+    async def served() -> bool:
         try:
             status, _, _ = await raw_request(client, b"GET /public/x HTTP/1.1\r\nHost: gw\r\n\r\n")
         except (ConnectionError, asyncio.IncompleteReadError):
-            status = 0
-        if status == 200:
-            break
-        await asyncio.sleep(0.05)
-    assert status == 200
+            return False
+        return status == 200
+
+    await eventually(served, ENOUGH, what="a new client is served once one is gone")
     for _, w in held[1:]:
         w.close()
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.observability.logs import FLUSH_INTERVAL, BatchingHandler
 from tests.support.gateway_client import login
 from tests.support.jwt_tokens import bearer
+from tests.support.waiting import eventually
 
 
 async def test_metrics_count_requests_rejections_and_refreshes(
@@ -78,19 +81,12 @@ async def test_logs_never_contain_tokens_or_passwords(
     assert body["session_id"] in logged  # ids are logged instead
 
 
-def test_access_lines_are_batched_and_flushed_periodically_and_on_close() -> None:
-    import io
-    import time as _time
-
-    from gateway.observability.logs import FLUSH_INTERVAL, BatchingHandler
-
+async def test_access_lines_are_batched_and_flushed_periodically_and_on_close() -> None:
     stream = io.StringIO()
     handler = BatchingHandler()
     handler.setStream(stream)
     handler.add_line('{"request_id":"a"}')
-    deadline = _time.monotonic() + FLUSH_INTERVAL * 10
-    while not stream.getvalue() and _time.monotonic() < deadline:
-        _time.sleep(0.01)
+    await eventually(lambda: stream.getvalue() != "", FLUSH_INTERVAL * 10, what="a flush")
     assert stream.getvalue() == '{"request_id":"a"}\n'  # written without an explicit flush
     handler.add_line('{"request_id":"b"}')
     handler.close()  # exit: nothing pending is lost

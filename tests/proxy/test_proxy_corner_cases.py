@@ -22,6 +22,7 @@ from tests.support.jwt_tokens import bearer, mint
 from tests.support.processes import free_port
 from tests.support.raw_http import get, raw_request
 from tests.support.recording_upstream import Upstream
+from tests.support.waiting import eventually
 
 TRICKS = [
     "/public/../api",
@@ -154,15 +155,17 @@ async def test_oversized_chunked_body_is_413(
 
 @pytest.mark.slow
 async def test_concurrency_limit_is_503(
-    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings], upstream: Upstream
 ) -> None:
     client = await gateway_factory(settings_factory(proxy={"max_concurrency": 1}))
     slow = asyncio.ensure_future(client.get("/public/slow?s=1"))
-    await asyncio.sleep(0.2)
+    # the slow request holds the only slot once the upstream has it
+    await eventually(lambda: len(upstream.received) == 1, what="the upstream has the slow request")
     resp = await client.get("/public/fast")
     assert resp.status == 503
     assert (await resp.json())["error"] == "temporarily_unavailable"
     assert resp.headers["Retry-After"] == "1"
+    assert (await slow).status == 200
     assert (await slow).status == 200
 
 

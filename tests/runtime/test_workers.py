@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.support.processes import free_port
 from tests.support.redis_servers import RedisServer
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow  # starts gateway processes
 
@@ -55,12 +55,7 @@ async def test_two_workers_share_the_port_and_add_up_metrics(
     connector = aiohttp.TCPConnector(force_close=True)  # new connections spread over workers
     async with aiohttp.ClientSession(connector=connector) as session:
         # /healthz answers as soon as the first worker listens; wait for the second one.
-        for _ in range(200):
-            async with session.get(f"{base}/metrics") as resp:
-                started = _series(await resp.text(), "gateway_worker_start_time_seconds")
-            if len(started) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: two_workers(session, base), what="both workers started")
         for _ in range(sent):
             async with session.get(f"{base}/public-thing") as resp:
                 assert resp.status == 200
@@ -83,22 +78,25 @@ async def test_workers_exit_when_the_supervisor_is_killed(
     gateway_process: Any, redis_server: RedisServer
 ) -> None:
     process, base = await gateway_process("--workers", "2", redis_url=redis_server.url)
-    pids: set[int] = set()
     async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            async with session.get(f"{base}/metrics") as resp:
-                started = _series(await resp.text(), "gateway_worker_start_time_seconds")
-            pids = {int(p) for labels in started for p in re.findall(r'pid="(\d+)"', labels)}
-            if len(pids) == 2:
-                break
-            await asyncio.sleep(0.05)
-    assert len(pids) == 2
+        await eventually(lambda: two_workers(session, base), what="both workers started")
+        pids = await worker_pids(session, base)
     process.kill()  # SIGKILL: the supervisor cannot pass anything on
     await asyncio.to_thread(process.wait, 10)
-    deadline = time.monotonic() + 15
-    while any(_running(pid) for pid in pids):
-        assert time.monotonic() < deadline, "orphaned workers kept running"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: not any(_running(pid) for pid in pids), 15, what="the orphaned workers exit"
+    )
+
+
+async def worker_pids(session: aiohttp.ClientSession, base: str) -> set[int]:
+    """The workers whose start time the answering worker's /metrics reports."""
+    async with session.get(f"{base}/metrics") as resp:
+        started = _series(await resp.text(), "gateway_worker_start_time_seconds")
+    return {int(p) for labels in started for p in re.findall(r'pid="(\d+)"', labels)}
+
+
+async def two_workers(session: aiohttp.ClientSession, base: str) -> bool:
+    return len(await worker_pids(session, base)) == 2
 
 
 def _running(pid: int) -> bool:

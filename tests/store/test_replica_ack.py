@@ -3,7 +3,6 @@ replica holds them (WAIT); without the acknowledgement the answer is 503, and re
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -32,6 +31,7 @@ from tests.support.gateway_client import login
 from tests.support.jwt_tokens import bearer
 from tests.support.redis_topology import RedisNode, Replicated
 from tests.support.repository import ROOT
+from tests.support.waiting import eventually
 
 
 @pytest.mark.parametrize(
@@ -66,16 +66,15 @@ def frozen(node: RedisNode) -> Iterator[None]:
         os.kill(node.process.pid, signal.SIGCONT)
 
 
-async def caught_up(primary: RedisNode, limit: float = 20.0) -> None:
+async def caught_up(primary: RedisNode) -> None:
     """Until the thawed replica acknowledges the primary's writes again (a loaded machine
     can take more than one acknowledgement deadline to resume replication)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+
+    def acknowledged() -> bool:
         with primary.client() as conn:
-            if conn.wait(1, 200) >= 1:
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the replica did not catch up within {limit} s")
+            return int(conn.wait(1, 200)) >= 1
+
+    await eventually(acknowledged, 20, what="the replica acknowledges the primary's writes")
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ client does with it: log in, wait until its answer for a token changes."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +11,7 @@ from aiohttp.web_runner import BaseRunner
 
 from gateway.runtime.runner import GatewayRunner
 from tests.support.jwt_tokens import bearer
+from tests.support.waiting import eventually
 
 
 class GatewayTestServer(TestServer):
@@ -34,13 +33,14 @@ async def login(
     return await resp.json()
 
 
-async def wait_for_status(client: Any, token: str, status: int, *, limit: float = 10.0) -> float:
-    """Poll until the gateway answers `status` for the token; returns the seconds it took."""
-    start = time.monotonic()
-    while True:
+async def wait_for_status(
+    client: TestClient[Any, Any], token: str, status: int, *, timeout: float = 10.0
+) -> None:
+    """Until the gateway answers `status` for `token` on a protected route (a revocation or an
+    outage reaching it)."""
+
+    async def answers() -> bool:
         resp = await client.get("/api", headers=bearer(token))
-        if resp.status == status:
-            return time.monotonic() - start
-        if time.monotonic() - start > limit:
-            raise AssertionError(f"still {resp.status} after {limit}s, wanted {status}")
-        await asyncio.sleep(0.005)
+        return resp.status == status
+
+    await eventually(answers, timeout, what=f"GET /api with the token answers {status}")
