@@ -17,14 +17,20 @@ from typing import Any
 import aiohttp
 import fakeredis
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.abc import AbstractCookieJar
+from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
 from tests.support.browser_cookies import browser_section
 from tests.support.clock import FakeClock
 from tests.support.credential_files import write_key_files, write_seal_key, write_users_file
-from tests.support.gateway_client import GatewayFactory, GatewayTestServer
+from tests.support.gateway_client import (
+    GatewayClient,
+    GatewayFactory,
+    GatewayProcessFactory,
+    GatewayTestServer,
+)
 from tests.support.gateway_settings import base_settings
 from tests.support.identity_provider import FakeIdentityProvider
 from tests.support.processes import clean_env, free_port
@@ -82,29 +88,31 @@ def settings(settings_factory: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-async def gateway_factory(aiohttp_client: Any) -> GatewayFactory:
-    """Start the gateway app on a real loopback socket; `create_app` kwargs pass through."""
+async def gateway_factory() -> AsyncIterator[GatewayFactory]:
+    """Start the gateway app on a real loopback socket; `create_app` kwargs pass through.
+    Every client it made is closed after the test."""
+    clients: list[GatewayClient] = []
 
     async def make(
-        settings: Settings,
-        *,
-        cookie_jar: aiohttp.abc.AbstractCookieJar | None = None,
-        **kwargs: Any,
-    ) -> TestClient[Any, Any]:
+        settings: Settings, *, cookie_jar: AbstractCookieJar | None = None, **kwargs: Any
+    ) -> GatewayClient:
         app = create_app(settings, **kwargs)
         # as `gateway serve` runs it: the fast lane on, aiohttp's own access log (which
         # prints queries) off
         server = GatewayTestServer(app, host="127.0.0.1")
         await server.start_server(access_log=None)
-        options = {} if cookie_jar is None else {"cookie_jar": cookie_jar}
-        client: TestClient[Any, Any] = await aiohttp_client(server, **options)
+        client = GatewayClient(server, cookie_jar=cookie_jar)
+        await client.start_server()
+        clients.append(client)
         return client
 
-    return make
+    yield make
+    for client in clients:
+        await client.close()
 
 
 @pytest.fixture
-async def gateway(gateway_factory: GatewayFactory, settings: Settings) -> TestClient[Any, Any]:
+async def gateway(gateway_factory: GatewayFactory, settings: Settings) -> GatewayClient:
     return await gateway_factory(settings)
 
 
@@ -142,7 +150,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 async def gateway_process(
     tmp_path: Path, key_files: dict[str, Path], upstream: Upstream
-) -> AsyncIterator[Callable[..., Any]]:
+) -> AsyncIterator[GatewayProcessFactory]:
+    """Start `gateway serve` in a child process (see `start`); killed after the test."""
     processes: list[subprocess.Popen[bytes]] = []
 
     async def start(
@@ -249,7 +258,7 @@ async def client(
     auth_settings: Settings,
     fake_server: fakeredis.FakeServer,
     clock: FakeClock,
-) -> Any:
+) -> GatewayClient:
     """The gateway on fakeredis (unit) and on a real redis-server (integration)."""
     if request.param == "fakeredis":
         redis = fakeredis.FakeAsyncRedis(server=fake_server)
@@ -347,7 +356,7 @@ async def browser_client(
     browser_settings_factory: Callable[..., Settings],
     fake_server: fakeredis.FakeServer,
     clock: FakeClock,
-) -> Any:
+) -> GatewayClient:
     """The gateway in browser mode on fakeredis and on a real redis-server; the client keeps
     no cookies of its own (tests send Cookie themselves, byte for byte)."""
     settings = browser_settings_factory()

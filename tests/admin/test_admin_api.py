@@ -9,13 +9,14 @@ from typing import Any
 
 import fakeredis
 import pytest
+from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from gateway.app import create_apps
 from gateway.config import Settings
 from tests.support.admin_access import ADMIN, ADMIN_KEY, ADMIN_KEYS
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import login
+from tests.support.gateway_client import GatewayPair, login
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 
@@ -34,7 +35,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def pair(aiohttp_client: Any, admin_settings: Settings, clock: FakeClock) -> tuple[Any, Any]:
+async def pair(
+    aiohttp_client: AiohttpClient, admin_settings: Settings, clock: FakeClock
+) -> GatewayPair:
     """(public client, admin client) sharing one gateway's components."""
     public_app, admin_app = create_apps(
         admin_settings, redis=fakeredis.FakeAsyncRedis(), clock=clock
@@ -54,16 +57,14 @@ async def pair(aiohttp_client: Any, admin_settings: Settings, clock: FakeClock) 
     ],
     ids=["missing", "wrong", "scheme", "empty"],
 )
-async def test_admin_key_required(pair: tuple[Any, Any], headers: dict[str, str]) -> None:
+async def test_admin_key_required(pair: GatewayPair, headers: dict[str, str]) -> None:
     _, admin = pair
     resp = await admin.get("/admin/revocations", headers=headers)
     assert resp.status == 401
     assert (await resp.json())["error"] == "invalid_client"
 
 
-async def test_admin_api_absent_on_public_listener(
-    pair: tuple[Any, Any], upstream: Upstream
-) -> None:
+async def test_admin_api_absent_on_public_listener(pair: GatewayPair, upstream: Upstream) -> None:
     public, _ = pair
     for path in ("/admin/revocations", "/admin", "/x/../admin/audit", "/%61dmin/audit"):
         resp = await public.get(URL(path, encoded=True), headers=ADMIN)
@@ -73,7 +74,7 @@ async def test_admin_api_absent_on_public_listener(
 
 
 async def test_revoke_access_token_by_token_and_by_jti(
-    pair: tuple[Any, Any], key_files: dict[str, Path], upstream: Upstream
+    pair: GatewayPair, key_files: dict[str, Path], upstream: Upstream
 ) -> None:
     public, admin = pair
     body = await login(public)
@@ -107,14 +108,14 @@ async def test_revoke_access_token_by_token_and_by_jti(
         [1, 2],
     ],
 )
-async def test_revoke_token_bad_bodies(pair: tuple[Any, Any], payload: Any) -> None:
+async def test_revoke_token_bad_bodies(pair: GatewayPair, payload: Any) -> None:
     _, admin = pair
     resp = await admin.post("/admin/revoke/token", json=payload, headers=ADMIN)
     assert resp.status == 400
     assert (await resp.json())["error"] == "invalid_request"
 
 
-async def test_revoke_token_body_not_json(pair: tuple[Any, Any]) -> None:
+async def test_revoke_token_body_not_json(pair: GatewayPair) -> None:
     _, admin = pair
     resp = await admin.post(
         "/admin/revoke/token", data=b"{nope", headers={**ADMIN, "Content-Type": "application/json"}
@@ -123,7 +124,7 @@ async def test_revoke_token_body_not_json(pair: tuple[Any, Any]) -> None:
 
 
 async def test_revoking_an_expired_token_is_a_noop(
-    pair: tuple[Any, Any], key_files: dict[str, Path]
+    pair: GatewayPair, key_files: dict[str, Path]
 ) -> None:
     _, admin = pair
     expired = mint(key_files, iat=int(time.time()) - 7200, nbf=None, exp=int(time.time()) - 3600)
@@ -134,7 +135,7 @@ async def test_revoking_an_expired_token_is_a_noop(
     assert (await resp.json())["total"] == 0
 
 
-async def test_revoke_session(pair: tuple[Any, Any]) -> None:
+async def test_revoke_session(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public, device_id="laptop")
     resp = await admin.delete("/admin/sessions/deadbeef-AAAAAAAAAAAAAAAAAAAAAA", headers=ADMIN)
@@ -150,7 +151,7 @@ async def test_revoke_session(pair: tuple[Any, Any]) -> None:
 
 
 async def test_revoke_user_then_login_again(
-    pair: tuple[Any, Any], key_files: dict[str, Path], clock: FakeClock
+    pair: GatewayPair, key_files: dict[str, Path], clock: FakeClock
 ) -> None:
     public, admin = pair
     first = await login(public, device_id="a")
@@ -170,14 +171,14 @@ async def test_revoke_user_then_login_again(
     assert resp.status == 200
 
 
-async def test_revoke_unknown_user_is_documented_noop(pair: tuple[Any, Any]) -> None:
+async def test_revoke_unknown_user_is_documented_noop(pair: GatewayPair) -> None:
     _, admin = pair
     resp = await admin.post("/admin/users/nobody/revoke", headers=ADMIN)
     assert resp.status == 200
     assert (await resp.json())["sessions_revoked"] == 0
 
 
-async def test_user_sessions_and_revocations_listing(pair: tuple[Any, Any]) -> None:
+async def test_user_sessions_and_revocations_listing(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public, device_id="laptop", device_name="Laptop")
     resp = await admin.get("/admin/users/alice/sessions", headers=ADMIN)
@@ -191,7 +192,7 @@ async def test_user_sessions_and_revocations_listing(pair: tuple[Any, Any]) -> N
     assert resp.status == 400
 
 
-async def test_audit_trail_newest_first(pair: tuple[Any, Any]) -> None:
+async def test_audit_trail_newest_first(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public)
     await admin.post("/admin/revoke/token", json={"token": body["access_token"]}, headers=ADMIN)

@@ -12,6 +12,7 @@ from typing import Any
 import fakeredis
 import pytest
 from markupsafe import escape
+from pytest_aiohttp import AiohttpClient
 
 from gateway.app import create_apps
 from gateway.config import Settings
@@ -27,7 +28,7 @@ from tests.support.admin_access import (
     csrf_of,
 )
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import login
+from tests.support.gateway_client import GatewayClient, GatewayPair, login
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 from tests.support.repository import ROOT
@@ -51,11 +52,11 @@ def console_settings(settings_factory: Callable[..., Settings], users_file: Path
 
 @pytest.fixture
 async def pair(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     console_settings: Settings,
     fake_server: fakeredis.FakeServer,
     clock: FakeClock,
-) -> tuple[Any, Any]:
+) -> GatewayPair:
     """(public client, admin client) of one gateway on fakeredis."""
     public_app, admin_app = create_apps(
         console_settings, redis=fakeredis.FakeAsyncRedis(server=fake_server), clock=clock
@@ -63,7 +64,7 @@ async def pair(
     return await aiohttp_client(public_app), await aiohttp_client(admin_app)
 
 
-async def audit_entries(admin: Any) -> list[dict[str, Any]]:
+async def audit_entries(admin: GatewayClient) -> list[dict[str, Any]]:
     resp = await admin.get("/admin/audit", headers=ADMIN)
     assert resp.status == 200
     entries: list[dict[str, Any]] = (await resp.json())["entries"]
@@ -74,7 +75,7 @@ async def audit_entries(admin: Any) -> list[dict[str, Any]]:
 
 
 async def test_unsigned_browser_is_sent_to_sign_in_and_other_clients_get_401(
-    pair: tuple[Any, Any],
+    pair: GatewayPair,
 ) -> None:
     _, admin = pair
     resp = await admin.get(CONSOLE, headers=HTML, allow_redirects=False)
@@ -94,7 +95,7 @@ async def test_unsigned_browser_is_sent_to_sign_in_and_other_clients_get_401(
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_scoped_to_the_console(
-    pair: tuple[Any, Any],
+    pair: GatewayPair,
 ) -> None:
     _, admin = pair
     resp = await admin.post(f"{CONSOLE}signin", data={"key": ADMIN_KEY}, allow_redirects=False)
@@ -113,7 +114,7 @@ async def test_sign_in_sets_a_strict_http_only_cookie_scoped_to_the_console(
 
 
 async def test_cookie_secure_setting_marks_the_cookie_secure(
-    aiohttp_client: Any, console_settings: Settings
+    aiohttp_client: AiohttpClient, console_settings: Settings
 ) -> None:
     admin_settings = console_settings.admin.model_copy(
         update={
@@ -139,7 +140,7 @@ async def test_cookie_secure_setting_marks_the_cookie_secure(
     ids=["wrong", "suffixed", "empty", "missing", "too-long"],
 )
 async def test_a_bad_key_is_refused_and_nothing_is_signed_in(
-    pair: tuple[Any, Any], form: dict[str, str], status: int, error: str
+    pair: GatewayPair, form: dict[str, str], status: int, error: str
 ) -> None:
     _, admin = pair
     resp = await admin.post(f"{CONSOLE}signin", data=form, allow_redirects=False)
@@ -152,7 +153,7 @@ async def test_a_bad_key_is_refused_and_nothing_is_signed_in(
 
 
 async def test_a_wrong_key_in_a_browser_gets_the_form_again_with_the_reason(
-    pair: tuple[Any, Any],
+    pair: GatewayPair,
 ) -> None:
     _, admin = pair
     resp = await admin.post(
@@ -165,7 +166,7 @@ async def test_a_wrong_key_in_a_browser_gets_the_form_again_with_the_reason(
 
 
 async def test_the_console_cookie_is_no_admin_api_key_and_the_api_is_unchanged(
-    pair: tuple[Any, Any],
+    pair: GatewayPair,
 ) -> None:
     _, admin = pair
     await console_sign_in(admin)
@@ -176,7 +177,7 @@ async def test_the_console_cookie_is_no_admin_api_key_and_the_api_is_unchanged(
     assert resp.status == 200
 
 
-async def test_sign_out_ends_the_session_everywhere(pair: tuple[Any, Any]) -> None:
+async def test_sign_out_ends_the_session_everywhere(pair: GatewayPair) -> None:
     _, admin = pair
     csrf = await console_sign_in(admin)
     cookie = next(c for c in admin.session.cookie_jar if c.key == "gw_console").value
@@ -194,7 +195,7 @@ async def test_sign_out_ends_the_session_everywhere(pair: tuple[Any, Any]) -> No
 
 
 async def test_a_console_session_ends_after_its_lifetime(
-    pair: tuple[Any, Any], clock: FakeClock
+    pair: GatewayPair, clock: FakeClock
 ) -> None:
     _, admin = pair
     await console_sign_in(admin)
@@ -204,7 +205,7 @@ async def test_a_console_session_ends_after_its_lifetime(
     assert resp.headers["Location"] == f"{CONSOLE}signin"
 
 
-async def test_a_forged_cookie_is_not_a_session(pair: tuple[Any, Any]) -> None:
+async def test_a_forged_cookie_is_not_a_session(pair: GatewayPair) -> None:
     _, admin = pair
     for value in ("gwcs_" + "A" * 43, "anything", "gwcs_" + "x" * 300):
         resp = await admin.get(
@@ -216,9 +217,7 @@ async def test_a_forged_cookie_is_not_a_session(pair: tuple[Any, Any]) -> None:
 # ---- revoking through the console ---------------------------------------------------------
 
 
-async def test_revoke_one_session_after_confirming(
-    pair: tuple[Any, Any], upstream: Upstream
-) -> None:
+async def test_revoke_one_session_after_confirming(pair: GatewayPair, upstream: Upstream) -> None:
     public, admin = pair
     laptop = await login(public, device_id="laptop", device_name="Alice's laptop")
     phone = await login(public, device_id="phone", device_name="Alice's phone")
@@ -259,7 +258,7 @@ async def test_revoke_one_session_after_confirming(
     assert f'data-sid="{sid}"' not in after
 
 
-async def test_revoke_everything_of_a_user(pair: tuple[Any, Any]) -> None:
+async def test_revoke_everything_of_a_user(pair: GatewayPair) -> None:
     public, admin = pair
     first = await login(public, device_id="a")
     second = await login(public, device_id="b")
@@ -289,7 +288,7 @@ async def test_revoke_everything_of_a_user(pair: tuple[Any, Any]) -> None:
     assert (await public.get("/api", headers=bearer(again["access_token"]))).status == 200
 
 
-async def test_revoke_a_pasted_token_after_seeing_whose_it_is(pair: tuple[Any, Any]) -> None:
+async def test_revoke_a_pasted_token_after_seeing_whose_it_is(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public)
     csrf = await console_sign_in(admin)
@@ -320,7 +319,7 @@ async def test_revoke_a_pasted_token_after_seeing_whose_it_is(pair: tuple[Any, A
 
 
 async def test_an_expired_token_shows_expired_and_offers_nothing_to_confirm(
-    pair: tuple[Any, Any], key_files: dict[str, Path]
+    pair: GatewayPair, key_files: dict[str, Path]
 ) -> None:
     _, admin = pair
     token = mint(key_files, sub="alice", iat=1000, nbf=1000, exp=2000)
@@ -346,7 +345,7 @@ async def test_an_expired_token_shows_expired_and_offers_nothing_to_confirm(
     ],
 )
 async def test_bad_console_forms_are_400(
-    pair: tuple[Any, Any], path: str, form: dict[str, str]
+    pair: GatewayPair, path: str, form: dict[str, str]
 ) -> None:
     _, admin = pair
     csrf = await console_sign_in(admin)
@@ -355,7 +354,7 @@ async def test_bad_console_forms_are_400(
     assert (await resp.json())["error"] == "invalid_request"
 
 
-async def test_console_forms_are_read_under_the_gateways_body_limit(pair: tuple[Any, Any]) -> None:
+async def test_console_forms_are_read_under_the_gateways_body_limit(pair: GatewayPair) -> None:
     _, admin = pair
     csrf = await console_sign_in(admin)
     resp = await admin.post(
@@ -372,7 +371,7 @@ async def test_console_forms_are_read_under_the_gateways_body_limit(pair: tuple[
     assert (await resp.json())["error"] == "invalid_request"
 
 
-async def test_an_unknown_session_is_404(pair: tuple[Any, Any]) -> None:
+async def test_an_unknown_session_is_404(pair: GatewayPair) -> None:
     _, admin = pair
     csrf = await console_sign_in(admin)
     resp = await admin.post(
@@ -404,7 +403,7 @@ async def test_an_unknown_session_is_404(pair: tuple[Any, Any]) -> None:
     ids=["missing", "wrong", "empty", "origin", "null-origin", "cross-site", "same-site"],
 )
 async def test_a_console_action_without_the_sessions_csrf_token_or_from_elsewhere_is_403(
-    pair: tuple[Any, Any], csrf: str | None, headers: dict[str, str]
+    pair: GatewayPair, csrf: str | None, headers: dict[str, str]
 ) -> None:
     public, admin = pair
     body = await login(public)
@@ -420,7 +419,7 @@ async def test_a_console_action_without_the_sessions_csrf_token_or_from_elsewher
     assert [e["action"] for e in await audit_entries(admin)] == ["console_sign_in"]
 
 
-async def test_a_json_post_carries_no_csrf_token_and_is_refused(pair: tuple[Any, Any]) -> None:
+async def test_a_json_post_carries_no_csrf_token_and_is_refused(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public)
     await console_sign_in(admin)
@@ -429,7 +428,7 @@ async def test_a_json_post_carries_no_csrf_token_and_is_refused(pair: tuple[Any,
     assert (await public.get("/api", headers=bearer(body["access_token"]))).status == 200
 
 
-async def test_a_same_origin_post_passes(pair: tuple[Any, Any]) -> None:
+async def test_a_same_origin_post_passes(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public)
     csrf = await console_sign_in(admin)
@@ -444,7 +443,7 @@ async def test_a_same_origin_post_passes(pair: tuple[Any, Any]) -> None:
     assert (await public.get("/api", headers=bearer(body["access_token"]))).status == 401
 
 
-async def test_a_cross_site_sign_in_post_is_refused(pair: tuple[Any, Any]) -> None:
+async def test_a_cross_site_sign_in_post_is_refused(pair: GatewayPair) -> None:
     _, admin = pair
     resp = await admin.post(
         f"{CONSOLE}signin", data={"key": ADMIN_KEY}, headers={"Origin": "http://evil.example"}
@@ -456,7 +455,7 @@ async def test_a_cross_site_sign_in_post_is_refused(pair: tuple[Any, Any]) -> No
 # ---- escaping, headers, assets ------------------------------------------------------------
 
 
-async def test_hostile_values_are_shown_as_text(pair: tuple[Any, Any]) -> None:
+async def test_hostile_values_are_shown_as_text(pair: GatewayPair) -> None:
     public, admin = pair
     await login(public, device_id="d1", device_name=HOSTILE, client_id=HOSTILE)
     csrf = await console_sign_in(admin)
@@ -478,7 +477,7 @@ async def test_hostile_values_are_shown_as_text(pair: tuple[Any, Any]) -> None:
         assert str(escape(HOSTILE)) in page, path
 
 
-async def test_pages_carry_a_strict_policy_and_are_not_cached(pair: tuple[Any, Any]) -> None:
+async def test_pages_carry_a_strict_policy_and_are_not_cached(pair: GatewayPair) -> None:
     _, admin = pair
     await console_sign_in(admin)
     for path in ("", "users", "token", "revocations", "audit", "signin"):
@@ -491,7 +490,7 @@ async def test_pages_carry_a_strict_policy_and_are_not_cached(pair: tuple[Any, A
         assert resp.content_type == "text/html"
 
 
-async def test_every_asset_is_served_by_the_gateway(pair: tuple[Any, Any]) -> None:
+async def test_every_asset_is_served_by_the_gateway(pair: GatewayPair) -> None:
     _, admin = pair
     for asset, kind in (("console.css", "text/css"), ("console.js", "text/javascript")):
         resp = await admin.get(f"{CONSOLE}static/{asset}")  # no sign-in needed for assets
@@ -507,7 +506,7 @@ async def test_every_asset_is_served_by_the_gateway(pair: tuple[Any, Any]) -> No
 
 
 async def test_the_console_is_not_on_the_public_listener(
-    pair: tuple[Any, Any], upstream: Upstream
+    pair: GatewayPair, upstream: Upstream
 ) -> None:
     public, _ = pair
     for path in (CONSOLE, f"{CONSOLE}signin", f"{CONSOLE}static/console.css"):
@@ -517,7 +516,7 @@ async def test_the_console_is_not_on_the_public_listener(
 
 
 async def test_a_disabled_console_is_not_served(
-    aiohttp_client: Any, console_settings: Settings
+    aiohttp_client: AiohttpClient, console_settings: Settings
 ) -> None:
     admin_settings = console_settings.admin.model_copy(
         update={"console": console_settings.admin.console.model_copy(update={"enabled": False})}
@@ -529,7 +528,7 @@ async def test_a_disabled_console_is_not_served(
     assert (await admin.get(f"{CONSOLE}signin", headers=ADMIN)).status == 404
 
 
-async def test_an_unknown_console_page_is_404(pair: tuple[Any, Any]) -> None:
+async def test_an_unknown_console_page_is_404(pair: GatewayPair) -> None:
     _, admin = pair
     await console_sign_in(admin)
     resp = await admin.get(f"{CONSOLE}nothing-here")
@@ -544,7 +543,7 @@ async def test_an_unknown_console_page_is_404(pair: tuple[Any, Any]) -> None:
 
 
 async def test_redis_down_is_503_with_retry_after_and_nothing_half_done(
-    pair: tuple[Any, Any], fake_server: fakeredis.FakeServer
+    pair: GatewayPair, fake_server: fakeredis.FakeServer
 ) -> None:
     public, admin = pair
     body = await login(public)
@@ -582,7 +581,7 @@ async def test_redis_down_is_503_with_retry_after_and_nothing_half_done(
 # ---- audit trail and status ---------------------------------------------------------------
 
 
-async def test_audit_trail_newest_first_and_filtered(pair: tuple[Any, Any]) -> None:
+async def test_audit_trail_newest_first_and_filtered(pair: GatewayPair) -> None:
     public, admin = pair
     bodies = [await login(public, device_id=f"d{i}") for i in range(3)]
     csrf = await console_sign_in(admin)
@@ -618,7 +617,7 @@ async def test_audit_trail_newest_first_and_filtered(pair: tuple[Any, Any]) -> N
     assert rows(page) == [] and 'id="no-entries"' in page
 
 
-async def test_audit_trail_pages_back(pair: tuple[Any, Any]) -> None:
+async def test_audit_trail_pages_back(pair: GatewayPair) -> None:
     _, admin = pair
     for i in range(60):
         await admin.post(f"/admin/users/u{i}/revoke", headers=ADMIN)
@@ -635,7 +634,7 @@ async def test_audit_trail_pages_back(pair: tuple[Any, Any]) -> None:
     assert 'id="older"' not in page
 
 
-async def test_revocations_page_lists_the_view(pair: tuple[Any, Any]) -> None:
+async def test_revocations_page_lists_the_view(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public)
     await admin.post("/admin/revoke/token", json={"token": body["access_token"]}, headers=ADMIN)
@@ -645,7 +644,7 @@ async def test_revocations_page_lists_the_view(pair: tuple[Any, Any]) -> None:
 
 
 async def test_status_panel_counts_refreshes_and_login_failures(
-    pair: tuple[Any, Any],
+    pair: GatewayPair,
 ) -> None:
     public, admin = pair
     body = await login(public)
@@ -681,7 +680,7 @@ def test_status_panel_shows_time_windows_in_order() -> None:
 
 
 async def test_reuse_detection_is_flagged_on_the_status_panel(
-    pair: tuple[Any, Any], clock: FakeClock
+    pair: GatewayPair, clock: FakeClock
 ) -> None:
     public, admin = pair
     body = await login(public)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -13,7 +12,7 @@ import yaml
 from gateway.authserver.credentials import load_user_file, verify_password
 from gateway.config import Settings
 from tests.support.gateway_cli import run_cli
-from tests.support.gateway_client import login, wait_for_status
+from tests.support.gateway_client import GatewayFactory, login, wait_for_status
 from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow  # runs the CLI in child processes
@@ -79,7 +78,7 @@ def test_revoke_token_usage_errors(tmp_path: Path, redis_server: RedisServer) ->
 
 @pytest.mark.redis
 async def test_operator_verbs_on_real_redis(
-    gateway_factory: Any,
+    gateway_factory: GatewayFactory,
     settings_factory: Callable[..., Settings],
     users_file: Path,
     redis_server: RedisServer,

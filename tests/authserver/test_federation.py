@@ -15,12 +15,13 @@ import fakeredis
 import jwt
 import pytest
 import yaml
+from aiohttp import ClientResponse
 from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.credential_files import FAST_HASHER
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.identity_provider import (
     ID_TOKEN_TYPE,
     IDP_CLIENT_ID,
@@ -33,7 +34,7 @@ from tests.support.jwt_tokens import bearer, unsigned_token
 from tests.support.recording_upstream import Upstream
 from tests.support.waiting import eventually
 
-Exchange = Callable[..., Awaitable[Any]]
+Federated = Callable[..., Awaitable[GatewayClient]]  # the `federated` fixture
 
 
 def provider_section(idp: FakeIdentityProvider, **overrides: Any) -> dict[str, Any]:
@@ -94,10 +95,10 @@ async def federated(
     gateway_factory: GatewayFactory,
     federation_settings: Callable[..., Settings],
     clock: FakeClock,
-) -> Callable[..., Awaitable[Any]]:
+) -> Federated:
     """The gateway with the fake provider configured (on fakeredis, with a fake clock)."""
 
-    async def make(**overrides: Any) -> Any:
+    async def make(**overrides: Any) -> GatewayClient:
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
         return await gateway_factory(federation_settings(**overrides), redis=redis, clock=clock)
 
@@ -105,8 +106,8 @@ async def federated(
 
 
 async def exchange(
-    client: Any, subject_token: str, token_type: str = ID_TOKEN_TYPE, **extra: Any
-) -> Any:
+    client: GatewayClient, subject_token: str, token_type: str = ID_TOKEN_TYPE, **extra: Any
+) -> ClientResponse:
     return await client.post(
         "/auth/token",
         data={
@@ -118,7 +119,7 @@ async def exchange(
     )
 
 
-async def refused(resp: Any, status: int = 400, error: str = "invalid_grant") -> str:
+async def refused(resp: ClientResponse, status: int = 400, error: str = "invalid_grant") -> str:
     """Assert the JSON error body; returns its description."""
     body = await resp.json()
     assert resp.status == status, body
@@ -131,7 +132,10 @@ async def refused(resp: Any, status: int = 400, error: str = "invalid_grant") ->
 
 
 async def test_id_token_opens_a_normal_session(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock, upstream: Upstream
+    federated: Federated,
+    identity_provider: FakeIdentityProvider,
+    clock: FakeClock,
+    upstream: Upstream,
 ) -> None:
     client = await federated()
     token = identity_provider.id_token(now=clock.now)
@@ -164,7 +168,7 @@ async def test_id_token_opens_a_normal_session(
 
 
 async def test_jwt_type_and_an_ec_key(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await federated()
     token = identity_provider.id_token(now=clock.now, alg="ES256", kid="ec1")
@@ -173,7 +177,7 @@ async def test_jwt_type_and_an_ec_key(
 
 
 async def test_a_linked_identity_signs_in_as_the_local_user(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await federated()
     token = identity_provider.id_token(now=clock.now, sub="alice-at-idp")
@@ -185,7 +189,7 @@ async def test_a_linked_identity_signs_in_as_the_local_user(
 
 
 async def test_subjects_of_two_providers_never_collide(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await federated(provider={"name": "corp"})
     body = await (await exchange(client, identity_provider.id_token(now=clock.now))).json()
@@ -194,7 +198,7 @@ async def test_subjects_of_two_providers_never_collide(
 
 
 async def test_groups_as_roles_without_a_map(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await federated(provider={"roles": {"from_claim": "groups"}})
     token = identity_provider.id_token(now=clock.now, groups=["staff", "ops"])
@@ -203,13 +207,13 @@ async def test_groups_as_roles_without_a_map(
     assert claims["roles"] == ["staff", "ops"]
 
 
-async def test_metadata_lists_the_grant(federated: Any) -> None:
+async def test_metadata_lists_the_grant(federated: Federated) -> None:
     client = await federated()
     metadata = await (await client.get("/.well-known/oauth-authorization-server")).json()
     assert TOKEN_EXCHANGE in metadata["grant_types_supported"]
 
 
-async def test_without_providers_the_grant_is_unsupported(client: Any) -> None:
+async def test_without_providers_the_grant_is_unsupported(client: GatewayClient) -> None:
     resp = await exchange(client, "x.y.z")
     assert await refused(resp, error="unsupported_grant_type")
     metadata = await (await client.get("/.well-known/oauth-authorization-server")).json()
@@ -217,7 +221,10 @@ async def test_without_providers_the_grant_is_unsupported(client: Any) -> None:
 
 
 async def test_an_oauth_client_library_performs_the_exchange(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock, upstream: Upstream
+    federated: Federated,
+    identity_provider: FakeIdentityProvider,
+    clock: FakeClock,
+    upstream: Upstream,
 ) -> None:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -350,7 +357,7 @@ BAD_TOKENS: dict[str, tuple[Callable[[FakeIdentityProvider, float], str], str]] 
 @pytest.mark.parametrize("case", list(BAD_TOKENS))
 async def test_refused_provider_tokens(
     case: str,
-    federated: Any,
+    federated: Federated,
     identity_provider: FakeIdentityProvider,
     clock: FakeClock,
     upstream: Upstream,
@@ -369,7 +376,7 @@ async def test_refused_provider_tokens(
 @pytest.mark.parametrize("header", ["jku", "x5u", "jwk"])
 async def test_key_reference_headers_are_never_fetched(
     header: str,
-    federated: Any,
+    federated: Federated,
     identity_provider: FakeIdentityProvider,
     clock: FakeClock,
     upstream: Upstream,
@@ -393,7 +400,10 @@ async def test_key_reference_headers_are_never_fetched(
 
 
 async def test_unknown_issuer_fetches_nothing(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock, upstream: Upstream
+    federated: Federated,
+    identity_provider: FakeIdentityProvider,
+    clock: FakeClock,
+    upstream: Upstream,
 ) -> None:
     client = await federated()
     # a well-formed OIDC provider would live at the recorder's address: it is never asked
@@ -403,7 +413,7 @@ async def test_unknown_issuer_fetches_nothing(
     assert upstream.received == []
 
 
-async def test_our_own_access_token_is_not_a_subject_token(federated: Any) -> None:
+async def test_our_own_access_token_is_not_a_subject_token(federated: Federated) -> None:
     client = await federated()
     ours = (await login(client))["access_token"]
     for token_type in (ID_TOKEN_TYPE, JWT_TOKEN_TYPE):
@@ -414,7 +424,7 @@ async def test_our_own_access_token_is_not_a_subject_token(federated: Any) -> No
 
 
 async def test_a_20_kb_subject_token_is_a_malformed_request(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await federated()
     token = identity_provider.id_token(now=clock.now, padding="x" * 20_000)
@@ -433,7 +443,7 @@ async def test_a_20_kb_subject_token_is_a_malformed_request(
     ],
 )
 async def test_a_wrong_subject_token_type(
-    token_type: str, federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    token_type: str, federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await federated()
     resp = await exchange(client, identity_provider.id_token(now=clock.now), token_type)
@@ -458,7 +468,7 @@ async def test_a_wrong_subject_token_type(
 async def test_malformed_exchange_requests(
     params: dict[str, str],
     description: str,
-    federated: Any,
+    federated: Federated,
     identity_provider: FakeIdentityProvider,
     clock: FakeClock,
 ) -> None:
@@ -477,8 +487,8 @@ async def test_malformed_exchange_requests(
 
 
 async def warmed(
-    federated: Any, idp: FakeIdentityProvider, clock: FakeClock, **overrides: Any
-) -> Any:
+    federated: Federated, idp: FakeIdentityProvider, clock: FakeClock, **overrides: Any
+) -> GatewayClient:
     """The gateway after one successful exchange (its keys fetched)."""
     client = await federated(**overrides)
     resp = await exchange(client, idp.id_token(now=clock.now))
@@ -487,7 +497,7 @@ async def warmed(
 
 
 async def test_keys_come_from_discovery_once_and_are_cached(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await warmed(federated, identity_provider, clock)
     for _ in range(5):
@@ -496,7 +506,7 @@ async def test_keys_come_from_discovery_once_and_are_cached(
 
 
 async def test_a_thousand_random_kids_cause_at_most_one_fetch_per_interval(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await warmed(federated, identity_provider, clock)
     assert identity_provider.count("/jwks") == 1
@@ -514,7 +524,7 @@ async def test_a_thousand_random_kids_cause_at_most_one_fetch_per_interval(
 
 
 async def test_a_rotated_key_is_fetched_when_first_seen(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await warmed(federated, identity_provider, clock)
     identity_provider.published = [("rsa2", "RS256")]
@@ -525,7 +535,7 @@ async def test_a_rotated_key_is_fetched_when_first_seen(
 
 
 async def test_concurrent_first_exchanges_share_one_fetch(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     identity_provider.jwks_mode = "hang"  # the start-up fetch and the first exchanges wait
     client = await federated(federation={"fetch_timeout": 60})  # released well before
@@ -546,7 +556,7 @@ async def test_concurrent_first_exchanges_share_one_fetch(
     ["error", pytest.param("hang", marks=pytest.mark.slow)],  # a real fetch timeout
 )
 async def test_known_keys_still_verify_when_the_jwks_fails_after_warm_up(
-    failure: str, federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    failure: str, federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await warmed(federated, identity_provider, clock, federation={"fetch_timeout": 0.3})
     identity_provider.jwks_mode = failure
@@ -568,7 +578,7 @@ async def test_known_keys_still_verify_when_the_jwks_fails_after_warm_up(
 
 
 async def test_keys_unavailable_from_the_start_is_503_and_readyz_stays_ready(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     identity_provider.jwks_mode = "error"
     client = await federated()
@@ -583,7 +593,7 @@ async def test_keys_unavailable_from_the_start_is_503_and_readyz_stays_ready(
 
 
 async def test_discovery_naming_another_issuer_is_refused(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     identity_provider.discovery_issuer = "https://impostor.example"
     client = await federated()
@@ -595,7 +605,10 @@ async def test_discovery_naming_another_issuer_is_refused(
 
 
 async def test_a_jwks_url_that_redirects_is_not_followed(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock, upstream: Upstream
+    federated: Federated,
+    identity_provider: FakeIdentityProvider,
+    clock: FakeClock,
+    upstream: Upstream,
 ) -> None:
     identity_provider.jwks_mode = "redirect"
     identity_provider.redirect_to = f"{upstream.url}/jwks"
@@ -608,7 +621,7 @@ async def test_a_jwks_url_that_redirects_is_not_followed(
 
 
 async def test_a_10_mb_jwks_is_refused(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     identity_provider.jwks_mode = "huge"
     client = await federated()
@@ -619,7 +632,7 @@ async def test_a_10_mb_jwks_is_refused(
 
 
 async def test_configured_jwks_uri_skips_discovery(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await warmed(
         federated,
@@ -632,7 +645,7 @@ async def test_configured_jwks_uri_skips_discovery(
 
 
 async def test_metrics_count_exchanges_and_fetches(
-    federated: Any, identity_provider: FakeIdentityProvider, clock: FakeClock
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
     client = await warmed(federated, identity_provider, clock)
     await exchange(client, identity_provider.id_token(now=clock.now, aud="someone-else"))
@@ -647,7 +660,7 @@ async def test_metrics_count_exchanges_and_fetches(
 
 
 async def test_logs_never_contain_the_provider_token(
-    federated: Any,
+    federated: Federated,
     identity_provider: FakeIdentityProvider,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,

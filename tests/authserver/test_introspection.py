@@ -4,17 +4,19 @@ and that asking never changes a token's fate."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from pathlib import Path
 
 import aiohttp
 import fakeredis
 import pytest
+from aiohttp import ClientResponse
+from pytest_aiohttp import AiohttpClient
 
 from gateway.authserver.introspection import client_secret_hash
 from gateway.config import Settings
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, GatewayPair, login
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.waiting import eventually
 
@@ -46,8 +48,8 @@ async def gateway_pair(
     introspection_settings: Settings,
     fake_server: fakeredis.FakeServer,
     clock: FakeClock,
-    aiohttp_client: Any,
-) -> tuple[Any, Any]:
+    aiohttp_client: AiohttpClient,
+) -> GatewayPair:
     """(public client, admin client) of one gateway on fakeredis with a fake clock."""
     from gateway.app import create_apps
 
@@ -60,15 +62,15 @@ async def gateway_pair(
 
 
 @pytest.fixture
-async def gateway(gateway_pair: tuple[Any, Any]) -> Any:
+async def gateway(gateway_pair: GatewayPair) -> GatewayClient:
     return gateway_pair[0]
 
 
-async def introspect(client: Any, token: str, **headers: str) -> Any:
+async def introspect(client: GatewayClient, token: str, **headers: str) -> ClientResponse:
     return await client.post("/auth/introspect", data={"token": token}, headers=headers or basic())
 
 
-async def test_a_live_access_token(gateway: Any, clock: FakeClock) -> None:
+async def test_a_live_access_token(gateway: GatewayClient, clock: FakeClock) -> None:
     body = await login(gateway, client_id="mobile")
     resp = await introspect(gateway, body["access_token"])
     assert resp.status == 200
@@ -86,7 +88,9 @@ async def test_a_live_access_token(gateway: Any, clock: FakeClock) -> None:
     assert answer["aud"] == "test-api" and answer["iss"] == "http://gateway.test"
 
 
-async def test_a_live_refresh_token_is_read_never_spent(gateway: Any, clock: FakeClock) -> None:
+async def test_a_live_refresh_token_is_read_never_spent(
+    gateway: GatewayClient, clock: FakeClock
+) -> None:
     body = await login(gateway)
     for _ in range(3):
         answer = await (await introspect(gateway, body["refresh_token"])).json()
@@ -114,14 +118,14 @@ async def test_a_live_refresh_token_is_read_never_spent(gateway: Any, clock: Fak
     ],
     ids=["garbage", "unknown_refresh_token", "not_a_jws"],
 )
-async def test_unknown_tokens_are_inactive(gateway: Any, token: str) -> None:
+async def test_unknown_tokens_are_inactive(gateway: GatewayClient, token: str) -> None:
     resp = await introspect(gateway, token)
     assert resp.status == 200
     assert await resp.json() == {"active": False}
 
 
 async def test_expired_revoked_and_foreign_tokens_are_inactive_without_a_reason(
-    gateway_pair: tuple[Any, Any], clock: FakeClock, key_files: Any
+    gateway_pair: GatewayPair, clock: FakeClock, key_files: dict[str, Path]
 ) -> None:
     gateway, admin = gateway_pair
     body = await login(gateway)
@@ -162,7 +166,9 @@ async def test_expired_revoked_and_foreign_tokens_are_inactive_without_a_reason(
         "no_colon",
     ],
 )
-async def test_callers_must_be_configured_clients(gateway: Any, headers: dict[str, str]) -> None:
+async def test_callers_must_be_configured_clients(
+    gateway: GatewayClient, headers: dict[str, str]
+) -> None:
     body = await login(gateway)
     resp = await gateway.post(
         "/auth/introspect", data={"token": body["access_token"]}, headers=headers
@@ -174,7 +180,7 @@ async def test_callers_must_be_configured_clients(gateway: Any, headers: dict[st
     assert "active" not in answer
 
 
-async def test_public_clients_may_not_introspect(gateway: Any) -> None:
+async def test_public_clients_may_not_introspect(gateway: GatewayClient) -> None:
     body = await login(gateway)
     resp = await gateway.post(
         "/auth/introspect", data={"token": body["access_token"], "client_id": "svc"}
@@ -183,7 +189,7 @@ async def test_public_clients_may_not_introspect(gateway: Any) -> None:
     assert (await resp.json())["error"] == "invalid_client"
 
 
-async def test_the_token_parameter_is_required(gateway: Any) -> None:
+async def test_the_token_parameter_is_required(gateway: GatewayClient) -> None:
     resp = await gateway.post("/auth/introspect", data={"token_type_hint": "x"}, headers=basic())
     assert resp.status == 400
     assert await resp.json() == {
@@ -216,7 +222,7 @@ async def test_rate_limited_per_client(
 
 @pytest.mark.slow  # waits for the revocation watchdog's real interval
 async def test_stale_revocations_fail_closed_never_a_stale_true(
-    gateway: Any, fake_server: fakeredis.FakeServer, clock: FakeClock
+    gateway: GatewayClient, fake_server: fakeredis.FakeServer, clock: FakeClock
 ) -> None:
     body = await login(gateway)
     fake_server.connected = False
@@ -241,7 +247,7 @@ async def test_stale_revocations_fail_closed_never_a_stale_true(
     assert resp.status == 503
 
 
-async def test_metadata_lists_the_endpoint(gateway: Any, client: Any) -> None:
+async def test_metadata_lists_the_endpoint(gateway: GatewayClient, client: GatewayClient) -> None:
     metadata = await (await gateway.get("/.well-known/oauth-authorization-server")).json()
     assert metadata["introspection_endpoint"] == "http://gateway.test/auth/introspect"
     assert metadata["introspection_endpoint_auth_methods_supported"] == ["client_secret_basic"]

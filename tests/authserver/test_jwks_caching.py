@@ -4,18 +4,20 @@ the wait docs/endpoints.md asks for between publishing a key and signing with it
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.authserver.wellknown import JWKS_MAX_AGE
+from gateway.config import Settings
+from tests.support.gateway_client import GatewayClient, GatewayFactory
 from tests.support.repository import DOCS
 
 ENDPOINTS_PAGE = DOCS / "endpoints.md"
 
 
-async def test_jwks_has_an_etag_and_a_max_age(gateway: Any) -> None:
+async def test_jwks_has_an_etag_and_a_max_age(gateway: GatewayClient) -> None:
     resp = await gateway.get("/.well-known/jwks.json")
     assert resp.status == 200
     assert re.fullmatch(r'"[0-9a-f]{32}"', resp.headers["ETag"])
@@ -29,7 +31,9 @@ async def test_jwks_has_an_etag_and_a_max_age(gateway: Any) -> None:
     "header",
     ["{etag}", "W/{etag}", '"other", {etag}', "*", 'W/"other",W/{etag}'],
 )
-async def test_if_none_match_with_the_current_tag_is_304(gateway: Any, header: str) -> None:
+async def test_if_none_match_with_the_current_tag_is_304(
+    gateway: GatewayClient, header: str
+) -> None:
     etag = (await gateway.get("/.well-known/jwks.json")).headers["ETag"]
     resp = await gateway.get(
         "/.well-known/jwks.json", headers={"If-None-Match": header.format(etag=etag)}
@@ -41,14 +45,19 @@ async def test_if_none_match_with_the_current_tag_is_304(gateway: Any, header: s
 
 
 @pytest.mark.parametrize("header", ['"0123"', 'W/"stale"', "not-a-tag", ""])
-async def test_if_none_match_with_another_tag_gets_the_keys(gateway: Any, header: str) -> None:
+async def test_if_none_match_with_another_tag_gets_the_keys(
+    gateway: GatewayClient, header: str
+) -> None:
     resp = await gateway.get("/.well-known/jwks.json", headers={"If-None-Match": header})
     assert resp.status == 200
     assert (await resp.json())["keys"]
 
 
 async def test_another_key_set_has_another_tag(
-    gateway_factory: Any, settings_factory: Any, key_files: dict[str, Path], gateway: Any
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    key_files: dict[str, Path],
+    gateway: GatewayClient,
 ) -> None:
     only_ed = settings_factory(
         keys={

@@ -7,10 +7,13 @@ from typing import Any
 
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+from tests.support.gateway_client import GatewayClient
 from tests.support.recording_upstream import Upstream
 
 
-async def test_password_grant_auto_refresh_and_revoke(client: Any, upstream: Upstream) -> None:
+async def test_password_grant_auto_refresh_and_revoke(
+    client: GatewayClient, upstream: Upstream
+) -> None:
     base = str(client.make_url("")).rstrip("/")
     updates: list[dict[str, Any]] = []
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import fakeredis
 import pytest
+from aiohttp import ClientResponse
+from redis.asyncio import Redis
 
 from gateway.authserver.token_service import open_successor, seal_successor
 from gateway.config import Settings
@@ -27,7 +29,7 @@ from gateway.store import (
 )
 from gateway.store.keyspace import KeySpace
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.redis_servers import RedisServer
 from tests.support.waiting import eventually
 
@@ -160,7 +162,7 @@ async def stalling(
     auth_settings: Settings,
     redis_server: RedisServer,
     clock: FakeClock,
-) -> AsyncIterator[tuple[Any, Any]]:
+) -> AsyncIterator[tuple[GatewayClient, Redis]]:
     """The gateway on a real redis-server with short deadlines, and a raw client for checks."""
     settings = auth_settings.model_copy(
         update={
@@ -175,11 +177,11 @@ async def stalling(
     await raw.aclose()
 
 
-async def generation(raw: Any, sid: str) -> int:
+async def generation(raw: Redis, sid: str) -> int:
     return int(await raw.hget(KeySpace().session(sid), "gen") or -1)
 
 
-async def wait_for_generation(raw: Any, sid: str, expected: int) -> None:
+async def wait_for_generation(raw: Redis, sid: str, expected: int) -> None:
     """Until the session's rotation count is `expected` (a generous bound on a busy machine)."""
 
     async def reached() -> bool:
@@ -188,14 +190,14 @@ async def wait_for_generation(raw: Any, sid: str, expected: int) -> None:
     await eventually(reached, 20, what=f"the session reaches generation {expected}")
 
 
-async def refresh(client: Any, token: str) -> Any:
+async def refresh(client: GatewayClient, token: str) -> ClientResponse:
     return await client.post("/auth/refresh", json={"refresh_token": token})
 
 
 @pytest.mark.redis
 @pytest.mark.slow
 async def test_refresh_retried_after_redis_froze_mid_rotation_gets_the_recorded_successor(
-    stalling: tuple[Any, Any], redis_server: RedisServer, clock: FakeClock
+    stalling: tuple[GatewayClient, Redis], redis_server: RedisServer, clock: FakeClock
 ) -> None:
     client, raw = stalling
     body = await login(client)
@@ -224,6 +226,7 @@ async def test_refresh_retried_after_redis_froze_mid_rotation_gets_the_recorded_
     assert retried["session_id"] == sid
     assert await generation(raw, sid) == 2  # no second rotation: the recorded successor
     stored = await raw.hget(KeySpace().session(sid), "rt")
+    assert isinstance(stored, bytes)
     assert stored.decode() == hashlib.sha256(retried["refresh_token"].encode()).hexdigest()
 
     resp = await refresh(client, retried["refresh_token"])  # the chain goes on
@@ -240,7 +243,7 @@ async def test_refresh_retried_after_redis_froze_mid_rotation_gets_the_recorded_
 @pytest.mark.redis
 @pytest.mark.slow
 async def test_refresh_retried_after_redis_paused_writes_rotates_normally(
-    stalling: tuple[Any, Any], clock: FakeClock
+    stalling: tuple[GatewayClient, Redis], clock: FakeClock
 ) -> None:
     client, raw = stalling
     body = await login(client)

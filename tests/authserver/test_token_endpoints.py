@@ -14,7 +14,7 @@ import pytest
 from gateway.config import Settings
 from gateway.store import connect_redis
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.jwt_tokens import bearer
 from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
@@ -31,7 +31,9 @@ TOKEN_FIELDS = {
 }
 
 
-async def test_login_returns_the_spec_token_response(client: Any, clock: FakeClock) -> None:
+async def test_login_returns_the_spec_token_response(
+    client: GatewayClient, clock: FakeClock
+) -> None:
     body = await login(client, device_id="laptop", device_name="Alice's laptop")
     assert set(body) == TOKEN_FIELDS
     assert body["token_type"] == "Bearer"
@@ -43,7 +45,7 @@ async def test_login_returns_the_spec_token_response(client: Any, clock: FakeClo
     )
 
 
-async def test_login_with_oauth_password_form(client: Any) -> None:
+async def test_login_with_oauth_password_form(client: GatewayClient) -> None:
     resp = await client.post(
         "/auth/login", data={"grant_type": "password", "username": "bob", "password": "builder"}
     )
@@ -51,7 +53,9 @@ async def test_login_with_oauth_password_form(client: Any) -> None:
     assert resp.headers["Cache-Control"] == "no-store"
 
 
-async def test_access_token_from_login_reaches_upstream(client: Any, upstream: Upstream) -> None:
+async def test_access_token_from_login_reaches_upstream(
+    client: GatewayClient, upstream: Upstream
+) -> None:
     body = await login(client, user="bob", password="builder")
     resp = await client.get("/reports/q3", headers=bearer(body["access_token"]))
     assert resp.status == 200
@@ -64,7 +68,7 @@ async def test_access_token_from_login_reaches_upstream(client: Any, upstream: U
 @pytest.mark.parametrize(
     ("user", "password"), [("alice", "wrong"), ("nobody", "wonderland")], ids=["wrong", "unknown"]
 )
-async def test_bad_credentials_are_one_401(client: Any, user: str, password: str) -> None:
+async def test_bad_credentials_are_one_401(client: GatewayClient, user: str, password: str) -> None:
     resp = await client.post("/auth/login", json={"username": user, "password": password})
     assert resp.status == 401
     assert await resp.json() == {
@@ -84,13 +88,15 @@ async def test_bad_credentials_are_one_401(client: Any, user: str, password: str
         {"username": ["alice"], "password": "x"},
     ],
 )
-async def test_missing_or_empty_login_fields(client: Any, payload: dict[str, Any]) -> None:
+async def test_missing_or_empty_login_fields(
+    client: GatewayClient, payload: dict[str, Any]
+) -> None:
     resp = await client.post("/auth/login", json=payload)
     assert resp.status == 400
     assert (await resp.json())["error"] == "invalid_request"
 
 
-async def test_non_json_body_with_json_content_type(client: Any) -> None:
+async def test_non_json_body_with_json_content_type(client: GatewayClient) -> None:
     resp = await client.post(
         "/auth/login", data=b"{not json", headers={"Content-Type": "application/json"}
     )
@@ -98,7 +104,7 @@ async def test_non_json_body_with_json_content_type(client: Any) -> None:
     assert (await resp.json())["error"] == "invalid_request"
 
 
-async def test_one_mebibyte_login_body_is_413(client: Any) -> None:
+async def test_one_mebibyte_login_body_is_413(client: GatewayClient) -> None:
     resp = await client.post(
         "/auth/login",
         data=io.BytesIO(b'{"username": "' + b"a" * (1 << 20) + b'"}'),
@@ -109,19 +115,19 @@ async def test_one_mebibyte_login_body_is_413(client: Any) -> None:
 
 
 @pytest.mark.parametrize("path", ["/auth/token", "/auth/login", "/auth/refresh"])
-async def test_unsupported_grant_type(client: Any, path: str) -> None:
+async def test_unsupported_grant_type(client: GatewayClient, path: str) -> None:
     resp = await client.post(path, data={"grant_type": "client_credentials", "refresh_token": "x"})
     assert resp.status == 400
     assert (await resp.json())["error"] == "unsupported_grant_type"
 
 
-async def test_token_endpoint_without_grant_type(client: Any) -> None:
+async def test_token_endpoint_without_grant_type(client: GatewayClient) -> None:
     resp = await client.post("/auth/token", data={"username": "alice"})
     assert resp.status == 400
     assert (await resp.json())["error"] == "invalid_request"
 
 
-async def test_refresh_rotates_and_old_access_token_keeps_working(client: Any) -> None:
+async def test_refresh_rotates_and_old_access_token_keeps_working(client: GatewayClient) -> None:
     first = await login(client)
     resp = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert resp.status == 200
@@ -147,13 +153,15 @@ async def test_refresh_rotates_and_old_access_token_keeps_working(client: Any) -
     ],
     ids=["empty", "garbage", "malformed", "unknown"],
 )
-async def test_bad_refresh_tokens(client: Any, token: str, error: str) -> None:
+async def test_bad_refresh_tokens(client: GatewayClient, token: str, error: str) -> None:
     resp = await client.post("/auth/refresh", json={"refresh_token": token})
     assert resp.status == 400
     assert (await resp.json())["error"] == error
 
 
-async def test_forged_refresh_token_naming_a_real_session_does_not_end_it(client: Any) -> None:
+async def test_forged_refresh_token_naming_a_real_session_does_not_end_it(
+    client: GatewayClient,
+) -> None:
     body = await login(client)
     forged = "gwrt_" + body["session_id"] + "." + "A" * 43
     resp = await client.post("/auth/refresh", json={"refresh_token": forged})
@@ -162,7 +170,9 @@ async def test_forged_refresh_token_naming_a_real_session_does_not_end_it(client
     assert resp.status == 200
 
 
-async def test_expired_session_refresh_is_invalid_grant(client: Any, clock: FakeClock) -> None:
+async def test_expired_session_refresh_is_invalid_grant(
+    client: GatewayClient, clock: FakeClock
+) -> None:
     body = await login(client)
     clock.now += 30 * 86400 + 1
     resp = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
@@ -170,14 +180,16 @@ async def test_expired_session_refresh_is_invalid_grant(client: Any, clock: Fake
     assert (await resp.json())["error"] == "invalid_grant"
 
 
-async def test_refresh_token_is_not_an_access_token(client: Any, upstream: Upstream) -> None:
+async def test_refresh_token_is_not_an_access_token(
+    client: GatewayClient, upstream: Upstream
+) -> None:
     body = await login(client)
     resp = await client.get("/api", headers=bearer(body["refresh_token"]))
     assert resp.status == 401
     assert upstream.received == []
 
 
-async def test_access_token_is_not_a_refresh_token(client: Any) -> None:
+async def test_access_token_is_not_a_refresh_token(client: GatewayClient) -> None:
     body = await login(client)
     resp = await client.post("/auth/refresh", json={"refresh_token": body["access_token"]})
     assert resp.status == 400
@@ -185,7 +197,7 @@ async def test_access_token_is_not_a_refresh_token(client: Any) -> None:
 
 
 async def test_reuse_after_grace_revokes_the_session(
-    client: Any, clock: FakeClock, upstream: Upstream
+    client: GatewayClient, clock: FakeClock, upstream: Upstream
 ) -> None:
     first = await login(client)
     resp = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
@@ -204,7 +216,7 @@ async def test_reuse_after_grace_revokes_the_session(
     assert upstream.received == []
 
 
-async def test_concurrent_refreshes_within_grace_keep_one_chain(client: Any) -> None:
+async def test_concurrent_refreshes_within_grace_keep_one_chain(client: GatewayClient) -> None:
     body = await login(client)
     results = await asyncio.gather(
         *(
@@ -242,7 +254,7 @@ async def test_concurrent_refreshes_without_grace_exactly_one_wins(
     assert statuses.count(400) == 49
 
 
-async def test_logout_kills_access_and_refresh(client: Any, upstream: Upstream) -> None:
+async def test_logout_kills_access_and_refresh(client: GatewayClient, upstream: Upstream) -> None:
     body = await login(client)
     resp = await client.post("/auth/logout", headers=bearer(body["access_token"]))
     assert resp.status == 204
@@ -253,7 +265,7 @@ async def test_logout_kills_access_and_refresh(client: Any, upstream: Upstream) 
     assert upstream.received == []
 
 
-async def test_logout_with_refresh_token_only(client: Any) -> None:
+async def test_logout_with_refresh_token_only(client: GatewayClient) -> None:
     body = await login(client)
     resp = await client.post("/auth/logout", json={"refresh_token": body["refresh_token"]})
     assert resp.status == 204
@@ -261,12 +273,12 @@ async def test_logout_with_refresh_token_only(client: Any) -> None:
     assert resp.status == 401
 
 
-async def test_logout_without_credentials_is_401(client: Any) -> None:
+async def test_logout_without_credentials_is_401(client: GatewayClient) -> None:
     resp = await client.post("/auth/logout")
     assert resp.status == 401
 
 
-async def test_sessions_per_device_and_replacement(client: Any) -> None:
+async def test_sessions_per_device_and_replacement(client: GatewayClient) -> None:
     laptop = await login(client, device_id="laptop", device_name="Laptop")
     phone = await login(client, device_id="phone", device_name="Phone")
     resp = await client.get("/auth/sessions", headers=bearer(phone["access_token"]))
@@ -283,7 +295,7 @@ async def test_sessions_per_device_and_replacement(client: Any) -> None:
     assert resp.status == 401
 
 
-async def test_delete_own_and_foreign_session(client: Any) -> None:
+async def test_delete_own_and_foreign_session(client: GatewayClient) -> None:
     alice_laptop = await login(client, device_id="laptop")
     alice_phone = await login(client, device_id="phone")
     bob = await login(client, user="bob", password="builder")
@@ -302,7 +314,7 @@ async def test_delete_own_and_foreign_session(client: Any) -> None:
     assert resp.status == 401
 
 
-async def test_revoke_endpoint_rfc7009(client: Any) -> None:
+async def test_revoke_endpoint_rfc7009(client: GatewayClient) -> None:
     body = await login(client)
     resp = await client.post("/auth/revoke", data={"token": "unknown-token"})
     assert resp.status == 200
@@ -318,7 +330,7 @@ async def test_revoke_endpoint_rfc7009(client: Any) -> None:
     assert resp.status == 400
 
 
-async def test_metadata_document(client: Any, auth_settings: Settings) -> None:
+async def test_metadata_document(client: GatewayClient, auth_settings: Settings) -> None:
     resp = await client.get("/.well-known/oauth-authorization-server")
     meta = await resp.json()
     assert meta["issuer"] == auth_settings.tokens.issuer
@@ -443,7 +455,7 @@ async def test_redis_never_holds_a_raw_refresh_token_and_every_key_has_a_ttl(
 
 
 async def test_logout_with_an_expired_access_token_and_the_refresh_token(
-    client: Any, clock: FakeClock
+    client: GatewayClient, clock: FakeClock
 ) -> None:
     body = await login(client)
     clock.now += 900 + 31  # access_ttl and leeway over: the access token has expired
@@ -459,7 +471,7 @@ async def test_logout_with_an_expired_access_token_and_the_refresh_token(
 
 
 async def test_logout_with_only_an_expired_access_token_is_401(
-    client: Any, clock: FakeClock
+    client: GatewayClient, clock: FakeClock
 ) -> None:
     body = await login(client)
     clock.now += 900 + 31

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestServer
 
 from gateway.browser.seal import ACCESS, REFRESH, AesGcmSeal, load_seal_keys
@@ -25,7 +26,7 @@ from tests.support.browser_cookies import (
     browser_login,
 )
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.jwt_tokens import claims, mint
 from tests.support.recording_upstream import Upstream
 
@@ -53,7 +54,7 @@ def unsigned(**overrides: Any) -> str:
     return f"{part({'alg': 'none', 'typ': 'at+jwt', 'kid': 'ed1'})}.{part(claims(**overrides))}."
 
 
-async def assert_ended(resp: Any, upstream: Upstream, received: int) -> None:
+async def assert_ended(resp: ClientResponse, upstream: Upstream, received: int) -> None:
     assert resp.status == 401, await resp.text()
     assert await resp.json() == SESSION_ENDED or (await resp.json())["error"] == "invalid_token"
     assert resp.headers.getall("Set-Cookie") == CLEARED
@@ -85,7 +86,7 @@ BAD_ACCESS: list[tuple[str, Callable[[dict[str, Path], AesGcmSeal, CookieJar], s
 
 @pytest.mark.parametrize(("case", "make"), BAD_ACCESS, ids=[c for c, _ in BAD_ACCESS])
 async def test_bad_access_cookie_with_a_live_refresh_cookie_is_refreshed(
-    browser_client: Any,
+    browser_client: GatewayClient,
     upstream: Upstream,
     key_files: dict[str, Path],
     seal_key_file: Path,
@@ -103,7 +104,7 @@ async def test_bad_access_cookie_with_a_live_refresh_cookie_is_refreshed(
 
 @pytest.mark.parametrize(("case", "make"), BAD_ACCESS, ids=[c for c, _ in BAD_ACCESS])
 async def test_bad_access_cookie_alone_is_401_and_clears_the_cookies(
-    browser_client: Any,
+    browser_client: GatewayClient,
     upstream: Upstream,
     key_files: dict[str, Path],
     seal_key_file: Path,
@@ -121,7 +122,7 @@ async def test_bad_access_cookie_alone_is_401_and_clears_the_cookies(
 
 
 async def test_valid_access_cookie_with_a_broken_refresh_cookie_is_served(
-    browser_client: Any, upstream: Upstream
+    browser_client: GatewayClient, upstream: Upstream
 ) -> None:
     jar, _ = await browser_login(browser_client)
     jar.cookies[REFRESH_COOKIE] = "garbage"
@@ -133,12 +134,12 @@ async def test_valid_access_cookie_with_a_broken_refresh_cookie_is_served(
 # ---- the refresh cookie ---------------------------------------------------------------------
 
 
-async def refresh_only(client: Any, value: str) -> Any:
+async def refresh_only(client: GatewayClient, value: str) -> ClientResponse:
     return await client.get("/api", headers={"Cookie": f"{REFRESH_COOKIE}={value}"})
 
 
 async def test_malformed_and_unknown_refresh_cookies_end_the_session(
-    browser_client: Any, upstream: Upstream, seal_key_file: Path
+    browser_client: GatewayClient, upstream: Upstream, seal_key_file: Path
 ) -> None:
     jar, body = await browser_login(browser_client)
     seal = sealer(seal_key_file)
@@ -159,7 +160,7 @@ async def test_malformed_and_unknown_refresh_cookies_end_the_session(
 
 
 async def test_a_refresh_cookie_spliced_from_two_users_is_refused(
-    browser_client: Any, upstream: Upstream, seal_key_file: Path
+    browser_client: GatewayClient, upstream: Upstream, seal_key_file: Path
 ) -> None:
     seal = sealer(seal_key_file)
     alice, alice_body = await browser_login(browser_client)
@@ -179,7 +180,7 @@ async def test_a_refresh_cookie_spliced_from_two_users_is_refused(
 
 
 async def test_spent_refresh_cookie_is_reuse_and_ends_the_session(
-    browser_client: Any, upstream: Upstream, clock: FakeClock
+    browser_client: GatewayClient, upstream: Upstream, clock: FakeClock
 ) -> None:
     jar, _ = await browser_login(browser_client)
     old = jar.cookies[REFRESH_COOKIE]
@@ -201,7 +202,10 @@ async def test_spent_refresh_cookie_is_reuse_and_ends_the_session(
 
 
 async def test_refresh_cookie_of_a_revoked_session_is_refused_from_the_view(
-    browser_client: Any, upstream: Upstream, clock: FakeClock, fake_server: Any
+    browser_client: GatewayClient,
+    upstream: Upstream,
+    clock: FakeClock,
+    fake_server: fakeredis.FakeServer,
 ) -> None:
     jar, body = await browser_login(browser_client)
     token = (await login(browser_client))["access_token"]  # the same user on another device
@@ -219,7 +223,7 @@ async def test_refresh_cookie_of_a_revoked_session_is_refused_from_the_view(
 
 
 async def test_refresh_cookie_of_an_expired_session_is_refused(
-    browser_client: Any, upstream: Upstream, clock: FakeClock
+    browser_client: GatewayClient, upstream: Upstream, clock: FakeClock
 ) -> None:
     jar, _ = await browser_login(browser_client)
     clock.now += 30 * 86400 + 1
@@ -234,7 +238,7 @@ async def test_refresh_cookie_of_an_expired_session_is_refused(
 
 @pytest.mark.parametrize("duplicate", [ACCESS_COOKIE, REFRESH_COOKIE])
 async def test_duplicated_cookie_names_are_an_invalid_credential(
-    browser_client: Any, upstream: Upstream, duplicate: str
+    browser_client: GatewayClient, upstream: Upstream, duplicate: str
 ) -> None:
     jar, _ = await browser_login(browser_client)
     received = len(upstream.received)
@@ -243,7 +247,7 @@ async def test_duplicated_cookie_names_are_an_invalid_credential(
 
 
 async def test_malformed_foreign_cookies_before_ours_do_not_hide_ours(
-    browser_client: Any, upstream: Upstream
+    browser_client: GatewayClient, upstream: Upstream
 ) -> None:
     jar, _ = await browser_login(browser_client)
     foreign = 'bad"cookie; =noname; novalue; x=="; theme="a b'
@@ -306,7 +310,11 @@ CROSS_SITE = [
 
 @pytest.mark.parametrize(("case", "headers", "reason"), CROSS_SITE, ids=[c[0] for c in CROSS_SITE])
 async def test_cross_site_unsafe_requests_with_cookies_are_403(
-    browser_client: Any, upstream: Upstream, case: str, headers: dict[str, str], reason: str
+    browser_client: GatewayClient,
+    upstream: Upstream,
+    case: str,
+    headers: dict[str, str],
+    reason: str,
 ) -> None:
     jar, _ = await browser_login(browser_client)
     received = len(upstream.received)
@@ -334,7 +342,7 @@ async def test_cross_site_unsafe_requests_with_cookies_are_403(
     ],
 )
 async def test_unsafe_requests_from_the_same_origin_pass(
-    browser_client: Any, upstream: Upstream, headers: dict[str, str]
+    browser_client: GatewayClient, upstream: Upstream, headers: dict[str, str]
 ) -> None:
     jar, _ = await browser_login(browser_client)
     resp = await browser_client.post("/api/orders", data=b"{}", headers={**jar.header(), **headers})
@@ -342,7 +350,7 @@ async def test_unsafe_requests_from_the_same_origin_pass(
 
 
 async def test_safe_methods_and_bearer_requests_are_exempt(
-    browser_client: Any, upstream: Upstream
+    browser_client: GatewayClient, upstream: Upstream
 ) -> None:
     jar, _ = await browser_login(browser_client)
     cross = {"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}
@@ -390,7 +398,7 @@ async def test_stricter_routes_require_the_header_and_check_safe_methods(
     assert (await client.get("/legacy/list", headers={**jar.header(), **same})).status == 200
 
 
-async def test_foreign_form_login_is_refused(browser_client: Any) -> None:
+async def test_foreign_form_login_is_refused(browser_client: GatewayClient) -> None:
     form = {"username": "alice", "password": "wonderland", "return_to": "/"}
     for headers in (
         {"Sec-Fetch-Site": "cross-site"},
@@ -419,7 +427,7 @@ async def test_foreign_form_login_is_refused(browser_client: Any) -> None:
     ],
 )
 async def test_without_a_session_navigations_go_to_the_login_page_and_calls_get_401(
-    browser_client: Any, upstream: Upstream, headers: dict[str, str], redirected: bool
+    browser_client: GatewayClient, upstream: Upstream, headers: dict[str, str], redirected: bool
 ) -> None:
     resp = await browser_client.get("/app/orders?tab=2", headers=headers, allow_redirects=False)
     if redirected:
@@ -435,7 +443,7 @@ async def test_without_a_session_navigations_go_to_the_login_page_and_calls_get_
 
 
 async def test_an_ended_session_on_a_navigation_clears_the_cookies_and_redirects(
-    browser_client: Any, upstream: Upstream
+    browser_client: GatewayClient, upstream: Upstream
 ) -> None:
     resp = await browser_client.get(
         "/app/",
@@ -462,7 +470,9 @@ RETURN_TO = [
 
 
 @pytest.mark.parametrize("return_to", RETURN_TO)
-async def test_login_redirects_only_to_local_paths(browser_client: Any, return_to: str) -> None:
+async def test_login_redirects_only_to_local_paths(
+    browser_client: GatewayClient, return_to: str
+) -> None:
     form = {"username": "alice", "password": "wonderland", "return_to": return_to}
     resp = await browser_client.post("/auth/browser/login", data=form, allow_redirects=False)
     assert resp.status == 303
@@ -471,7 +481,7 @@ async def test_login_redirects_only_to_local_paths(browser_client: Any, return_t
     assert 'name="return_to" value="/"' in await page.text()
 
 
-async def test_the_login_page_escapes_what_it_echoes(browser_client: Any) -> None:
+async def test_the_login_page_escapes_what_it_echoes(browser_client: GatewayClient) -> None:
     hostile = '/"><script>alert(1)</script>'
     page = await browser_client.get("/auth/browser/login", params={"return_to": hostile})
     text = await page.text()
@@ -489,7 +499,7 @@ async def test_the_login_page_escapes_what_it_echoes(browser_client: Any) -> Non
     assert "Invalid username or password." in text
 
 
-async def test_logout_is_post_only(browser_client: Any) -> None:
+async def test_logout_is_post_only(browser_client: GatewayClient) -> None:
     resp = await browser_client.get("/auth/browser/logout")
     assert resp.status == 405
     assert (await resp.json())["error"] == "method_not_allowed"

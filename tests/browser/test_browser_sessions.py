@@ -4,6 +4,7 @@ what the upstream sees, logout, the session endpoint and explicit refresh (SPEC 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import fakeredis
 from gateway.config import Settings
 from tests.support.browser_cookies import ACCESS_COOKIE, REFRESH_COOKIE, CookieJar, browser_login
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.identity_provider import ID_TOKEN_TYPE, IDP_CLIENT_ID, FakeIdentityProvider
 from tests.support.jwt_tokens import bearer
 from tests.support.recording_upstream import Upstream
@@ -21,7 +22,7 @@ IDENTITY = {"sub", "roles", "session_id", "session_expires_at", "access_expires_
 
 
 async def test_json_login_sets_both_cookies_and_answers_the_identity_without_tokens(
-    browser_client: Any, clock: FakeClock
+    browser_client: GatewayClient, clock: FakeClock
 ) -> None:
     resp = await browser_client.post(
         "/auth/browser/login", json={"username": "bob", "password": "builder"}
@@ -46,7 +47,9 @@ async def test_json_login_sets_both_cookies_and_answers_the_identity_without_tok
         assert not value.startswith(("eyJ", "gwrt_"))
 
 
-async def test_form_login_redirects_to_return_to_with_the_cookies(browser_client: Any) -> None:
+async def test_form_login_redirects_to_return_to_with_the_cookies(
+    browser_client: GatewayClient,
+) -> None:
     resp = await browser_client.post(
         "/auth/browser/login",
         data={"username": "alice", "password": "wonderland", "return_to": "/app/orders?x=1"},
@@ -58,7 +61,7 @@ async def test_form_login_redirects_to_return_to_with_the_cookies(browser_client
 
 
 async def test_cookies_authenticate_proxied_requests_and_never_reach_the_upstream(
-    browser_client: Any, upstream: Upstream
+    browser_client: GatewayClient, upstream: Upstream
 ) -> None:
     jar, body = await browser_login(browser_client)
     sent = jar.header('theme="dark mode"', "a=1")
@@ -72,7 +75,7 @@ async def test_cookies_authenticate_proxied_requests_and_never_reach_the_upstrea
 
 
 async def test_expired_access_cookie_is_refreshed_and_the_request_served(
-    browser_client: Any, upstream: Upstream, clock: FakeClock
+    browser_client: GatewayClient, upstream: Upstream, clock: FakeClock
 ) -> None:
     jar, body = await browser_login(browser_client)
     old_access = jar.cookies[ACCESS_COOKIE]
@@ -90,7 +93,7 @@ async def test_expired_access_cookie_is_refreshed_and_the_request_served(
 
 
 async def test_parallel_requests_on_an_expired_access_cookie_all_succeed(
-    browser_client: Any, clock: FakeClock
+    browser_client: GatewayClient, clock: FakeClock
 ) -> None:
     jar, _ = await browser_login(browser_client)
     clock.now += 2000
@@ -107,7 +110,7 @@ async def test_parallel_requests_on_an_expired_access_cookie_all_succeed(
 
 
 async def test_logout_ends_the_session_everywhere_and_clears_both_cookies(
-    browser_client: Any, clock: FakeClock
+    browser_client: GatewayClient, clock: FakeClock
 ) -> None:
     jar, _ = await browser_login(browser_client)
     before = dict(jar.cookies)
@@ -134,7 +137,7 @@ async def test_logout_ends_the_session_everywhere_and_clears_both_cookies(
 
 async def test_redis_down_during_a_transparent_refresh_is_503_and_keeps_the_cookies(
     gateway_factory: GatewayFactory,
-    browser_settings_factory: Any,
+    browser_settings_factory: Callable[..., Settings],
     fake_server: fakeredis.FakeServer,
     clock: FakeClock,
     upstream: Upstream,
@@ -158,7 +161,7 @@ async def test_redis_down_during_a_transparent_refresh_is_503_and_keeps_the_cook
 
 
 async def test_bearer_and_cookies_together_the_header_decides(
-    browser_client: Any, upstream: Upstream, key_files: dict[str, Path]
+    browser_client: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     jar, _ = await browser_login(browser_client)
     token = (await login(browser_client, user="bob", password="builder"))["access_token"]
@@ -173,7 +176,9 @@ async def test_bearer_and_cookies_together_the_header_decides(
     assert (await resp.json())["error"] == "invalid_token"
 
 
-async def test_settings_used_here_are_valid(browser_settings_factory: Any) -> None:
+async def test_settings_used_here_are_valid(
+    browser_settings_factory: Callable[..., Settings],
+) -> None:
     settings: Settings = browser_settings_factory()
     assert settings.browser.enabled
 
@@ -182,7 +187,7 @@ async def test_settings_used_here_are_valid(browser_settings_factory: Any) -> No
 
 
 async def test_session_endpoint_says_who_and_until_when_and_refreshes_when_needed(
-    browser_client: Any, clock: FakeClock
+    browser_client: GatewayClient, clock: FakeClock
 ) -> None:
     jar, body = await browser_login(browser_client)
     resp = await browser_client.get("/auth/browser/session", headers=jar.header())
@@ -201,7 +206,7 @@ async def test_session_endpoint_says_who_and_until_when_and_refreshes_when_neede
 
 
 async def test_explicit_refresh_rotates_and_a_lost_answer_costs_nothing(
-    browser_client: Any, clock: FakeClock
+    browser_client: GatewayClient, clock: FakeClock
 ) -> None:
     jar, _ = await browser_login(browser_client)
     first = await browser_client.post("/auth/browser/refresh", headers=jar.header())
@@ -227,7 +232,7 @@ async def test_explicit_refresh_rotates_and_a_lost_answer_costs_nothing(
     assert "reused" not in metrics
 
 
-async def test_explicit_refresh_refusals(browser_client: Any) -> None:
+async def test_explicit_refresh_refusals(browser_client: GatewayClient) -> None:
     resp = await browser_client.post("/auth/browser/refresh")
     assert resp.status == 401 and "Set-Cookie" not in resp.headers
     resp = await browser_client.post(
@@ -243,7 +248,7 @@ async def test_explicit_refresh_refusals(browser_client: Any) -> None:
 
 
 async def test_auth_refresh_takes_the_refresh_cookie_and_never_answers_a_token(
-    browser_client: Any,
+    browser_client: GatewayClient,
 ) -> None:
     jar, _ = await browser_login(browser_client)
     resp = await browser_client.post("/auth/refresh", headers=jar.header())
@@ -260,7 +265,7 @@ async def test_auth_refresh_takes_the_refresh_cookie_and_never_answers_a_token(
 # ---- the token service's own endpoints with cookies ----------------------------------------
 
 
-async def test_auth_sessions_accept_the_cookies(browser_client: Any) -> None:
+async def test_auth_sessions_accept_the_cookies(browser_client: GatewayClient) -> None:
     jar, body = await browser_login(browser_client)
     other, other_body = await browser_login(browser_client)
     resp = await browser_client.get("/auth/sessions", headers=jar.header())
@@ -282,7 +287,7 @@ async def test_auth_sessions_accept_the_cookies(browser_client: Any) -> None:
 # ---- signing in and out --------------------------------------------------------------------
 
 
-async def test_form_login_failures_render_the_page_again(browser_client: Any) -> None:
+async def test_form_login_failures_render_the_page_again(browser_client: GatewayClient) -> None:
     resp = await browser_client.post(
         "/auth/browser/login", data={"username": "alice", "password": "nope", "return_to": "/x"}
     )
@@ -294,7 +299,7 @@ async def test_form_login_failures_render_the_page_again(browser_client: Any) ->
     assert resp.status == 400 and "Enter your username and password." in await resp.text()
 
 
-async def test_json_login_failures_are_json(browser_client: Any) -> None:
+async def test_json_login_failures_are_json(browser_client: GatewayClient) -> None:
     resp = await browser_client.post(
         "/auth/browser/login", json={"username": "alice", "password": "nope"}
     )
@@ -309,7 +314,9 @@ async def test_json_login_failures_are_json(browser_client: Any) -> None:
     assert resp.status == 400 and (await resp.json())["error"] == "invalid_request"
 
 
-async def test_identity_provider_tokens_need_a_configured_provider(browser_client: Any) -> None:
+async def test_identity_provider_tokens_need_a_configured_provider(
+    browser_client: GatewayClient,
+) -> None:
     resp = await browser_client.post(
         "/auth/browser/login",
         json={
@@ -323,7 +330,7 @@ async def test_identity_provider_tokens_need_a_configured_provider(browser_clien
 
 
 async def test_signing_in_again_in_the_same_browser_replaces_its_session(
-    browser_client: Any,
+    browser_client: GatewayClient,
 ) -> None:
     jar, first = await browser_login(browser_client)
     resp = await browser_client.post(
@@ -339,7 +346,7 @@ async def test_signing_in_again_in_the_same_browser_replaces_its_session(
     assert [s["sid"] for s in (await listed.json())["sessions"]] == [second["session_id"]]
 
 
-async def test_form_logout_goes_to_the_login_page(browser_client: Any) -> None:
+async def test_form_logout_goes_to_the_login_page(browser_client: GatewayClient) -> None:
     jar, _ = await browser_login(browser_client)
     resp = await browser_client.post(
         "/auth/browser/logout", data={}, headers=jar.header(), allow_redirects=False
@@ -357,7 +364,7 @@ async def test_form_logout_goes_to_the_login_page(browser_client: Any) -> None:
 
 
 async def test_logout_while_redis_is_down_is_503_and_keeps_the_cookies(
-    browser_client: Any, fake_server: fakeredis.FakeServer, request: Any
+    browser_client: GatewayClient, fake_server: fakeredis.FakeServer, request: Any
 ) -> None:
     if "redis-server" in request.node.name:
         return  # the outage is simulated on fakeredis
@@ -374,7 +381,7 @@ async def test_logout_while_redis_is_down_is_503_and_keeps_the_cookies(
 
 
 async def test_devices_page_lists_sessions_escaped_and_signs_one_out(
-    browser_client: Any, upstream: Upstream
+    browser_client: GatewayClient, upstream: Upstream
 ) -> None:
     hostile = '<img src=x onerror="alert(1)">'
     phone, phone_body = await browser_login(browser_client, device_name=hostile)
@@ -401,7 +408,7 @@ async def test_devices_page_lists_sessions_escaped_and_signs_one_out(
     assert (await browser_client.get("/api", headers=jar.header())).status == 200
 
 
-async def test_devices_page_refusals(browser_client: Any) -> None:
+async def test_devices_page_refusals(browser_client: GatewayClient) -> None:
     resp = await browser_client.get(
         "/auth/browser/devices", headers={"Sec-Fetch-Mode": "navigate"}, allow_redirects=False
     )
@@ -421,7 +428,7 @@ async def test_devices_page_refusals(browser_client: Any) -> None:
     assert resp.status == 403
 
 
-async def test_sign_out_this_device_and_everywhere(browser_client: Any) -> None:
+async def test_sign_out_this_device_and_everywhere(browser_client: GatewayClient) -> None:
     laptop, laptop_body = await browser_login(browser_client)
     resp = await browser_client.post(
         "/auth/browser/devices/signout",
@@ -448,7 +455,7 @@ async def test_sign_out_this_device_and_everywhere(browser_client: Any) -> None:
 
 async def test_route_policies_with_cookies(
     gateway_factory: GatewayFactory,
-    browser_settings_factory: Any,
+    browser_settings_factory: Callable[..., Settings],
     upstream: Upstream,
     clock: FakeClock,
 ) -> None:
@@ -486,7 +493,7 @@ async def test_route_policies_with_cookies(
 
 async def test_without_sealing_the_cookies_are_the_tokens(
     gateway_factory: GatewayFactory,
-    browser_settings_factory: Any,
+    browser_settings_factory: Callable[..., Settings],
     upstream: Upstream,
     clock: FakeClock,
 ) -> None:
@@ -504,7 +511,7 @@ async def test_without_sealing_the_cookies_are_the_tokens(
 
 async def test_a_retired_sealing_key_still_opens_and_the_cookie_is_sealed_anew(
     gateway_factory: GatewayFactory,
-    browser_settings_factory: Any,
+    browser_settings_factory: Callable[..., Settings],
     upstream: Upstream,
     clock: FakeClock,
     fake_server: fakeredis.FakeServer,
@@ -546,7 +553,7 @@ async def test_a_retired_sealing_key_still_opens_and_the_cookie_is_sealed_anew(
 
 
 async def test_access_log_says_cookie_or_bearer_and_never_holds_a_cookie(
-    browser_client: Any, caplog: Any, clock: FakeClock
+    browser_client: GatewayClient, caplog: Any, clock: FakeClock
 ) -> None:
     import json
     import logging
@@ -568,7 +575,9 @@ async def test_access_log_says_cookie_or_bearer_and_never_holds_a_cookie(
 
 
 async def test_without_the_login_page_navigations_get_the_json_401(
-    gateway_factory: GatewayFactory, browser_settings_factory: Any, upstream: Upstream
+    gateway_factory: GatewayFactory,
+    browser_settings_factory: Callable[..., Settings],
+    upstream: Upstream,
 ) -> None:
     import aiohttp
 
@@ -585,7 +594,7 @@ async def test_without_the_login_page_navigations_get_the_json_401(
 
 async def test_an_identity_provider_token_signs_a_browser_in(
     gateway_factory: GatewayFactory,
-    browser_settings_factory: Any,
+    browser_settings_factory: Callable[..., Settings],
     identity_provider: FakeIdentityProvider,
     upstream: Upstream,
     clock: FakeClock,

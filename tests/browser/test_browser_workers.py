@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.browser_cookies import ACCESS_COOKIE, REFRESH_COOKIE, browser_section
 from tests.support.credential_files import write_users_file
+from tests.support.gateway_client import GatewayProcessFactory
 from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
 from tests.support.waiting import eventually
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow  # starts gateway processes
 
 
 async def test_fifty_parallel_requests_on_an_expired_access_cookie_across_two_workers(
-    gateway_process: Any,
+    gateway_process: GatewayProcessFactory,
     redis_server: RedisServer,
     upstream: Upstream,
     tmp_path: Path,

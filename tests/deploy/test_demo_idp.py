@@ -10,7 +10,9 @@ from typing import Any
 import fakeredis
 import jwt
 import yaml
-from aiohttp.test_utils import TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from gateway.config import AuthSettings, FederationSettings, Settings
 from tests.support.gateway_client import GatewayFactory
@@ -30,11 +32,16 @@ def demo_idp() -> ModuleType:
 
 
 async def test_demo_walkthrough_exchange(
-    gateway_factory: GatewayFactory, settings: Settings, upstream: Upstream, aiohttp_client: Any
+    gateway_factory: GatewayFactory,
+    settings: Settings,
+    upstream: Upstream,
+    aiohttp_client: AiohttpClient,
 ) -> None:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    idp = await aiohttp_client(TestServer(demo_idp().make_app(issuer), host="127.0.0.1", port=port))
+    idp: TestClient[web.Request, web.Application] = await aiohttp_client(
+        demo_idp().make_app(issuer), server_kwargs={"port": port}
+    )
     shipped = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     federation = shipped["federation"]
     federation["providers"][0]["issuer"] = issuer

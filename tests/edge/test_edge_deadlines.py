@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from gateway.config import Settings
-from tests.support.gateway_client import GatewayFactory
+from tests.support.gateway_client import GatewayClient, GatewayFactory
 from tests.support.raw_http import parse_response, raw_request, read_response
 from tests.support.recording_upstream import Upstream
 from tests.support.waiting import eventually
@@ -35,11 +34,13 @@ ENOUGH = 15.0  # seconds a test waits for a deadline of well under one second to
 
 
 @pytest.fixture
-async def edge(gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]) -> Any:
+async def edge(
+    gateway_factory: GatewayFactory, settings_factory: Callable[..., Settings]
+) -> GatewayClient:
     return await gateway_factory(settings_factory(proxy=SHORT))
 
 
-async def connect(client: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def connect(client: GatewayClient) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection("127.0.0.1", client.server.port)
 
 
@@ -54,7 +55,9 @@ async def until_closed(reader: asyncio.StreamReader) -> bytes:
     return b"".join(chunks)
 
 
-async def test_a_silent_connection_gets_408_and_is_closed(edge: Any, upstream: Upstream) -> None:
+async def test_a_silent_connection_gets_408_and_is_closed(
+    edge: GatewayClient, upstream: Upstream
+) -> None:
     reader, writer = await connect(edge)
     answer = await until_closed(reader)
     writer.close()
@@ -64,7 +67,7 @@ async def test_a_silent_connection_gets_408_and_is_closed(edge: Any, upstream: U
     assert upstream.received == []
 
 
-async def test_slowloris_headers_are_cut(edge: Any, upstream: Upstream) -> None:
+async def test_slowloris_headers_are_cut(edge: GatewayClient, upstream: Upstream) -> None:
     reader, writer = await connect(edge)
     writer.write(b"GET /public/x HTTP/1.1\r\nHost: gw\r\n")
     closed = asyncio.ensure_future(until_closed(reader))
@@ -79,7 +82,7 @@ async def test_slowloris_headers_are_cut(edge: Any, upstream: Upstream) -> None:
     assert upstream.received == []
 
 
-async def test_an_idle_kept_alive_connection_is_closed(edge: Any) -> None:
+async def test_an_idle_kept_alive_connection_is_closed(edge: GatewayClient) -> None:
     reader, writer = await connect(edge)
     writer.write(b"GET /public/x HTTP/1.1\r\nHost: gw\r\n\r\n")
     status, _, _ = await asyncio.wait_for(read_response(reader), ENOUGH)
@@ -89,7 +92,7 @@ async def test_an_idle_kept_alive_connection_is_closed(edge: Any) -> None:
 
 
 async def post_slowly(
-    client: Any, path: str, declared: int, pieces: list[bytes], pause: float
+    client: GatewayClient, path: str, declared: int, pieces: list[bytes], pause: float
 ) -> tuple[int, dict[str, str], bytes]:
     reader, writer = await connect(client)
     head = (
@@ -109,7 +112,7 @@ async def post_slowly(
         writer.close()
 
 
-async def test_a_trickled_body_is_408(edge: Any) -> None:
+async def test_a_trickled_body_is_408(edge: GatewayClient) -> None:
     # a byte every 50 ms: it never stalls for body_timeout, but averages far below the rate
     status, _, body = await post_slowly(edge, "/public/upload", 10_000, [b"x"] * 400, 0.05)
     assert status == 408
@@ -119,7 +122,7 @@ async def test_a_trickled_body_is_408(edge: Any) -> None:
     }
 
 
-async def test_a_stalled_body_is_408(edge: Any) -> None:
+async def test_a_stalled_body_is_408(edge: GatewayClient) -> None:
     status, _, body = await post_slowly(edge, "/public/upload", 10_000, [b"x" * 100], 0)
     assert status == 408
     assert json.loads(body)["error_description"] == "the request body stalled"
@@ -137,7 +140,7 @@ async def test_a_stalled_login_body_is_408_not_5xx(
     assert json.loads(body)["error"] == "request_timeout"
 
 
-async def test_a_response_nobody_reads_is_cut(edge: Any) -> None:
+async def test_a_response_nobody_reads_is_cut(edge: GatewayClient) -> None:
     size = 256 * 1024 * 1024
     reader, writer = await connect(edge)
     writer.write(f"GET /public/download?size={size} HTTP/1.1\r\nHost: gw\r\n\r\n".encode())
@@ -176,7 +179,7 @@ async def test_past_max_connections_new_ones_get_503(
 
 
 async def test_valid_clients_are_served_while_slow_sockets_hold_on(
-    edge: Any, upstream: Upstream
+    edge: GatewayClient, upstream: Upstream
 ) -> None:
     slow = [await connect(edge) for _ in range(40)]
     for _, writer in slow:

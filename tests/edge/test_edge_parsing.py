@@ -8,15 +8,14 @@ import asyncio
 import base64
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.config import Settings
 from tests.support.gateway_cli import run_cli
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.processes import free_port
 from tests.support.raw_http import get, parse_response, raw_request, read_response
@@ -51,7 +50,7 @@ async def assert_json_400(resp: tuple[int, dict[str, str], bytes], upstream: Ups
     ],
 )
 async def test_malformed_host_is_400_and_never_forwarded(
-    gateway: Any, upstream: Upstream, host: str
+    gateway: GatewayClient, upstream: Upstream, host: str
 ) -> None:
     resp = await raw_request(
         gateway, request_bytes("GET /public/x HTTP/1.1", host, "Connection: close")
@@ -59,7 +58,7 @@ async def test_malformed_host_is_400_and_never_forwarded(
     await assert_json_400(resp, upstream)
 
 
-async def test_well_formed_hosts_pass(gateway: Any, upstream: Upstream) -> None:
+async def test_well_formed_hosts_pass(gateway: GatewayClient, upstream: Upstream) -> None:
     for host in ("gw.example", "gw.example:8443", "127.0.0.1:80", "[::1]:8080"):
         status, _, _ = await raw_request(
             gateway, request_bytes("GET /public/x HTTP/1.1", f"Host: {host}", "Connection: close")
@@ -70,7 +69,7 @@ async def test_well_formed_hosts_pass(gateway: Any, upstream: Upstream) -> None:
 
 @pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/0.9", "HTTP/1.2", "HTTP/3.0"])
 async def test_other_http_versions_are_refused(
-    gateway: Any, upstream: Upstream, version: str
+    gateway: GatewayClient, upstream: Upstream, version: str
 ) -> None:
     resp = await raw_request(gateway, request_bytes(f"GET /public/x {version}", "Host: gw"))
     await assert_json_400(resp, upstream)
@@ -95,7 +94,7 @@ async def test_other_http_versions_are_refused(
     ids=["lowercase-method", "control-char", "bad-name", "bad-path", "garbage", "smuggling"],
 )
 async def test_parse_errors_are_json_and_never_echo_the_request(
-    gateway: Any, upstream: Upstream, raw: bytes
+    gateway: GatewayClient, upstream: Upstream, raw: bytes
 ) -> None:
     status, headers, body = await raw_request(gateway, raw)
     assert status == 400
@@ -114,7 +113,7 @@ async def test_parse_errors_are_json_and_never_echo_the_request(
 
 
 async def test_header_line_past_the_parser_backstop_is_431_json(
-    gateway: Any, upstream: Upstream
+    gateway: GatewayClient, upstream: Upstream
 ) -> None:
     raw = request_bytes("GET /public/x HTTP/1.1", "Host: gw", "X-Big: " + "a" * 200_000)
     status, _, body = await raw_request(gateway, raw)
@@ -124,7 +123,7 @@ async def test_header_line_past_the_parser_backstop_is_431_json(
 
 
 async def test_deeply_nested_token_json_is_401(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     deep = "[" * 3000 + "]" * 3000
     segment = base64.urlsafe_b64encode(deep.encode()).rstrip(b"=").decode()
@@ -136,7 +135,7 @@ async def test_deeply_nested_token_json_is_401(
     assert upstream.received == []
 
 
-async def test_deeply_nested_json_body_is_400(client: Any) -> None:
+async def test_deeply_nested_json_body_is_400(client: GatewayClient) -> None:
     resp = await client.post(
         "/auth/login",
         data="[" * 20_000 + "]" * 20_000,
@@ -150,7 +149,7 @@ async def test_deeply_nested_json_body_is_400(client: Any) -> None:
 
 
 async def expect_exchange(
-    client: Any, head: bytes, body: bytes
+    client: GatewayClient, head: bytes, body: bytes
 ) -> tuple[bytes, tuple[int, dict[str, str], bytes]]:
     """Send a head with `Expect: 100-continue` and wait for the interim or final answer
     before sending the body (as curl does); returns (what came first, the final answer)."""
@@ -185,7 +184,7 @@ def expect_head(path: str, length: int, *headers: str) -> bytes:
     "auth", ["", "Authorization: Bearer not-a-token"], ids=["no-token", "bad-token"]
 )
 async def test_refused_request_gets_its_4xx_without_100_continue(
-    gateway: Any, upstream: Upstream, auth: str
+    gateway: GatewayClient, upstream: Upstream, auth: str
 ) -> None:
     head = expect_head("/api/upload", 5, *([auth] if auth else []))
     first, (status, _, _) = await expect_exchange(gateway, head, b"hello")
@@ -210,7 +209,7 @@ async def test_too_large_declared_body_gets_413_without_100_continue(
 
 
 async def test_authorized_request_gets_100_continue_then_is_forwarded(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     head = expect_head("/api/upload", 5, f"Authorization: Bearer {mint(key_files)}")
     first, (status, _, _) = await expect_exchange(gateway, head, b"hello")
@@ -220,7 +219,7 @@ async def test_authorized_request_gets_100_continue_then_is_forwarded(
     assert "expect" not in upstream.headers_of()  # the gateway answered it; not forwarded
 
 
-async def test_unknown_expectation_is_417(gateway: Any, upstream: Upstream) -> None:
+async def test_unknown_expectation_is_417(gateway: GatewayClient, upstream: Upstream) -> None:
     raw = request_bytes(
         "POST /public/x HTTP/1.1", "Host: gw", "Expect: 200-ok", "Content-Length: 0"
     )
@@ -234,7 +233,7 @@ async def test_unknown_expectation_is_417(gateway: Any, upstream: Upstream) -> N
 
 
 async def test_own_endpoint_refuses_a_large_declared_body_before_reading_it(
-    client: Any,
+    client: GatewayClient,
 ) -> None:
     # 50 MB declared, nothing sent: the answer comes at once, not after waiting for a body
     head = request_bytes(
@@ -249,8 +248,8 @@ async def test_own_endpoint_refuses_a_large_declared_body_before_reading_it(
     assert json.loads(body)["error"] == "payload_too_large"
 
 
-async def test_own_endpoint_cuts_a_chunked_body_at_the_limit(client: Any) -> None:
-    async def chunks() -> Any:
+async def test_own_endpoint_cuts_a_chunked_body_at_the_limit(client: GatewayClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(40):
             yield b'{"x": "' + b"a" * 4096 + b'"}'
 
@@ -261,14 +260,14 @@ async def test_own_endpoint_cuts_a_chunked_body_at_the_limit(client: Any) -> Non
     assert (await resp.json())["error"] == "payload_too_large"
 
 
-async def test_own_endpoint_with_expect_gets_413_without_100(client: Any) -> None:
+async def test_own_endpoint_with_expect_gets_413_without_100(client: GatewayClient) -> None:
     head = expect_head("/auth/login", 10_000_000, "Content-Type: application/json")
     first, (status, _, _) = await expect_exchange(client, head, b"")
     assert not first.startswith(b"HTTP/1.1 100")
     assert status == 413
 
 
-async def test_own_endpoint_with_expect_gets_100_then_logs_in(client: Any) -> None:
+async def test_own_endpoint_with_expect_gets_100_then_logs_in(client: GatewayClient) -> None:
     body = b'{"username": "alice", "password": "wonderland"}'
     head = expect_head("/auth/login", len(body), "Content-Type: application/json")
     first, (status, _, answer) = await expect_exchange(client, head, body)
@@ -277,7 +276,7 @@ async def test_own_endpoint_with_expect_gets_100_then_logs_in(client: Any) -> No
     assert "access_token" in json.loads(answer)
 
 
-async def test_form_with_too_many_fields_is_400(client: Any) -> None:
+async def test_form_with_too_many_fields_is_400(client: GatewayClient) -> None:
     form = "&".join(f"f{i}=v" for i in range(200))
     resp = await client.post(
         "/auth/token", data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
@@ -293,7 +292,7 @@ async def test_form_with_too_many_fields_is_400(client: Any) -> None:
     "path", ["/reports;x=1/q", "/reports;jsessionid=abc/q", "/reports;/q", "/api/../reports;a/q"]
 )
 async def test_path_parameters_cannot_dodge_a_role(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path], path: str
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path], path: str
 ) -> None:
     """Tomcat serves /reports;x=1/q as /reports/q: the reports role applies."""
     alice = mint(key_files, roles=["user"])
@@ -328,14 +327,16 @@ async def test_path_parameters_can_be_refused(
     "path",
     ["/public/%c0%ae%c0%ae/api", "/public/%c0%af", "/public/%e0%80%ae", "/public/%ff", "/a%c3"],
 )
-async def test_invalid_utf8_in_paths_is_400(gateway: Any, upstream: Upstream, path: str) -> None:
+async def test_invalid_utf8_in_paths_is_400(
+    gateway: GatewayClient, upstream: Upstream, path: str
+) -> None:
     status, _, body = await raw_request(gateway, get(path))
     assert status == 400
     assert json.loads(body)["error"] == "invalid_request"
     assert upstream.received == []
 
 
-async def test_valid_utf8_in_paths_passes(gateway: Any, upstream: Upstream) -> None:
+async def test_valid_utf8_in_paths_passes(gateway: GatewayClient, upstream: Upstream) -> None:
     status, _, _ = await raw_request(gateway, get("/public/caf%c3%a9"))
     assert status == 200
     assert upstream.received[0].path == "/public/caf%C3%A9"
@@ -356,7 +357,9 @@ REWRITING = [
 
 
 @pytest.mark.parametrize("header", REWRITING)
-async def test_rewriting_headers_are_removed(gateway: Any, upstream: Upstream, header: str) -> None:
+async def test_rewriting_headers_are_removed(
+    gateway: GatewayClient, upstream: Upstream, header: str
+) -> None:
     status, _, _ = await raw_request(gateway, get("/public/x", header))
     assert status == 200
     name = header.split(":")[0].lower()
@@ -433,7 +436,7 @@ async def test_upstream_connect_that_never_completes_is_504(
     assert (await resp.json())["error"] == "gateway_timeout"
 
 
-async def test_requests_keep_working_after_the_refusals(client: Any) -> None:
+async def test_requests_keep_working_after_the_refusals(client: GatewayClient) -> None:
     for raw in (
         request_bytes("GET / HTTP/2.0", "Host: gw"),
         request_bytes("GET / HTTP/1.1", "Host: a b"),

@@ -5,18 +5,17 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.observability.logs import FLUSH_INTERVAL, BatchingHandler
-from tests.support.gateway_client import login
+from tests.support.gateway_client import GatewayClient, login
 from tests.support.jwt_tokens import bearer
 from tests.support.waiting import eventually
 
 
 async def test_metrics_count_requests_rejections_and_refreshes(
-    client: Any, key_files: dict[str, Path]
+    client: GatewayClient, key_files: dict[str, Path]
 ) -> None:
     body = await login(client)
     await client.get("/api", headers=bearer(body["access_token"]))
@@ -41,7 +40,7 @@ async def test_metrics_count_requests_rejections_and_refreshes(
     assert body["access_token"] not in text
 
 
-async def test_metrics_are_monotonic_under_load(client: Any) -> None:
+async def test_metrics_are_monotonic_under_load(client: GatewayClient) -> None:
     seen = []
     for _ in range(5):
         for _ in range(20):
@@ -57,7 +56,7 @@ async def test_metrics_are_monotonic_under_load(client: Any) -> None:
 
 
 async def test_logs_never_contain_tokens_or_passwords(
-    client: Any, caplog: pytest.LogCaptureFixture, key_files: dict[str, Path]
+    client: GatewayClient, caplog: pytest.LogCaptureFixture, key_files: dict[str, Path]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     body = await login(client)

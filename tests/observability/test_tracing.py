@@ -14,7 +14,7 @@ import pytest
 from gateway.config import Settings, TracingSettings
 from gateway.observability.telemetry import Telemetry
 from gateway.observability.tracecontext import parse_traceparent
-from tests.support.gateway_client import GatewayFactory, login
+from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.jwt_tokens import bearer
 from tests.support.recording_upstream import Upstream
 
@@ -46,7 +46,7 @@ def traced_settings(settings_factory: Callable[..., Settings]) -> Callable[[str]
     ids=["valid", "invalid", "future_version"],
 )
 async def test_passthrough_forwards_trace_headers_unchanged(
-    gateway: Any, upstream: Upstream, headers: dict[str, str]
+    gateway: GatewayClient, upstream: Upstream, headers: dict[str, str]
 ) -> None:
     resp = await gateway.get("/public/x", headers=headers)
     assert resp.status == 200
@@ -56,7 +56,7 @@ async def test_passthrough_forwards_trace_headers_unchanged(
 
 
 async def test_the_access_line_carries_the_trace_id(
-    gateway: Any, caplog: pytest.LogCaptureFixture
+    gateway: GatewayClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.access")
     await gateway.get(

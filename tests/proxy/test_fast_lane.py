@@ -3,6 +3,7 @@ same outcome as through the app; everything else goes through the app as before.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,12 +12,15 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.proxy.fastlane import FastLane, own_endpoints
+from tests.support.gateway_client import GatewayClient
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 
 
-def lane_of(client: Any) -> FastLane:
-    lane = client.server.runner.server.request_handler
+def lane_of(client: GatewayClient) -> FastLane:
+    runner = client.server.runner
+    assert runner is not None and runner.server is not None
+    lane = runner.server.request_handler
     assert isinstance(lane, FastLane)
     return lane
 
@@ -63,13 +67,13 @@ def test_own_endpoints_come_from_the_router(settings: Settings) -> None:
     ],
 )
 async def test_which_requests_take_the_lane(
-    gateway: Any, path: str, headers: dict[str, str], takes: bool
+    gateway: GatewayClient, path: str, headers: dict[str, str], takes: bool
 ) -> None:
     assert lane_of(gateway).takes(path, headers) is takes
 
 
 async def test_lane_requests_skip_the_app_and_are_served_the_same(
-    gateway: Any, upstream: Upstream, key_files: Any
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     calls = count_app_calls(lane_of(gateway))
     token = mint(key_files, sub="lane-user")

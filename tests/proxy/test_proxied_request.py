@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from yarl import URL
 
+from tests.support.gateway_client import GatewayClient
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 
 
 async def test_valid_token_is_forwarded_with_identity_headers(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     token = mint(key_files, sub="alice", roles=["user", "reports"], sid="sess-1")
     headers = {
@@ -54,7 +54,7 @@ async def test_valid_token_is_forwarded_with_identity_headers(
     assert "Keep-Alive" not in resp.headers
 
 
-async def test_public_route_needs_no_token(gateway: Any, upstream: Upstream) -> None:
+async def test_public_route_needs_no_token(gateway: GatewayClient, upstream: Upstream) -> None:
     resp = await gateway.post("/public/ping", data=b"hello")
     assert resp.status == 200
     assert (await resp.json())["body_size"] == 5
@@ -62,7 +62,9 @@ async def test_public_route_needs_no_token(gateway: Any, upstream: Upstream) -> 
     assert "x-user-id" not in upstream.headers_of()
 
 
-async def test_missing_token_is_401_and_not_forwarded(gateway: Any, upstream: Upstream) -> None:
+async def test_missing_token_is_401_and_not_forwarded(
+    gateway: GatewayClient, upstream: Upstream
+) -> None:
     resp = await gateway.get("/api/items")
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'
@@ -71,7 +73,7 @@ async def test_missing_token_is_401_and_not_forwarded(gateway: Any, upstream: Up
     assert upstream.received == []
 
 
-async def test_jwks_publishes_public_keys_only(gateway: Any) -> None:
+async def test_jwks_publishes_public_keys_only(gateway: GatewayClient) -> None:
     resp = await gateway.get("/.well-known/jwks.json")
     assert resp.status == 200
     keys = (await resp.json())["keys"]

@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -17,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gateway.config import Settings
-from tests.support.gateway_client import GatewayFactory
+from tests.support.gateway_client import GatewayClient, GatewayFactory
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.processes import free_port
 from tests.support.raw_http import get, raw_request
@@ -39,7 +38,7 @@ TRICKS = [
 
 @pytest.mark.parametrize("path", TRICKS)
 async def test_path_tricks_cannot_borrow_the_public_policy(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path], path: str
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path], path: str
 ) -> None:
     status, _, body = await raw_request(gateway, get(path))
     assert status == 401, body
@@ -53,14 +52,14 @@ async def test_path_tricks_cannot_borrow_the_public_policy(
 
 
 @pytest.mark.parametrize("path", ["/a%00b", "/a%zzb", "/a%2", "/%00"])
-async def test_bad_encodings_are_400(gateway: Any, upstream: Upstream, path: str) -> None:
+async def test_bad_encodings_are_400(gateway: GatewayClient, upstream: Upstream, path: str) -> None:
     status, _, body = await raw_request(gateway, get(path))
     assert status == 400
     assert json.loads(body)["error"] == "invalid_request"
     assert upstream.received == []
 
 
-async def test_prefix_matches_whole_segments(gateway: Any, upstream: Upstream) -> None:
+async def test_prefix_matches_whole_segments(gateway: GatewayClient, upstream: Upstream) -> None:
     resp = await gateway.get("/publicity")
     assert resp.status == 401  # "/" route (required), not the "/public/" route
     resp = await gateway.get("/public")
@@ -69,7 +68,7 @@ async def test_prefix_matches_whole_segments(gateway: Any, upstream: Upstream) -
 
 
 async def test_query_string_is_forwarded_unchanged(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     query = "a=%2e%2E&b=1+2&c=%2F&d&e=%C3%A9"
     resp = await gateway.get(URL(f"/api?{query}", encoded=True), headers=bearer(mint(key_files)))
@@ -102,7 +101,9 @@ async def test_slow_upstream_is_504(
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
-async def test_upstream_reset_mid_body_aborts_the_client(gateway: Any, framing: str) -> None:
+async def test_upstream_reset_mid_body_aborts_the_client(
+    gateway: GatewayClient, framing: str
+) -> None:
     size, cut = 4 * 1024 * 1024, 1024 * 1024
     resp = await gateway.get(f"/public/download?size={size}&cut={cut}&framing={framing}")
     assert resp.status == 200  # the status line was already on its way
@@ -110,14 +111,14 @@ async def test_upstream_reset_mid_body_aborts_the_client(gateway: Any, framing: 
         await resp.read()
 
 
-async def test_download_streams_completely(gateway: Any) -> None:
+async def test_download_streams_completely(gateway: GatewayClient) -> None:
     for framing in ("length", "chunked"):
         resp = await gateway.get(f"/public/download?size=3000000&framing={framing}")
         assert resp.status == 200
         assert len(await resp.read()) == 3000000
 
 
-async def test_oversized_headers_are_431(gateway: Any, upstream: Upstream) -> None:
+async def test_oversized_headers_are_431(gateway: GatewayClient, upstream: Upstream) -> None:
     resp = await gateway.get("/public/x", headers={f"X-Pad-{i}": "v" * 1000 for i in range(20)})
     assert resp.status == 431
     assert (await resp.json())["error"] == "request_header_fields_too_large"
@@ -141,7 +142,7 @@ async def test_oversized_chunked_body_is_413(
 ) -> None:
     client = await gateway_factory(settings_factory(proxy={"max_body_size": 100_000}))
 
-    async def chunks() -> Any:
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"x" * 50_000
 
@@ -169,13 +170,15 @@ async def test_concurrency_limit_is_503(
     assert (await slow).status == 200
 
 
-async def test_head_and_no_body_statuses(gateway: Any) -> None:
+async def test_head_and_no_body_statuses(gateway: GatewayClient) -> None:
     resp = await gateway.head("/public/x")
     assert resp.status == 200
     assert await resp.read() == b""
 
 
-async def test_client_framing_headers_are_never_copied(gateway: Any, upstream: Upstream) -> None:
+async def test_client_framing_headers_are_never_copied(
+    gateway: GatewayClient, upstream: Upstream
+) -> None:
     body = b"hello world"
     request = (
         b"POST /public/upload HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
@@ -198,7 +201,7 @@ async def test_client_framing_headers_are_never_copied(gateway: Any, upstream: U
     assert upstream.received[-1].body_size == 5
 
 
-async def test_both_framing_headers_are_refused(gateway: Any, upstream: Upstream) -> None:
+async def test_both_framing_headers_are_refused(gateway: GatewayClient, upstream: Upstream) -> None:
     smuggle = (
         b"POST /public/upload HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
         b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
@@ -209,7 +212,7 @@ async def test_both_framing_headers_are_refused(gateway: Any, upstream: Upstream
 
 
 async def test_hop_by_hop_headers_are_removed(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     headers = {
         **bearer(mint(key_files)),
@@ -261,7 +264,9 @@ async def test_forwarded_for_is_trusted_only_from_trusted_proxies(
     ("sent", "kept"),
     [("abc-123-DEF_456", True), ("has spaces in it", False), ("x" * 500, False), ("short", False)],
 )
-async def test_request_id(gateway: Any, upstream: Upstream, sent: str, kept: bool) -> None:
+async def test_request_id(
+    gateway: GatewayClient, upstream: Upstream, sent: str, kept: bool
+) -> None:
     resp = await gateway.get("/public/x", headers={"X-Request-Id": sent})
     forwarded = upstream.headers_of()["x-request-id"]
     assert len(forwarded) == 1
@@ -282,7 +287,7 @@ async def test_authorization_forwarded_only_when_configured(
 
 
 async def test_identity_headers_any_case_and_underscores(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     forged = [
         ("x-user-id", "m"),
@@ -355,7 +360,7 @@ async def test_websocket_is_proxied_after_auth(
 
 
 @pytest.mark.slow
-async def test_large_upload_streams(gateway: Any, upstream: Upstream) -> None:
+async def test_large_upload_streams(gateway: GatewayClient, upstream: Upstream) -> None:
     size = 64 * 1024 * 1024
     resp = await gateway.post("/public/upload", data=io.BytesIO(b"\0" * size))
     assert resp.status == 200

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.support.gateway_client import GatewayProcessFactory
+
 pytestmark = pytest.mark.slow  # starts gateway processes and waits for drains
 
 
-async def test_sigterm_lets_a_slow_response_finish(gateway_process: Any) -> None:
+async def test_sigterm_lets_a_slow_response_finish(gateway_process: GatewayProcessFactory) -> None:
     process, base = await gateway_process(drain_timeout=10)
     async with aiohttp.ClientSession() as session:
         slow = asyncio.ensure_future(session.get(f"{base}/slow?s=1"))
@@ -27,7 +28,7 @@ async def test_sigterm_lets_a_slow_response_finish(gateway_process: Any) -> None
 
 
 async def test_sigterm_cuts_a_slow_request_at_the_drain_timeout(
-    gateway_process: Any,
+    gateway_process: GatewayProcessFactory,
 ) -> None:
     process, base = await gateway_process(drain_timeout=0.5)
     async with aiohttp.ClientSession() as session:
@@ -51,7 +52,9 @@ async def _read_slowly(resp: aiohttp.ClientResponse, pause: float) -> int:
     return received
 
 
-async def test_sigterm_lets_a_streaming_download_finish(gateway_process: Any) -> None:
+async def test_sigterm_lets_a_streaming_download_finish(
+    gateway_process: GatewayProcessFactory,
+) -> None:
     process, base = await gateway_process(drain_timeout=20)
     size = 32 << 20
     async with (
@@ -67,7 +70,7 @@ async def test_sigterm_lets_a_streaming_download_finish(gateway_process: Any) ->
 
 
 async def test_sigterm_cuts_a_streaming_download_cleanly_at_the_drain_timeout(
-    gateway_process: Any,
+    gateway_process: GatewayProcessFactory,
 ) -> None:
     process, base = await gateway_process(drain_timeout=0.5)
     size = 256 << 20

@@ -10,11 +10,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.support.gateway_client import GatewayProcessFactory
 from tests.support.processes import free_port
 from tests.support.redis_servers import RedisServer
 from tests.support.waiting import eventually
@@ -48,7 +48,7 @@ def _series(metrics: str, name: str) -> dict[str, float]:
 
 
 async def test_two_workers_share_the_port_and_add_up_metrics(
-    gateway_process: Any, redis_server: RedisServer
+    gateway_process: GatewayProcessFactory, redis_server: RedisServer
 ) -> None:
     process, base = await gateway_process("--workers", "2", redis_url=redis_server.url)
     sent = 60
@@ -75,7 +75,7 @@ async def test_two_workers_share_the_port_and_add_up_metrics(
 
 
 async def test_workers_exit_when_the_supervisor_is_killed(
-    gateway_process: Any, redis_server: RedisServer
+    gateway_process: GatewayProcessFactory, redis_server: RedisServer
 ) -> None:
     process, base = await gateway_process("--workers", "2", redis_url=redis_server.url)
     async with aiohttp.ClientSession() as session:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 from redis.crc import key_slot
 
 from gateway.app import create_app, create_apps
@@ -40,7 +40,7 @@ def test_users_spread_over_slots() -> None:
 @pytest.mark.redis
 @pytest.mark.slow
 async def test_gateway_on_a_three_master_cluster(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     settings_factory: Callable[..., Settings],
     users_file: Path,
     redis_cluster: ClusterSet,

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from pytest_aiohttp import AiohttpClient
 
 from gateway.app import create_apps
 from gateway.config import RedisSettings, Settings
@@ -27,7 +28,7 @@ from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.store.keyspace import KeySpace, new_sid, sub_key
 from gateway.store.writes import Durability
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
-from tests.support.gateway_client import login
+from tests.support.gateway_client import GatewayPair, login
 from tests.support.jwt_tokens import bearer
 from tests.support.redis_topology import RedisNode, Replicated
 from tests.support.repository import ROOT
@@ -79,11 +80,11 @@ async def caught_up(primary: RedisNode) -> None:
 
 @pytest.fixture
 async def acked(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     settings_factory: Callable[..., Settings],
     users_file: Path,
     redis_replicated: Replicated,
-) -> tuple[Any, Any]:
+) -> GatewayPair:
     settings = settings_factory(
         redis={
             "url": redis_replicated.url,
@@ -109,7 +110,7 @@ def session_on(node: RedisNode, sid: str) -> dict[Any, Any]:
 @pytest.mark.redis
 @pytest.mark.slow
 async def test_every_answered_write_is_already_on_the_replica(
-    acked: tuple[Any, Any], redis_replicated: Replicated
+    acked: GatewayPair, redis_replicated: Replicated
 ) -> None:
     client, admin = acked
     replica = redis_replicated.replicas[0]
@@ -138,7 +139,7 @@ async def test_every_answered_write_is_already_on_the_replica(
 @pytest.mark.redis
 @pytest.mark.slow
 async def test_without_the_acknowledgement_writes_are_503_and_safe_to_retry(
-    acked: tuple[Any, Any], redis_replicated: Replicated
+    acked: GatewayPair, redis_replicated: Replicated
 ) -> None:
     client, admin = acked
     primary, replica = redis_replicated.primary, redis_replicated.replicas[0]

@@ -2,10 +2,11 @@
 
 Processes and Redis: `processes` (free ports, waiting for a port, a clean environment,
 stopping child processes), `redis_servers` (a private redis-server), `redis_topology`
-(replicas, Sentinel, Cluster), `repository` (the repository's paths).
+(replicas, Sentinel, Cluster), `repository` (the repository's paths), `waiting` (eventually:
+a condition awaited within a deadline, never a fixed sleep).
 
 The gateway under test: `gateway_settings` (settings to start from), `gateway_client`
-(the gateway on a loopback socket, logging in), `recording_upstream` (the backend that records
+(GatewayClient, the typed test client of the gateway on a loopback socket; logging in), `recording_upstream` (the backend that records
 what reached it), `credential_files` (users, signing and sealing keys on disk), `clock` (a clock
 moved by hand), `gateway_cli` (the `gateway` command in a child process).
 

@@ -4,9 +4,10 @@ paths, its CSRF token and sign-in."""
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Final
 
 from gateway.admin.apikeys import admin_key_hash
+from tests.support.gateway_client import GatewayClient
 
 ADMIN_KEY: Final = "gwadm_test-key-0123456789"
 ADMIN: Final = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -23,7 +24,7 @@ def csrf_of(page: str) -> str:
     return match.group(1)
 
 
-async def console_sign_in(admin: Any, key: str = ADMIN_KEY) -> str:
+async def console_sign_in(admin: GatewayClient, key: str = ADMIN_KEY) -> str:
     """Sign the client's cookie jar into the admin console; returns the CSRF token."""
     resp = await admin.post(f"{CONSOLE}signin", data={"key": key}, allow_redirects=False)
     assert resp.status == 303, await resp.text()

@@ -6,6 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+from aiohttp import ClientResponse
+
+from tests.support.gateway_client import GatewayClient
+
 ACCESS_COOKIE: Final = "gw_at"
 REFRESH_COOKIE: Final = "gw_rt"
 APP_ORIGIN: Final = "http://app.example"
@@ -32,7 +36,7 @@ class CookieJar:
         self.cookies: dict[str, str] = {}
         self.attributes: dict[str, str] = {}  # name → the attributes of its last Set-Cookie
 
-    def update(self, response: Any) -> None:
+    def update(self, response: ClientResponse) -> None:
         for header in response.headers.getall("Set-Cookie", []):
             pair, _, attributes = header.partition(";")
             name, _, value = pair.partition("=")
@@ -48,7 +52,7 @@ class CookieJar:
 
 
 async def browser_login(
-    client: Any, user: str = "alice", password: str = "wonderland", **extra: Any
+    client: GatewayClient, user: str = "alice", password: str = "wonderland", **extra: Any
 ) -> tuple[CookieJar, dict[str, Any]]:
     """JSON sign-in at /auth/browser/login: the cookies it set and the identity it answered."""
     resp = await client.post(

@@ -3,12 +3,15 @@ client does with it: log in, wait until its answer for a token changes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import subprocess
+from typing import Any, Protocol, TypeAlias
 
+from aiohttp import web
+from aiohttp.abc import AbstractCookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
 
+from gateway.config import Settings
 from gateway.runtime.runner import GatewayRunner
 from tests.support.jwt_tokens import bearer
 from tests.support.waiting import eventually
@@ -21,20 +24,50 @@ class GatewayTestServer(TestServer):
         return GatewayRunner(self.app, **kwargs)
 
 
-GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+# The gateway's public or admin application behind a test client (aiohttp's TestClient is
+# generic in the request and application types it serves).
+GatewayClient: TypeAlias = TestClient[web.Request, web.Application]
+
+
+class GatewayFactory(Protocol):
+    """The `gateway_factory` fixture: the gateway from `settings` on a loopback socket;
+    other keywords (redis=, clock=, …) go to `create_app`."""
+
+    async def __call__(
+        self, settings: Settings, *, cookie_jar: AbstractCookieJar | None = None, **kwargs: Any
+    ) -> GatewayClient: ...
+
+
+# (public client, admin client) of one gateway: its two listeners' applications
+GatewayPair: TypeAlias = tuple[GatewayClient, GatewayClient]
+
+
+class GatewayProcessFactory(Protocol):
+    """The `gateway_process` fixture: `gateway serve ARGS` in a child process, returned with its
+    base URL once /healthz answers; `sections` replace whole sections of its configuration and
+    other keywords go to its `proxy` section."""
+
+    async def __call__(
+        self,
+        *args: str,
+        redis_url: str = "memory://",
+        sections: dict[str, Any] | None = None,
+        **proxy: Any,
+    ) -> tuple[subprocess.Popen[bytes], str]: ...
 
 
 async def login(
-    client: Any, user: str = "alice", password: str = "wonderland", **extra: Any
-) -> Any:
+    client: GatewayClient, user: str = "alice", password: str = "wonderland", **extra: Any
+) -> dict[str, Any]:
     """POST /auth/login and return the token response (asserting 200)."""
     resp = await client.post("/auth/login", json={"username": user, "password": password, **extra})
     assert resp.status == 200, await resp.text()
-    return await resp.json()
+    body: dict[str, Any] = await resp.json()
+    return body
 
 
 async def wait_for_status(
-    client: TestClient[Any, Any], token: str, status: int, *, timeout: float = 10.0
+    client: GatewayClient, token: str, status: int, *, timeout: float = 10.0
 ) -> None:
     """Until the gateway answers `status` for `token` on a protected route (a revocation or an
     outage reaching it)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+
+from tests.support.gateway_client import GatewayClient
 
 
 async def raw_request(
-    client: Any, request: bytes, *, timeout: float = 10
+    client: GatewayClient, request: bytes, *, timeout: float = 10
 ) -> tuple[int, dict[str, str], bytes]:
     """Send bytes exactly as given (no client-side normalization) and read one final
     response (framed by Content-Length, or by the end of the connection)."""

@@ -11,13 +11,13 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.config import Settings
-from tests.support.gateway_client import GatewayFactory
+from tests.support.gateway_client import GatewayClient, GatewayFactory
 from tests.support.jwt_tokens import bearer, claims, mint, private_key
 from tests.support.recording_upstream import Upstream
 
@@ -30,7 +30,9 @@ def segment(obj: Any) -> str:
     return b64(json.dumps(obj).encode())
 
 
-async def assert_invalid_token(resp: Any, upstream: Upstream, *, words: str | None = None) -> None:
+async def assert_invalid_token(
+    resp: ClientResponse, upstream: Upstream, *, words: str | None = None
+) -> None:
     assert resp.status == 401
     body = await resp.json()
     assert body["error"] == "invalid_token"
@@ -42,7 +44,7 @@ async def assert_invalid_token(resp: Any, upstream: Upstream, *, words: str | No
     assert upstream.received == []
 
 
-async def test_no_authorization_header(gateway: Any, upstream: Upstream) -> None:
+async def test_no_authorization_header(gateway: GatewayClient, upstream: Upstream) -> None:
     resp = await gateway.get("/api")
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'
@@ -50,7 +52,7 @@ async def test_no_authorization_header(gateway: Any, upstream: Upstream) -> None
     assert upstream.received == []
 
 
-async def test_wrong_scheme_is_like_no_token(gateway: Any, upstream: Upstream) -> None:
+async def test_wrong_scheme_is_like_no_token(gateway: GatewayClient, upstream: Upstream) -> None:
     resp = await gateway.get("/api", headers={"Authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="})
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'
@@ -58,13 +60,13 @@ async def test_wrong_scheme_is_like_no_token(gateway: Any, upstream: Upstream) -
 
 
 @pytest.mark.parametrize("value", ["Bearer", "Bearer ", "Bearer    "])
-async def test_empty_bearer_token(gateway: Any, upstream: Upstream, value: str) -> None:
+async def test_empty_bearer_token(gateway: GatewayClient, upstream: Upstream, value: str) -> None:
     resp = await gateway.get("/api", headers={"Authorization": value})
     await assert_invalid_token(resp, upstream)
 
 
 async def test_two_authorization_headers(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     token = mint(key_files)
     resp = await gateway.get(
@@ -92,7 +94,7 @@ async def test_two_authorization_headers(
         "eyJraWQiOlsiayJdfQ.e30.c2ln",  # kid is a list, not a string
     ],
 )
-async def test_garbage_tokens(gateway: Any, upstream: Upstream, token: str) -> None:
+async def test_garbage_tokens(gateway: GatewayClient, upstream: Upstream, token: str) -> None:
     resp = await gateway.get("/api", headers={"Authorization": f"Bearer {token}"})
     await assert_invalid_token(resp, upstream)
 
@@ -100,7 +102,7 @@ async def test_garbage_tokens(gateway: Any, upstream: Upstream, token: str) -> N
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
 @pytest.mark.parametrize("signature", ["", "c2lnbmF0dXJl"])
 async def test_alg_none_is_refused(
-    gateway: Any, upstream: Upstream, alg: str, signature: str
+    gateway: GatewayClient, upstream: Upstream, alg: str, signature: str
 ) -> None:
     token = (
         f"{segment({'alg': alg, 'typ': 'at+jwt', 'kid': 'ed1'})}.{segment(claims())}.{signature}"
@@ -110,7 +112,7 @@ async def test_alg_none_is_refused(
 
 
 async def test_signature_stripped(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     header, payload, _ = mint(key_files).split(".")
     for token in (f"{header}.{payload}.", f"{header}.{payload}"):
@@ -119,7 +121,7 @@ async def test_signature_stripped(
 
 
 async def test_payload_tampered(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     header, _, signature = mint(key_files, roles=["user"]).split(".")
     forged = segment(claims(roles=["user", "reports", "admin"]))
@@ -129,7 +131,7 @@ async def test_payload_tampered(
 
 @pytest.mark.parametrize("kid", ["ed1", "es1", "hs1"])
 async def test_hs256_keyed_with_a_public_key(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path], kid: str
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path], kid: str
 ) -> None:
     """Key confusion: HMAC over the PEM of a published public key."""
     alg = "ES256" if kid == "es1" else "EdDSA"
@@ -150,14 +152,14 @@ async def test_hs256_keyed_with_a_public_key(
 
 @pytest.mark.parametrize("kid", ["nope", "../../etc/passwd", "/dev/null", "ed1/../ed1", "", None])
 async def test_unknown_or_pathlike_kid(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path], kid: str | None
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path], kid: str | None
 ) -> None:
     resp = await gateway.get("/api", headers=bearer(mint(key_files, kid=kid)))
     await assert_invalid_token(resp, upstream, words="unknown key")
 
 
 async def test_kid_of_a_different_algorithm(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     token = mint(key_files, alg="ES256", kid="ed1")  # signed by es1's key, claims to be ed1
     resp = await gateway.get("/api", headers=bearer(token))
@@ -166,7 +168,7 @@ async def test_kid_of_a_different_algorithm(
 
 @pytest.mark.parametrize("header", ["jku", "x5u", "jwk"])
 async def test_key_url_headers_are_never_fetched(
-    gateway: Any, upstream: Upstream, header: str
+    gateway: GatewayClient, upstream: Upstream, header: str
 ) -> None:
     """An attacker's key, advertised in the token header, is never used nor fetched."""
     attacker_hits: list[str] = []
@@ -199,7 +201,9 @@ async def test_key_url_headers_are_never_fetched(
     assert attacker_hits == []
 
 
-async def test_expired(gateway: Any, upstream: Upstream, key_files: dict[str, Path]) -> None:
+async def test_expired(
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
+) -> None:
     now = int(time.time())
     token = mint(key_files, iat=now - 3600, nbf=now - 3600, exp=now - 60)
     resp = await gateway.get("/api", headers=bearer(token))
@@ -207,7 +211,7 @@ async def test_expired(gateway: Any, upstream: Upstream, key_files: dict[str, Pa
 
 
 async def test_nbf_in_the_future(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     token = mint(key_files, nbf=int(time.time()) + 600)
     resp = await gateway.get("/api", headers=bearer(token))
@@ -215,7 +219,7 @@ async def test_nbf_in_the_future(
 
 
 async def test_iat_in_the_future(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     now = int(time.time())
     resp = await gateway.get("/api", headers=bearer(mint(key_files, iat=now + 600, nbf=None)))
@@ -230,7 +234,7 @@ async def test_iat_in_the_future(
     [({"iss": "https://evil.example"}, "issuer"), ({"aud": "other-api"}, "audience")],
 )
 async def test_wrong_issuer_or_audience(
-    gateway: Any,
+    gateway: GatewayClient,
     upstream: Upstream,
     key_files: dict[str, Path],
     override: dict[str, Any],
@@ -242,7 +246,7 @@ async def test_wrong_issuer_or_audience(
 
 @pytest.mark.parametrize("claim", ["exp", "sub", "jti", "sid", "iat", "iss", "aud"])
 async def test_missing_required_claim(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path], claim: str
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path], claim: str
 ) -> None:
     missing: dict[str, Any] = {claim: None}
     resp = await gateway.get("/api", headers=bearer(mint(key_files, **missing)))
@@ -268,7 +272,7 @@ async def test_missing_required_claim(
     ids=lambda override: "-".join(f"{k}={v!r}" for k, v in override.items()),
 )
 async def test_claims_of_the_wrong_type(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path], override: dict[str, Any]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path], override: dict[str, Any]
 ) -> None:
     resp = await gateway.get("/api", headers=bearer(mint(key_files, **override)))
     await assert_invalid_token(resp, upstream, words="malformed")
@@ -276,20 +280,20 @@ async def test_claims_of_the_wrong_type(
 
 @pytest.mark.parametrize("typ", ["JWT", "jwt", "id_token", "refresh+jwt", None])
 async def test_typ_must_be_at_jwt(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path], typ: str | None
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path], typ: str | None
 ) -> None:
     resp = await gateway.get("/api", headers=bearer(mint(key_files, typ=typ)))
     await assert_invalid_token(resp, upstream, words="not an access token")
 
 
-async def test_refresh_token_shape_as_bearer(gateway: Any, upstream: Upstream) -> None:
+async def test_refresh_token_shape_as_bearer(gateway: GatewayClient, upstream: Upstream) -> None:
     token = "gwrt_0123abcd-AAAAAAAAAAAAAAAAAAAAAA." + "B" * 43
     resp = await gateway.get("/api", headers=bearer(token))
     await assert_invalid_token(resp, upstream)
 
 
 async def test_non_json_payload(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     hdr = segment({"alg": "EdDSA", "typ": "at+jwt", "kid": "ed1"})
     payload = b64(b"this is not json")
@@ -299,7 +303,7 @@ async def test_non_json_payload(
     await assert_invalid_token(resp, upstream)
 
 
-async def test_64_kib_token(gateway: Any, upstream: Upstream) -> None:
+async def test_64_kib_token(gateway: GatewayClient, upstream: Upstream) -> None:
     resp = await gateway.get("/api", headers=bearer("a" * 65536))
     assert resp.status in (401, 431)
     assert (await resp.json())["error"] in ("invalid_token", "request_header_fields_too_large")
@@ -307,7 +311,7 @@ async def test_64_kib_token(gateway: Any, upstream: Upstream) -> None:
 
 
 async def test_es256_token_is_accepted(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     resp = await gateway.get("/api", headers=bearer(mint(key_files, alg="ES256", kid="es1")))
     assert resp.status == 200
@@ -332,7 +336,7 @@ async def test_verified_cache_never_outlives_exp(
 
 
 async def test_missing_role_and_scope_are_403(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     token = mint(key_files, roles=["user"], scope="read:other")
     for path, words in (("/reports/q3", "role"), ("/scoped/x", "scope")):
@@ -348,7 +352,9 @@ async def test_missing_role_and_scope_are_403(
     assert (await gateway.get("/scoped/x", headers=bearer(ok))).status == 200
 
 
-async def test_optional_route(gateway: Any, upstream: Upstream, key_files: dict[str, Path]) -> None:
+async def test_optional_route(
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
+) -> None:
     resp = await gateway.get("/optional/x", headers={"X-User-Id": "forged"})
     assert resp.status == 200
     assert "x-user-id" not in upstream.headers_of()
@@ -360,7 +366,9 @@ async def test_optional_route(gateway: Any, upstream: Upstream, key_files: dict[
     assert len(upstream.received) == 2
 
 
-async def test_error_bodies_never_echo_the_token(gateway: Any, key_files: dict[str, Path]) -> None:
+async def test_error_bodies_never_echo_the_token(
+    gateway: GatewayClient, key_files: dict[str, Path]
+) -> None:
     now = int(time.time())
     token = mint(key_files, exp=now - 100, iat=now - 200, nbf=None, sub="secret-subject")
     resp = await gateway.get("/api", headers=bearer(token))
@@ -372,7 +380,7 @@ async def test_error_bodies_never_echo_the_token(gateway: Any, key_files: dict[s
 
 
 async def test_valid_requests_work_after_a_burst_of_bad_ones(
-    gateway: Any, upstream: Upstream, key_files: dict[str, Path]
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
     bad: list[Callable[[], dict[str, str]]] = [
         lambda: {"Authorization": "Bearer garbage"},

@@ -8,17 +8,16 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from gateway.app import create_app, create_apps
 from gateway.appkeys import SERVICES
 from gateway.config import Settings
 from gateway.store import connect_redis
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
-from tests.support.gateway_client import login, wait_for_status
+from tests.support.gateway_client import GatewayClient, login, wait_for_status
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
@@ -39,10 +38,14 @@ def cluster_settings(
     )
 
 
+# (A public, A admin, B public): two independent gateways sharing one Redis
+Instances = tuple[GatewayClient, GatewayClient, GatewayClient]
+
+
 @pytest.fixture
 async def instances(
-    aiohttp_client: Any, cluster_settings: Settings
-) -> AsyncIterator[tuple[TestClient[Any, Any], TestClient[Any, Any], TestClient[Any, Any]]]:
+    aiohttp_client: AiohttpClient, cluster_settings: Settings
+) -> AsyncIterator[Instances]:
     """(A public, A admin, B public): two independent gateways sharing one Redis."""
     app_a, admin_a = create_apps(cluster_settings)
     a = await aiohttp_client(app_a)
@@ -51,7 +54,7 @@ async def instances(
     yield a, a_admin, b
 
 
-async def test_revoke_on_a_is_enforced_on_b(instances: Any, upstream: Upstream) -> None:
+async def test_revoke_on_a_is_enforced_on_b(instances: Instances, upstream: Upstream) -> None:
     a, a_admin, b = instances
     body = await login(a)
     assert (await b.get("/api", headers=bearer(body["access_token"]))).status == 200
@@ -63,7 +66,7 @@ async def test_revoke_on_a_is_enforced_on_b(instances: Any, upstream: Upstream) 
     assert resp.status == 400
 
 
-async def test_user_revocation_reaches_b(instances: Any, key_files: dict[str, Path]) -> None:
+async def test_user_revocation_reaches_b(instances: Instances, key_files: dict[str, Path]) -> None:
     _, a_admin, b = instances
     # issued a few seconds before the revoke-all (the watermark has whole-second precision)
     token = mint(key_files, sub="carol", iat=int(time.time()) - 3)
@@ -75,7 +78,7 @@ async def test_user_revocation_reaches_b(instances: Any, key_files: dict[str, Pa
 
 @pytest.mark.slow
 async def test_cli_revocation_reaches_running_instances(
-    instances: Any, cluster_settings: Settings, key_files: dict[str, Path], tmp_path: Path
+    instances: Instances, cluster_settings: Settings, key_files: dict[str, Path], tmp_path: Path
 ) -> None:
     a, _, b = instances
     token = mint(key_files)
@@ -104,7 +107,7 @@ async def test_cli_revocation_reaches_running_instances(
 
 
 async def test_lost_pubsub_message_is_caught_by_the_version_check(
-    instances: Any, redis_server: RedisServer, key_files: dict[str, Path]
+    instances: Instances, redis_server: RedisServer, key_files: dict[str, Path]
 ) -> None:
     _, _, b = instances
     token = mint(key_files, jti="lost-message-jti")
@@ -118,7 +121,7 @@ async def test_lost_pubsub_message_is_caught_by_the_version_check(
 
 
 async def test_redis_restart_then_revocation_made_meanwhile_is_enforced(
-    instances: tuple[TestClient[Any, Any], TestClient[Any, Any], TestClient[Any, Any]],
+    instances: Instances,
     redis_server: RedisServer,
     key_files: dict[str, Path],
     cluster_settings: Settings,
@@ -149,7 +152,7 @@ async def test_redis_restart_then_revocation_made_meanwhile_is_enforced(
 
 @pytest.mark.slow
 async def test_fail_closed_when_stale(
-    instances: Any, redis_server: RedisServer, key_files: dict[str, Path], upstream: Upstream
+    instances: Instances, redis_server: RedisServer, key_files: dict[str, Path], upstream: Upstream
 ) -> None:
     _, _, b = instances
     token = mint(key_files)
@@ -167,7 +170,7 @@ async def test_fail_closed_when_stale(
 
 @pytest.mark.slow
 async def test_fail_open_keeps_serving_and_says_so(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     cluster_settings: Settings,
     redis_server: RedisServer,
     key_files: dict[str, Path],
