@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.support.processes import free_port
+from tests.support.processes import clean_env, free_port
 
 BLOCK = b"\0" * (1 << 20)
 
@@ -73,7 +72,7 @@ async def measure(mib: int) -> dict[str, Any]:
         ],
     }
     (workdir / "config.yaml").write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env = clean_env()
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(workdir / "config.yaml")],
         env=env,

@@ -50,14 +50,12 @@ from gateway.store import (
     RevocationStore,
     SessionStore,
     connect_redis,
-    new_refresh_token,
-    new_sid,
-    refresh_token_hash,
 )
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.keys import generate_key_material, load_keyring, write_secret_file
-from tests.support.processes import free_port, stop_processes, wait_for_port
+from tests.support.processes import clean_env, free_port, stop_processes, wait_for_port
 from tests.support.redis_servers import spawn_redis
+from tests.support.stored_sessions import open_session
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent  # the benchmark's own processes run as `python -m bench.…` from here
@@ -117,7 +115,7 @@ class Stack:
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
         log = open(self.workdir / f"proc-{len(self.processes)}.log", "wb")  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env = clean_env()
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         self.processes.append(process)
         if port is not None:
@@ -351,11 +349,7 @@ async def browser_sessions(redis_url: str, count: int, seal: AesGcmSeal) -> list
     store = SessionStore(client, clock=time.time)
 
     async def create(i: int) -> str:
-        sid = new_sid(f"browser-{i}")
-        token = new_refresh_token(sid)
-        await store.create(
-            sub=f"browser-{i}", sid=sid, refresh_hash=refresh_token_hash(token), lifetime=7200
-        )
+        _, token = await open_session(store, f"browser-{i}", lifetime=7200)
         return seal.seal(token, REFRESH)
 
     cookies: list[str] = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,8 +18,9 @@ import fakeredis
 import pytest
 from aiohttp.abc import AbstractCookieJar
 from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpClient
 
-from gateway.app import create_app
+from gateway.app import create_app, create_apps
 from gateway.config import Settings
 from tests.support.browser_cookies import browser_section
 from tests.support.clock import FakeClock
@@ -28,12 +28,15 @@ from tests.support.credential_files import write_key_files, write_seal_key, writ
 from tests.support.gateway_client import (
     GatewayClient,
     GatewayFactory,
+    GatewayPair,
+    GatewayPairFactory,
     GatewayProcessFactory,
     GatewayTestServer,
 )
-from tests.support.gateway_settings import base_settings
+from tests.support.gateway_settings import auth_section, base_settings, on_redis
 from tests.support.identity_provider import FakeIdentityProvider
 from tests.support.processes import clean_env, free_port
+from tests.support.programs import require
 from tests.support.recording_upstream import Upstream, recording_app
 from tests.support.redis_servers import RedisServer, spawn_redis
 from tests.support.redis_topology import (
@@ -117,6 +120,18 @@ async def gateway(gateway_factory: GatewayFactory, settings: Settings) -> Gatewa
 
 
 @pytest.fixture
+def gateway_pair_factory(aiohttp_client: AiohttpClient) -> GatewayPairFactory:
+    """One gateway's two listeners (`create_apps`: public, admin), each behind a test client;
+    `create_apps` kwargs pass through."""
+
+    async def make(settings: Settings, **kwargs: Any) -> GatewayPair:
+        public, admin = create_apps(settings, **kwargs)
+        return await aiohttp_client(public), await aiohttp_client(admin)
+
+    return make
+
+
+@pytest.fixture
 async def identity_provider() -> AsyncIterator[FakeIdentityProvider]:
     """A fake OIDC identity provider on a free loopback port (discovery, JWKS, signer)."""
     idp = FakeIdentityProvider()
@@ -130,14 +145,13 @@ async def identity_provider() -> AsyncIterator[FakeIdentityProvider]:
 
 # ---- real redis-server ------------------------------------------------------------------
 
+INSTALL_REDIS = "apt-get install redis-server"  # redis-server and redis-cli
+
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server on a free loopback port (never the machine's 6379)."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required under CI but is not installed")
-        pytest.skip("redis-server binary not found (install redis-server to run this test)")
+    require("redis-server", install=INSTALL_REDIS)
     port = free_port()
     server = RedisServer(port, spawn_redis(port, tmp_path, appendonly=True), tmp_path)
     yield server
@@ -212,7 +226,7 @@ async def gateway_process(
 @pytest.fixture
 def redis_cluster(tmp_path: Path) -> Iterator[ClusterSet]:
     """Three cluster-mode masters on free loopback ports, slots spread by redis-cli."""
-    _require_redis_binaries()
+    require("redis-server", "redis-cli", install=INSTALL_REDIS)
     cluster = start_cluster(tmp_path / "cluster", masters=3, replicas=0, node_timeout_ms=2000)
     yield cluster
     cluster.stop()
@@ -229,16 +243,7 @@ def users_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def auth_settings(settings_factory: Callable[..., Settings], users_file: Path) -> Settings:
-    return settings_factory(
-        auth={
-            "users_file": str(users_file),
-            "rate_limits": {
-                "per_ip": {"limit": 1000, "window": 60},
-                "failures_per_username": {"limit": 1000, "window": 60},
-            },
-        },
-        tokens={"refresh_reuse_grace": 10},
-    )
+    return settings_factory(auth=auth_section(users_file), tokens={"refresh_reuse_grace": 10})
 
 
 @pytest.fixture
@@ -260,14 +265,23 @@ async def client(
     clock: FakeClock,
 ) -> GatewayClient:
     """The gateway on fakeredis (unit) and on a real redis-server (integration)."""
+    return await _on_each_store(request, gateway_factory, auth_settings, fake_server, clock)
+
+
+async def _on_each_store(
+    request: pytest.FixtureRequest,
+    gateway_factory: GatewayFactory,
+    settings: Settings,
+    fake_server: fakeredis.FakeServer,
+    clock: FakeClock,
+    **options: Any,
+) -> GatewayClient:
+    """The gateway on fakeredis, or on a private redis-server for the `redis-server` param."""
     if request.param == "fakeredis":
         redis = fakeredis.FakeAsyncRedis(server=fake_server)
-        return await gateway_factory(auth_settings, redis=redis, clock=clock)
+        return await gateway_factory(settings, redis=redis, clock=clock, **options)
     server: RedisServer = request.getfixturevalue("redis_server")
-    settings = auth_settings.model_copy(
-        update={"redis": auth_settings.redis.model_copy(update={"url": server.url})}
-    )
-    return await gateway_factory(settings, clock=clock)
+    return await gateway_factory(on_redis(settings, server.url), clock=clock, **options)
 
 
 # ---- a real browser ----------------------------------------------------------------------
@@ -292,12 +306,7 @@ CHROMIUM_FLAGS = (
 def browser(tmp_path: Path) -> Iterator[Any]:
     """Headless Chromium (Debian's) driven by Selenium through Debian's chromedriver, with a
     fresh profile; quit after the test. Skipped without the packages unless CI is set."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver are required under CI")
-        pytest.skip(
-            "chromium/chromium-driver not installed (apt-get install chromium chromium-driver)"
-        )
+    require(CHROMIUM, CHROMEDRIVER, install="apt-get install chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -335,13 +344,7 @@ def browser_settings_factory(
     def make(browser: dict[str, Any] | None = None, **sections: Any) -> Settings:
         defaults: dict[str, Any] = {
             "environment": "development",
-            "auth": {
-                "users_file": str(users_file),
-                "rate_limits": {
-                    "per_ip": {"limit": 1000, "window": 60},
-                    "failures_per_username": {"limit": 1000, "window": 60},
-                },
-            },
+            "auth": auth_section(users_file),
             "browser": {**browser_section(seal_key_file), **(browser or {})},
         }
         return settings_factory(**{**defaults, **sections})
@@ -361,30 +364,18 @@ async def browser_client(
     no cookies of its own (tests send Cookie themselves, byte for byte)."""
     settings = browser_settings_factory()
     jar = aiohttp.DummyCookieJar()
-    if request.param == "fakeredis":
-        redis = fakeredis.FakeAsyncRedis(server=fake_server)
-        return await gateway_factory(settings, redis=redis, clock=clock, cookie_jar=jar)
-    server: RedisServer = request.getfixturevalue("redis_server")
-    settings = settings.model_copy(
-        update={"redis": settings.redis.model_copy(update={"url": server.url})}
+    return await _on_each_store(
+        request, gateway_factory, settings, fake_server, clock, cookie_jar=jar
     )
-    return await gateway_factory(settings, clock=clock, cookie_jar=jar)
 
 
 # ---- replicated Redis: a primary with a replica, Sentinel, a cluster with replicas ------
 
 
-def _require_redis_binaries() -> None:
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server and redis-cli are required under CI")
-        pytest.skip("redis-server/redis-cli not found (install redis-server to run this test)")
-
-
 @pytest.fixture
 def redis_replicated(tmp_path: Path) -> Iterator[Replicated]:
     """A primary and one replica (link up), on free loopback ports."""
-    _require_redis_binaries()
+    require("redis-server", "redis-cli", install=INSTALL_REDIS)
     topology = start_replicated(tmp_path / "replicated", replicas=1)
     yield topology
     topology.stop()
@@ -393,7 +384,7 @@ def redis_replicated(tmp_path: Path) -> Iterator[Replicated]:
 @pytest.fixture
 def redis_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
     """A primary, two replicas and three sentinels (quorum 2, primary down after 1 s)."""
-    _require_redis_binaries()
+    require("redis-server", "redis-cli", install=INSTALL_REDIS)
     topology = start_sentinel_set(tmp_path / "sentinel", replicas=2)
     yield topology
     topology.stop()
@@ -402,7 +393,7 @@ def redis_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
 @pytest.fixture
 def redis_cluster_replicas(tmp_path: Path) -> Iterator[ClusterSet]:
     """Three cluster masters with two replicas each (a master fails over in ~2 s)."""
-    _require_redis_binaries()
+    require("redis-server", "redis-cli", install=INSTALL_REDIS)
     cluster = start_cluster(tmp_path / "cluster", masters=3, replicas=2)
     yield cluster
     cluster.stop()

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from gateway.authserver.credentials import hash_password
 from gateway.tokens.keys import generate_key_material, write_secret_file
-from tests.support.processes import free_port, stop_processes, wait_for_port
+from tests.support.processes import clean_env, free_port, stop_processes, wait_for_port
 from tests.support.redis_servers import spawn_redis
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # bench/results, beside the benchmark's
@@ -253,7 +253,7 @@ async def drill(args: argparse.Namespace) -> dict[str, Any]:
         await upstream.start()
         config = gateway_config(workdir, redis_port, upstream.port)
         log = (workdir / "gateway.log").open("wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env = clean_env()
         gateway = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "1"],
             stdout=log,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from argon2 import PasswordHasher
 from bench.drills.traffic import ADMIN_KEY, PASSWORD, Instance
 from gateway.admin.apikeys import admin_key_hash
 from gateway.tokens.keys import generate_key_material, write_secret_file
-from tests.support.processes import free_port
+from tests.support.processes import clean_env, free_port
 from tests.support.waiting import eventually
 
 VICTIMS: Final = 1000  # users the drill's revocations log in and revoke, one each
@@ -44,7 +43,7 @@ class Gateways:
         config["admin"] = {**self._base["admin"], "port": admin_port}
         path = self._workdir / f"gateway-{name}.yaml"
         path.write_text(json.dumps(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env = clean_env()
         with (self._workdir / f"gateway-{name}.log").open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--config", str(path)],

@@ -9,14 +9,12 @@ from typing import Any
 
 import fakeredis
 import pytest
-from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
-from gateway.app import create_apps
 from gateway.config import Settings
 from tests.support.admin_access import ADMIN, ADMIN_KEY, ADMIN_KEYS
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayPair, login
+from tests.support.gateway_client import GatewayPair, GatewayPairFactory, login
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 
@@ -30,21 +28,11 @@ def admin_settings(settings_factory: Callable[..., Settings], users_file: Path) 
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def pair(
-    aiohttp_client: AiohttpClient, admin_settings: Settings, clock: FakeClock
+    gateway_pair_factory: GatewayPairFactory, admin_settings: Settings, clock: FakeClock
 ) -> GatewayPair:
     """(public client, admin client) sharing one gateway's components."""
-    public_app, admin_app = create_apps(
-        admin_settings, redis=fakeredis.FakeAsyncRedis(), clock=clock
-    )
-    public = await aiohttp_client(public_app)
-    admin = await aiohttp_client(admin_app)
-    return public, admin
+    return await gateway_pair_factory(admin_settings, redis=fakeredis.FakeAsyncRedis(), clock=clock)
 
 
 @pytest.mark.parametrize(

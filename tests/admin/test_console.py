@@ -28,7 +28,8 @@ from tests.support.admin_access import (
     csrf_of,
 )
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayClient, GatewayPair, login
+from tests.support.gateway_client import GatewayClient, GatewayPair, GatewayPairFactory, login
+from tests.support.gateway_settings import auth_section
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 from tests.support.repository import ROOT
@@ -38,30 +39,19 @@ TEMPLATES = ROOT / "gateway" / "admin" / "console"
 
 @pytest.fixture
 def console_settings(settings_factory: Callable[..., Settings], users_file: Path) -> Settings:
-    return settings_factory(
-        auth={
-            "users_file": str(users_file),
-            "rate_limits": {
-                "per_ip": {"limit": 1000, "window": 60},
-                "failures_per_username": {"limit": 1000, "window": 60},
-            },
-        },
-        admin=ADMIN_KEYS,
-    )
+    return settings_factory(auth=auth_section(users_file), admin=ADMIN_KEYS)
 
 
 @pytest.fixture
 async def pair(
-    aiohttp_client: AiohttpClient,
+    gateway_pair_factory: GatewayPairFactory,
     console_settings: Settings,
     fake_server: fakeredis.FakeServer,
     clock: FakeClock,
 ) -> GatewayPair:
     """(public client, admin client) of one gateway on fakeredis."""
-    public_app, admin_app = create_apps(
-        console_settings, redis=fakeredis.FakeAsyncRedis(server=fake_server), clock=clock
-    )
-    return await aiohttp_client(public_app), await aiohttp_client(admin_app)
+    redis = fakeredis.FakeAsyncRedis(server=fake_server)
+    return await gateway_pair_factory(console_settings, redis=redis, clock=clock)
 
 
 async def audit_entries(admin: GatewayClient) -> list[dict[str, Any]]:

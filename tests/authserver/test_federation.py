@@ -22,6 +22,7 @@ from gateway.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.credential_files import FAST_HASHER
 from tests.support.gateway_client import GatewayClient, GatewayFactory, login
+from tests.support.gateway_settings import auth_section
 from tests.support.identity_provider import (
     ID_TOKEN_TYPE,
     IDP_CLIENT_ID,
@@ -76,13 +77,8 @@ def federation_settings(
             **overrides.pop("federation", {}),
         }
         return settings_factory(
-            auth={
-                "users_file": str(users_file),
-                "rate_limits": {
-                    "per_ip": {"limit": 100_000, "window": 60},
-                    "failures_per_username": {"limit": 1000, "window": 60},
-                },
-            },
+            # a thousand exchanges from one address in one test
+            auth=auth_section(users_file, per_ip={"limit": 100_000, "window": 60}),
             federation=federation,
             **overrides,
         )

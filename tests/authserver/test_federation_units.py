@@ -1,5 +1,5 @@
-"""Pure pieces of federation and tracing: provider configuration rules, the fetch boundary's
-error mapping, Cache-Control, JWKS parsing, roles, and traceparent parsing."""
+"""Pure pieces of federation: provider configuration rules, the fetch boundary's error mapping,
+Cache-Control, JWKS parsing, roles and copied claims."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from gateway.authserver.federation.fetch import FetchFailed, cache_max_age, fetc
 from gateway.authserver.federation.jwks import parse_jwks
 from gateway.authserver.federation.providers import copy_claims, provider_roles
 from gateway.config import ProviderRolesSettings, Settings
-from gateway.observability.tracecontext import incoming_trace_id, parse_traceparent
 from tests.support.identity_provider import public_jwk
 
 PROVIDER = {"name": "idp", "issuer": "https://idp.example", "discovery": True, "audiences": ["a"]}
@@ -154,26 +153,3 @@ def test_roles_and_copied_claims() -> None:
         "email": "x@y",
         "tags": ["a", 1],
     }
-
-
-@pytest.mark.parametrize(
-    ("value", "valid"),
-    [
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", True),
-        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more", True),
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more", False),
-        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
-        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),
-        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", False),
-        ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", False),
-        ("", False),
-        (None, False),
-    ],
-)
-def test_traceparent_parsing(value: str | None, valid: bool) -> None:
-    parsed = parse_traceparent(value)
-    assert (parsed is not None) is valid
-    headers = {} if value is None else {"traceparent": value}
-    assert incoming_trace_id(headers) == (parsed.trace_id if parsed is not None else None)

@@ -10,13 +10,18 @@ import aiohttp
 import fakeredis
 import pytest
 from aiohttp import ClientResponse
-from pytest_aiohttp import AiohttpClient
 
 from gateway.authserver.introspection import client_secret_hash
 from gateway.config import Settings
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
 from tests.support.clock import FakeClock
-from tests.support.gateway_client import GatewayClient, GatewayFactory, GatewayPair, login
+from tests.support.gateway_client import (
+    GatewayClient,
+    GatewayFactory,
+    GatewayPair,
+    GatewayPairFactory,
+    login,
+)
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.waiting import eventually
 
@@ -44,21 +49,14 @@ def introspection_settings(auth_settings: Settings) -> Settings:
 
 @pytest.fixture
 async def gateway_pair(
-    gateway_factory: GatewayFactory,
+    gateway_pair_factory: GatewayPairFactory,
     introspection_settings: Settings,
     fake_server: fakeredis.FakeServer,
     clock: FakeClock,
-    aiohttp_client: AiohttpClient,
 ) -> GatewayPair:
     """(public client, admin client) of one gateway on fakeredis with a fake clock."""
-    from gateway.app import create_apps
-
-    apps = create_apps(
-        introspection_settings, redis=fakeredis.FakeAsyncRedis(server=fake_server), clock=clock
-    )
-    public = await aiohttp_client(apps[0])
-    admin = await aiohttp_client(apps[1])
-    return public, admin
+    redis = fakeredis.FakeAsyncRedis(server=fake_server)
+    return await gateway_pair_factory(introspection_settings, redis=redis, clock=clock)
 
 
 @pytest.fixture

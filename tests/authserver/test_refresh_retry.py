@@ -17,20 +17,20 @@ import pytest
 from aiohttp import ClientResponse
 from redis.asyncio import Redis
 
-from gateway.authserver.token_service import open_successor, seal_successor
 from gateway.config import Settings
 from gateway.store import (
     RotateResult,
     SessionStore,
     connect_redis,
     new_refresh_token,
-    new_sid,
     refresh_token_hash,
 )
 from gateway.store.keyspace import KeySpace
 from tests.support.clock import FakeClock
 from tests.support.gateway_client import GatewayClient, GatewayFactory, login
+from tests.support.gateway_settings import on_redis
 from tests.support.redis_servers import RedisServer
+from tests.support.stored_sessions import open_session, rotate_session
 from tests.support.waiting import eventually
 
 GRACE = 10.0
@@ -44,28 +44,11 @@ def sessions(clock: FakeClock) -> SessionStore:
     return SessionStore(fakeredis.FakeAsyncRedis(), clock=clock)
 
 
-async def open_session(store: SessionStore) -> tuple[str, str]:
-    sid = new_sid("alice")
-    token = new_refresh_token(sid)
-    await store.create(sub="alice", sid=sid, refresh_hash=refresh_token_hash(token), lifetime=3600)
-    return sid, token
-
-
 async def rotate(
     store: SessionStore, sid: str, token: str, grace: float = GRACE
 ) -> tuple[RotateResult, str]:
     """One rotation attempt as the token service makes it, without confirming delivery."""
-    successor = new_refresh_token(sid)
-    result = await store.rotate(
-        sid=sid,
-        presented_hash=refresh_token_hash(token),
-        new_hash=refresh_token_hash(successor),
-        successor_box=seal_successor(token, successor, sid),
-        grace=grace,
-    )
-    if result.successor_box is not None:
-        successor = open_successor(token, result.successor_box, sid) or ""
-    return result, successor
+    return await rotate_session(store, sid, token, grace, delivered=False)
 
 
 async def confirm(store: SessionStore, sid: str, successor: str, grace: float = GRACE) -> bool:
@@ -164,13 +147,7 @@ async def stalling(
     clock: FakeClock,
 ) -> AsyncIterator[tuple[GatewayClient, Redis]]:
     """The gateway on a real redis-server with short deadlines, and a raw client for checks."""
-    settings = auth_settings.model_copy(
-        update={
-            "redis": auth_settings.redis.model_copy(
-                update={"url": redis_server.url, "connect_timeout": 0.3, "socket_timeout": 0.3}
-            )
-        }
-    )
+    settings = on_redis(auth_settings, redis_server.url, connect_timeout=0.3, socket_timeout=0.3)
     client = await gateway_factory(settings, clock=clock)
     raw = connect_redis(redis_server.url, connect_timeout=5, socket_timeout=5, max_connections=4)
     yield client, raw

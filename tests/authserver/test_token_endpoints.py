@@ -15,6 +15,7 @@ from gateway.config import Settings
 from gateway.store import connect_redis
 from tests.support.clock import FakeClock
 from tests.support.gateway_client import GatewayClient, GatewayFactory, login
+from tests.support.gateway_settings import on_redis
 from tests.support.jwt_tokens import bearer
 from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
@@ -399,13 +400,7 @@ async def test_real_redis_outage_is_503_and_leaves_nothing(
     redis_server: RedisServer,
     upstream: Upstream,
 ) -> None:
-    settings = auth_settings.model_copy(
-        update={
-            "redis": auth_settings.redis.model_copy(
-                update={"url": redis_server.url, "connect_timeout": 0.3, "socket_timeout": 0.3}
-            )
-        }
-    )
+    settings = on_redis(auth_settings, redis_server.url, connect_timeout=0.3, socket_timeout=0.3)
     client = await gateway_factory(settings)
     body = await login(client)
     redis_server.stop()

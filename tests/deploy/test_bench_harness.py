@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import free_port
+from tests.support.processes import clean_env, free_port
+from tests.support.programs import require
 from tests.support.repository import ROOT
 
 pytestmark = pytest.mark.slow  # runs the benchmark harness and its processes
@@ -26,7 +27,7 @@ def bench(
 ) -> subprocess.CompletedProcess[str]:
     """`python -m bench.run` with its work folder under `tmp` (TMPDIR), so that only this run's
     processes are looked for afterwards, never another benchmark's on the same machine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env = clean_env()
     env["TMPDIR"] = str(tmp)
     if path is not None:
         env["PATH"] = path
@@ -76,8 +77,7 @@ def test_missing_wrk_without_install_is_a_clear_refusal(tmp_path: Path) -> None:
 
 
 def test_upstream_not_running_is_a_clear_refusal_and_nothing_is_left(tmp_path: Path) -> None:
-    if shutil.which("redis-server") is None and not os.environ.get("CI"):
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    require("redis-server", install="apt-get install redis-server")
     # The load generator is never started on this path: a stand-in lets the check run
     # on machines without wrk.
     fake_bin = tmp_path / "bin"

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
+from tests.support.gateway_client import GatewayProcessFactory
 from tests.support.jwt_tokens import bearer
-from tests.support.processes import clean_env, free_port
+from tests.support.processes import free_port
+from tests.support.programs import require
 from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
 from tests.support.repository import DEPLOY
@@ -56,11 +56,9 @@ def rules() -> list[dict[str, Any]]:
 
 
 def promtool() -> str:
+    require("promtool", install="apt-get install prometheus")
     found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is required under CI (apt-get install prometheus)")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+    assert found is not None
     return found
 
 
@@ -214,35 +212,22 @@ def exported_names(exposition: str) -> set[str]:
 @pytest.mark.slow
 @pytest.mark.redis
 async def test_every_metric_used_exists_in_a_running_gateways_metrics(
-    tmp_path: Path,
-    key_files: dict[str, Path],
+    gateway_process: GatewayProcessFactory,
     users_file: Path,
     upstream: Upstream,
     redis_server: RedisServer,
 ) -> None:
-    port, admin_port = free_port(), free_port()
-    config = {
-        "redis": {"url": redis_server.url},
-        "listen": {"port": port},
+    admin_port = free_port()
+    sections = {
         "admin": {"port": admin_port, **ADMIN_KEYS},
-        "keys": {
-            "active": "k",
-            "items": [{"kid": "k", "private_key_file": str(key_files["EdDSA"])}],
-        },
         "auth": {"users_file": str(users_file)},
         "tokens": {"refresh_reuse_grace": 0},
         "routes": [{"prefix": "/", "upstream": upstream.url}],
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(config))
-    with (tmp_path / "gateway.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(path), "--workers", "2"],
-            env=clean_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    process, base = await gateway_process(
+        "--workers", "2", redis_url=redis_server.url, sections=sections
+    )
+    admin = f"http://127.0.0.1:{admin_port}"
     used = {
         name
         for expr in [*dashboard_exprs(), *(rule["expr"] for rule in rules())]

@@ -1,5 +1,5 @@
-"""W3C trace context through the gateway (passthrough, participate, restart), the trace id
-in access lines, and the optional OpenTelemetry spans."""
+"""W3C trace context: parsing traceparent, the context through the gateway (passthrough,
+participate, restart), the trace id in access lines, and the optional OpenTelemetry spans."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config import Settings, TracingSettings
 from gateway.observability.telemetry import Telemetry
-from gateway.observability.tracecontext import parse_traceparent
+from gateway.observability.tracecontext import incoming_trace_id, parse_traceparent
 from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.jwt_tokens import bearer
 from tests.support.recording_upstream import Upstream
@@ -26,6 +26,29 @@ TRACESTATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.access"]
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", True),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more", True),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more", False),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),
+        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_traceparent_parsing(value: str | None, valid: bool) -> None:
+    parsed = parse_traceparent(value)
+    assert (parsed is not None) is valid
+    headers = {} if value is None else {"traceparent": value}
+    assert incoming_trace_id(headers) == (parsed.trace_id if parsed is not None else None)
 
 
 @pytest.fixture

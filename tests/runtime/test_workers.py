@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.support.gateway_client import GatewayProcessFactory
-from tests.support.processes import free_port
+from tests.support.processes import clean_env, free_port
 from tests.support.redis_servers import RedisServer
 from tests.support.waiting import eventually
 
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.slow  # starts gateway processes
 def test_several_workers_refuse_the_in_memory_store(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"redis": {"url": "memory://"}, "listen": {"port": free_port()}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env = clean_env()
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "2"],
         env=env,

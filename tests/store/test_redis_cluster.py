@@ -10,11 +10,11 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.crc import key_slot
 
-from gateway.app import create_app, create_apps
+from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.keyspace import KeySpace, new_sid
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
-from tests.support.gateway_client import login, wait_for_status
+from tests.support.gateway_client import GatewayPairFactory, login, wait_for_status
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.redis_topology import ClusterSet
 
@@ -41,6 +41,7 @@ def test_users_spread_over_slots() -> None:
 @pytest.mark.slow
 async def test_gateway_on_a_three_master_cluster(
     aiohttp_client: AiohttpClient,
+    gateway_pair_factory: GatewayPairFactory,
     settings_factory: Callable[..., Settings],
     users_file: Path,
     redis_cluster: ClusterSet,
@@ -52,9 +53,7 @@ async def test_gateway_on_a_three_master_cluster(
         admin=ADMIN_KEYS,
         revocation={"check_interval": 0.2, "max_staleness": 5},
     )
-    app_a, admin_a = create_apps(settings)
-    a = await aiohttp_client(app_a)
-    a_admin = await aiohttp_client(admin_a)
+    a, a_admin = await gateway_pair_factory(settings)
     b = await aiohttp_client(create_app(settings))
     assert (await a.get("/readyz")).status == 200
 

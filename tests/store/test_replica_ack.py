@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +17,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from pytest_aiohttp import AiohttpClient
 
-from gateway.app import create_apps
 from gateway.config import RedisSettings, Settings
 from gateway.errors import ReplicaAckMissing
 from gateway.store import SessionStore, connect_redis
@@ -28,8 +25,10 @@ from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.store.keyspace import KeySpace, new_sid, sub_key
 from gateway.store.writes import Durability
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
-from tests.support.gateway_client import GatewayPair, login
+from tests.support.gateway_client import GatewayPair, GatewayPairFactory, login
 from tests.support.jwt_tokens import bearer
+from tests.support.processes import clean_env
+from tests.support.programs import require
 from tests.support.redis_topology import RedisNode, Replicated
 from tests.support.repository import ROOT
 from tests.support.waiting import eventually
@@ -80,7 +79,7 @@ async def caught_up(primary: RedisNode) -> None:
 
 @pytest.fixture
 async def acked(
-    aiohttp_client: AiohttpClient,
+    gateway_pair_factory: GatewayPairFactory,
     settings_factory: Callable[..., Settings],
     users_file: Path,
     redis_replicated: Replicated,
@@ -97,8 +96,7 @@ async def acked(
         admin=ADMIN_KEYS,
     )
     await caught_up(redis_replicated.primary)  # replication is running before the first write
-    public, admin = create_apps(settings)
-    return await aiohttp_client(public), await aiohttp_client(admin)
+    return await gateway_pair_factory(settings)
 
 
 def session_on(node: RedisNode, sid: str) -> dict[Any, Any]:
@@ -218,17 +216,14 @@ async def test_a_browser_refresh_cookie_is_staged_only_once_the_replica_holds_it
 @pytest.mark.slow
 def test_the_cost_measurement_runs_both_settings() -> None:
     """`python -m bench.measure_replica_ack` works end to end (its figures are not asserted)."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required under CI but is not installed")
-        pytest.skip("redis-server binary not found (install redis-server to run this test)")
+    require("redis-server", install="apt-get install redis-server")
     done = subprocess.run(
         [sys.executable, "-m", "bench.measure_replica_ack", "--rounds", "1", "--seconds", "0.5"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+        env=clean_env(),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if re.match(r"^\| [01] \|", line)]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import Any
 
 import fakeredis
 import pytest
 
-from gateway.authserver.token_service import open_successor, seal_successor
+from gateway.authserver.token_service import open_successor
 from gateway.errors import StoreUnavailable
 from gateway.store import (
     AuditLog,
@@ -23,14 +22,8 @@ from gateway.store import (
     refresh_token_hash,
 )
 from gateway.store.revocations import Revocation, decode, encode
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
+from tests.support.stored_sessions import open_session, rotate_session
 
 
 @pytest.fixture
@@ -44,44 +37,8 @@ def redis(server: fakeredis.FakeServer) -> Any:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sessions(redis: Any, clock: Clock) -> SessionStore:
+def sessions(redis: Any, clock: FakeClock) -> SessionStore:
     return SessionStore(redis, clock=clock)
-
-
-async def open_session(store: SessionStore, sub: str = "alice", **kw: Any) -> tuple[str, str]:
-    sid = new_sid(sub)
-    token = new_refresh_token(sid)
-    await store.create(
-        sub=sub, sid=sid, refresh_hash=refresh_token_hash(token), lifetime=3600, **kw
-    )
-    return sid, token
-
-
-async def rotate(
-    store: SessionStore, sid: str, token: str, grace: float = 10, *, delivered: bool = True
-) -> Any:
-    """Rotate as the token service does: seal the successor, confirm it once in hand (unless
-    `delivered` is False: the answer was lost). Returns the result and the successor."""
-    successor = new_refresh_token(sid)
-    result = await store.rotate(
-        sid=sid,
-        presented_hash=refresh_token_hash(token),
-        new_hash=refresh_token_hash(successor),
-        successor_box=seal_successor(token, successor, sid),  # what the token service stores
-        grace=grace,
-    )
-    if result.successor_box is not None:
-        successor = open_successor(token, result.successor_box, sid) or ""
-    if delivered and result.pending:
-        await store.confirm_delivery(
-            sid=sid, successor_hash=refresh_token_hash(successor), grace=grace
-        )
-    return result, successor
 
 
 @pytest.mark.parametrize(
@@ -130,7 +87,7 @@ async def test_same_device_replaces_session(sessions: SessionStore) -> None:
 
 
 async def test_expired_index_entries_are_pruned(
-    sessions: SessionStore, redis: Any, clock: Clock
+    sessions: SessionStore, redis: Any, clock: FakeClock
 ) -> None:
     old, _ = await open_session(sessions)
     clock.now += 7200
@@ -139,51 +96,56 @@ async def test_expired_index_entries_are_pruned(
     assert old.encode() not in await redis.zrange(index, 0, -1)
 
 
-async def test_rotation_outcomes(sessions: SessionStore, clock: Clock) -> None:
+async def test_rotation_outcomes(sessions: SessionStore, clock: FakeClock) -> None:
     sid, first = await open_session(sessions)
-    result, second = await rotate(sessions, sid, first)
-    assert result.outcome == "rotated" and result.session.generation == 1
-    replay, _ = await rotate(sessions, sid, first)
-    assert replay.outcome == "grace"
+    result, second = await rotate_session(sessions, sid, first)
+    assert result.outcome == "rotated"
+    assert result.session is not None and result.session.generation == 1
+    replay, _ = await rotate_session(sessions, sid, first)
+    assert replay.outcome == "grace" and replay.successor_box is not None
     assert open_successor(first, replay.successor_box, sid) == second
-    assert (
-        open_successor(second, replay.successor_box, sid) is None
-    )  # only the spent token opens it
+    # only the spent token opens it
+    assert open_successor(second, replay.successor_box, sid) is None
     forged = "gwrt_" + sid + "." + "A" * 43
-    assert (await rotate(sessions, sid, forged))[0].outcome == "unknown"
+    assert (await rotate_session(sessions, sid, forged))[0].outcome == "unknown"
     assert await sessions.get(sid) is not None  # a forged token does not end the session
     clock.now += 11
-    reuse, _ = await rotate(sessions, sid, first)
-    assert reuse.outcome == "reuse" and reuse.session.sid == sid
+    reuse, _ = await rotate_session(sessions, sid, first)
+    assert reuse.outcome == "reuse"
+    assert reuse.session is not None and reuse.session.sid == sid
     assert await sessions.get(sid) is None
-    assert (await rotate(sessions, sid, second))[0].outcome == "unknown"
+    assert (await rotate_session(sessions, sid, second))[0].outcome == "unknown"
 
 
 async def test_zero_grace_means_immediate_reuse(sessions: SessionStore) -> None:
     sid, first = await open_session(sessions)
-    await rotate(sessions, sid, first, grace=0)
-    assert (await rotate(sessions, sid, first, grace=0))[0].outcome == "reuse"
+    await rotate_session(sessions, sid, first, grace=0)
+    assert (await rotate_session(sessions, sid, first, grace=0))[0].outcome == "reuse"
 
 
-async def test_absolute_lifetime_is_never_extended(sessions: SessionStore, clock: Clock) -> None:
+async def test_absolute_lifetime_is_never_extended(
+    sessions: SessionStore, clock: FakeClock
+) -> None:
     sid, token = await open_session(sessions)
     expires = (await sessions.get(sid)).expires_at  # type: ignore[union-attr]
     for _ in range(3):
         clock.now += 600
-        result, token = await rotate(sessions, sid, token)
-        assert result.session.expires_at == expires
+        result, token = await rotate_session(sessions, sid, token)
+        assert result.session is not None and result.session.expires_at == expires
     clock.now = expires + 1
-    assert (await rotate(sessions, sid, token))[0].outcome == "expired"
+    assert (await rotate_session(sessions, sid, token))[0].outcome == "expired"
 
 
 async def test_fifty_concurrent_rotations(sessions: SessionStore) -> None:
     sid, token = await open_session(sessions)
-    results = await asyncio.gather(*(rotate(sessions, sid, token) for _ in range(50)))
+    results = await asyncio.gather(*(rotate_session(sessions, sid, token) for _ in range(50)))
     outcomes = [r.outcome for r, _ in results]
     assert outcomes.count("rotated") == 1 and outcomes.count("grace") == 49
     (winner,) = [successor for r, successor in results if r.outcome == "rotated"]
     replayed = {
-        open_successor(token, r.successor_box, sid) for r, _ in results if r.outcome == "grace"
+        open_successor(token, r.successor_box or b"", sid)
+        for r, _ in results
+        if r.outcome == "grace"
     }
     assert replayed == {winner}  # one live chain
     assert (await sessions.get(sid)).generation == 1  # type: ignore[union-attr]
@@ -191,7 +153,9 @@ async def test_fifty_concurrent_rotations(sessions: SessionStore) -> None:
 
 async def test_fifty_concurrent_rotations_without_grace(sessions: SessionStore) -> None:
     sid, token = await open_session(sessions)
-    results = await asyncio.gather(*(rotate(sessions, sid, token, grace=0) for _ in range(50)))
+    results = await asyncio.gather(
+        *(rotate_session(sessions, sid, token, grace=0) for _ in range(50))
+    )
     outcomes = [r.outcome for r, _ in results]
     assert outcomes.count("rotated") == 1
     assert set(outcomes) <= {"rotated", "reuse", "unknown"}
@@ -199,10 +163,10 @@ async def test_fifty_concurrent_rotations_without_grace(sessions: SessionStore) 
 
 
 async def test_every_key_has_a_ttl_and_no_raw_token(
-    sessions: SessionStore, redis: Any, clock: Clock
+    sessions: SessionStore, redis: Any, clock: FakeClock
 ) -> None:
     sid, token = await open_session(sessions, device_id="d")
-    _, second = await rotate(sessions, sid, token)
+    _, second = await rotate_session(sessions, sid, token)
     revocations = RevocationStore(redis, clock=clock)
     await revocations.revoke_session(sid, until=clock.now + 60)
     await revocations.revoke_user("alice", at=clock.now, until=clock.now + 60)
@@ -226,23 +190,23 @@ async def test_delete_and_delete_all(sessions: SessionStore) -> None:
 
 
 async def test_owner_matches_tokens_that_can_still_refresh(
-    sessions: SessionStore, clock: Clock
+    sessions: SessionStore, clock: FakeClock
 ) -> None:
     sid, first = await open_session(sessions)
     assert (await sessions.owner(sid, refresh_token_hash(first))) is not None
-    _, second = await rotate(sessions, sid, first)
+    _, second = await rotate_session(sessions, sid, first)
     assert await sessions.owner(sid, refresh_token_hash(second)) is not None
     # the spent token still fetches its successor within the grace window: it owns the session
     assert await sessions.owner(sid, refresh_token_hash(first)) is not None
     clock.now += 11
     assert await sessions.owner(sid, refresh_token_hash(first)) is None
-    await rotate(sessions, sid, second, delivered=False)
+    await rotate_session(sessions, sid, second, delivered=False)
     clock.now += 3600 - 12
     assert await sessions.owner(sid, refresh_token_hash(second)) is not None  # still pending
     assert await sessions.owner(sid, refresh_token_hash(first)) is None
 
 
-async def test_revocation_records(redis: Any, clock: Clock) -> None:
+async def test_revocation_records(redis: Any, clock: FakeClock) -> None:
     store = RevocationStore(redis, clock=clock)
     assert await store.revoke_jti("old", exp=clock.now - 100, leeway=30) is None  # no-op
     first = await store.revoke_user("alice", at=clock.now, until=clock.now + 100)
@@ -257,7 +221,7 @@ async def test_revocation_records(redis: Any, clock: Clock) -> None:
     assert await store.load_all() == []  # past `until` everything is skipped
 
 
-async def test_publish_and_listen(redis: Any, clock: Clock) -> None:
+async def test_publish_and_listen(redis: Any, clock: FakeClock) -> None:
     store = RevocationStore(redis, clock=clock)
     async with store.subscription() as feed:
         await store.revoke_jti("x", exp=clock.now + 100, leeway=0)
@@ -291,7 +255,7 @@ def test_encode_decode_round_trip() -> None:
     assert decode(encode(record)) == record
 
 
-async def test_rate_limiter_windows(redis: Any, clock: Clock) -> None:
+async def test_rate_limiter_windows(redis: Any, clock: FakeClock) -> None:
     limiter = RateLimiter(redis, clock=clock)
     results = [await limiter.hit("login", "1.2.3.4", limit=3, window=60) for _ in range(4)]
     assert [ok for ok, _ in results] == [True, True, True, False]
@@ -300,7 +264,7 @@ async def test_rate_limiter_windows(redis: Any, clock: Clock) -> None:
     assert (await limiter.hit("login", "1.2.3.4", limit=3, window=60))[0] is True
 
 
-async def test_audit_newest_first(redis: Any, clock: Clock) -> None:
+async def test_audit_newest_first(redis: Any, clock: FakeClock) -> None:
     audit = AuditLog(redis, clock=clock)
     for i in range(5):
         await audit.record(actor="k", action=f"a{i}", target="t", source="127.0.0.1")
@@ -310,7 +274,7 @@ async def test_audit_newest_first(redis: Any, clock: Clock) -> None:
     assert [e.action for e in older] == ["a1", "a0"]
 
 
-async def test_every_public_coroutine_maps_redis_outages(clock: Clock) -> None:
+async def test_every_public_coroutine_maps_redis_outages(clock: FakeClock) -> None:
     server = fakeredis.FakeServer()
     server.connected = False
     redis = fakeredis.FakeAsyncRedis(server=server)
@@ -360,7 +324,7 @@ async def test_every_public_coroutine_maps_redis_outages(clock: Clock) -> None:
             pass
 
 
-async def test_revocation_load_skips_malformed_records(redis: Any, clock: Clock) -> None:
+async def test_revocation_load_skips_malformed_records(redis: Any, clock: FakeClock) -> None:
     store = RevocationStore(redis, clock=clock)
     live = repr(clock.now + 100)
     for key, value in {

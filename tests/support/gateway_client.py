@@ -42,6 +42,12 @@ class GatewayFactory(Protocol):
 GatewayPair: TypeAlias = tuple[GatewayClient, GatewayClient]
 
 
+class GatewayPairFactory(Protocol):
+    """The `gateway_pair_factory` fixture: one gateway's public and admin clients."""
+
+    async def __call__(self, settings: Settings, **kwargs: Any) -> GatewayPair: ...
+
+
 class GatewayProcessFactory(Protocol):
     """The `gateway_process` fixture: `gateway serve ARGS` in a child process, returned with its
     base URL once /healthz answers; `sections` replace whole sections of its configuration and

@@ -1,13 +1,26 @@
 """Settings the tests start from: an EdDSA signer with ES256 and HS256 verification keys, and
-routes of each policy in front of one upstream; any section can be replaced or extended."""
+routes of each policy in front of one upstream; any section can be replaced or extended. The
+`auth` section tests log in with: their users, login rate limits no test reaches."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from gateway.config import Settings
 from tests.support.jwt_tokens import AUDIENCE, ISSUER
+
+# Far above what a test sends: only the rate limits' own tests meet theirs.
+ROOMY_LOGIN_LIMITS: Final = {
+    "per_ip": {"limit": 1000, "window": 60},
+    "failures_per_username": {"limit": 1000, "window": 60},
+}
+
+
+def auth_section(users_file: Path, **rate_limits: Any) -> dict[str, Any]:
+    """The `auth` section with these users and ROOMY_LOGIN_LIMITS (`rate_limits` replace
+    single limits: `per_ip={"limit": 100_000, "window": 60}`)."""
+    return {"users_file": str(users_file), "rate_limits": {**ROOMY_LOGIN_LIMITS, **rate_limits}}
 
 
 def base_settings(key_files: dict[str, Path], upstream_url: str, **sections: Any) -> Settings:
@@ -37,3 +50,9 @@ def base_settings(key_files: dict[str, Path], upstream_url: str, **sections: Any
         else:
             data[name] = value
     return Settings(**data)
+
+
+def on_redis(settings: Settings, url: str, **redis: Any) -> Settings:
+    """The same settings on the Redis at `url` (other `redis.*` fields as keywords)."""
+    section = settings.redis.model_copy(update={"url": url, **redis})
+    return settings.model_copy(update={"redis": section})

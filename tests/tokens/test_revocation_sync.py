@@ -6,18 +6,18 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from gateway.app import create_app, create_apps
+from gateway.app import create_app
 from gateway.appkeys import SERVICES
 from gateway.config import Settings
 from gateway.store import connect_redis
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
-from tests.support.gateway_client import GatewayClient, login, wait_for_status
+from tests.support.gateway_client import GatewayClient, GatewayPairFactory, login, wait_for_status
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
@@ -44,14 +44,14 @@ Instances = tuple[GatewayClient, GatewayClient, GatewayClient]
 
 @pytest.fixture
 async def instances(
-    aiohttp_client: AiohttpClient, cluster_settings: Settings
-) -> AsyncIterator[Instances]:
+    gateway_pair_factory: GatewayPairFactory,
+    aiohttp_client: AiohttpClient,
+    cluster_settings: Settings,
+) -> Instances:
     """(A public, A admin, B public): two independent gateways sharing one Redis."""
-    app_a, admin_a = create_apps(cluster_settings)
-    a = await aiohttp_client(app_a)
-    a_admin = await aiohttp_client(admin_a)
+    a, a_admin = await gateway_pair_factory(cluster_settings)
     b = await aiohttp_client(create_app(cluster_settings))
-    yield a, a_admin, b
+    return a, a_admin, b
 
 
 async def test_revoke_on_a_is_enforced_on_b(instances: Instances, upstream: Upstream) -> None:
