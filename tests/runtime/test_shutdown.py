@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
 from tests.support.gateway_client import GatewayProcessFactory
+from tests.support.recording_upstream import Upstream
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow  # starts gateway processes and waits for drains
 
 
-async def test_sigterm_lets_a_slow_response_finish(gateway_process: GatewayProcessFactory) -> None:
+async def test_sigterm_lets_a_slow_response_finish(
+    gateway_process: GatewayProcessFactory, upstream: Upstream
+) -> None:
     process, base = await gateway_process(drain_timeout=10)
     async with aiohttp.ClientSession() as session:
         slow = asyncio.ensure_future(session.get(f"{base}/slow?s=1"))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: reached(upstream, "/slow"), what="the request is in flight")
         process.send_signal(signal.SIGTERM)
         resp = await slow
         assert resp.status == 200
@@ -28,28 +33,39 @@ async def test_sigterm_lets_a_slow_response_finish(gateway_process: GatewayProce
 
 
 async def test_sigterm_cuts_a_slow_request_at_the_drain_timeout(
-    gateway_process: GatewayProcessFactory,
+    gateway_process: GatewayProcessFactory, upstream: Upstream
 ) -> None:
     process, base = await gateway_process(drain_timeout=0.5)
     async with aiohttp.ClientSession() as session:
         slow = asyncio.ensure_future(session.get(f"{base}/slow?s=5"))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: reached(upstream, "/slow"), what="the request is in flight")
         process.send_signal(signal.SIGTERM)
         with pytest.raises(aiohttp.ClientError):  # cut at the drain timeout, never a fake 200
             await slow
     assert await asyncio.to_thread(process.wait, 15) == 0
 
 
-async def _read_slowly(resp: aiohttp.ClientResponse, pause: float) -> int:
-    """Read the body, pausing once per MiB (paced by bytes, not by reads: under load reads
-    return smaller pieces, and pacing per read would stretch the download past the drain)."""
-    received = paced = 0
-    async for chunk in resp.content.iter_chunked(1 << 20):
-        received += len(chunk)
-        if received - paced >= 1 << 20:
-            paced = received
-            await asyncio.sleep(pause)
-    return received
+def reached(upstream: Upstream, path: str) -> bool:
+    return any(r.path == path for r in upstream.received)
+
+
+@dataclass
+class SlowReader:
+    """A client reading a body slowly: a pause once per MiB (paced by bytes, not by reads:
+    under load reads return smaller pieces, and pacing per read would stretch the download
+    past the drain)."""
+
+    pause: float
+    received: int = 0
+
+    async def read(self, resp: aiohttp.ClientResponse) -> int:
+        paced = 0
+        async for chunk in resp.content.iter_chunked(1 << 20):
+            self.received += len(chunk)
+            if self.received - paced >= 1 << 20:
+                paced = self.received
+                await asyncio.sleep(self.pause)
+        return self.received
 
 
 async def test_sigterm_lets_a_streaming_download_finish(
@@ -62,8 +78,9 @@ async def test_sigterm_lets_a_streaming_download_finish(
         session.get(f"{base}/download?size={size}") as resp,
     ):
         assert resp.status == 200
-        reading = asyncio.ensure_future(_read_slowly(resp, 0.05))
-        await asyncio.sleep(0.3)
+        reader = SlowReader(pause=0.05)
+        reading = asyncio.ensure_future(reader.read(resp))
+        await eventually(lambda: reader.received > 0, what="the body is arriving")
         process.send_signal(signal.SIGTERM)
         assert await reading == size
     assert await asyncio.to_thread(process.wait, 30) == 0
@@ -79,8 +96,9 @@ async def test_sigterm_cuts_a_streaming_download_cleanly_at_the_drain_timeout(
         session.get(f"{base}/download?size={size}") as resp,
     ):
         assert resp.status == 200 and resp.content_length == size
-        reading = asyncio.ensure_future(_read_slowly(resp, 0.05))
-        await asyncio.sleep(0.3)
+        reader = SlowReader(pause=0.05)
+        reading = asyncio.ensure_future(reader.read(resp))
+        await eventually(lambda: reader.received > 0, what="the body is arriving")
         process.send_signal(signal.SIGTERM)
         # cut short of the declared length: the client sees an error, never a short success
         with pytest.raises(aiohttp.ClientPayloadError):
