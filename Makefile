@@ -81,24 +81,24 @@ docs: $(STAMP)
 	$(BIN)/python -m gateway.config_reference docs/configuration.md
 
 screenshots: $(STAMP)
-	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_console_browser.py
+	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/admin/test_console_chromium.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix gateway tests deploy bench
 	$(BIN)/ruff format gateway tests deploy bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/plot.py
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.plot
 
 bench-quick: $(STAMP)
-	$(BIN)/python bench/run.py --quick
+	$(BIN)/python -m bench.run --quick
 
 chaos: $(STAMP)
-	$(BIN)/python bench/chaos.py
+	$(BIN)/python -m bench.drills.chaos
 
 bench-plot: $(STAMP)
-	$(BIN)/python bench/plot.py
+	$(BIN)/python -m bench.plot
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache

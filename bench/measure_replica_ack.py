@@ -1,8 +1,8 @@
 """What replica acknowledgement costs: refresh rotations per second with redis.min_replicas_ack
 0 and 1, back to back, on one primary with one replica (not collected by pytest).
 
-    python bench/measure_replica_ack.py                 # 3 alternating rounds of 10 s each
-    python bench/measure_replica_ack.py --rounds 1 --seconds 1   # checks the harness
+    python -m bench.measure_replica_ack                 # 3 alternating rounds of 10 s each
+    python -m bench.measure_replica_ack --rounds 1 --seconds 1   # checks the harness
 
 Two gateways (one worker each, pinned to the same core when taskset is there) share a private
 redis-server primary and its replica on loopback; 32 clients each refresh their own session in
@@ -26,13 +26,8 @@ from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `bench` and `gateway` importable
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import cpu_seconds, free_port, process_tree  # noqa: E402
-from bench.redis_topology import start_replicated  # noqa: E402
-from bench.run import (  # noqa: E402
+from bench.cpu_time import cpu_seconds, process_tree
+from bench.run import (
     BENCH_PASSWORD,
     BENCH_USER,
     BenchError,
@@ -42,7 +37,9 @@ from bench.run import (  # noqa: E402
     gateway_settings,
     start_gateway,
 )
-from gateway.tokens.keys import generate_key_material, write_secret_file  # noqa: E402
+from gateway.tokens.keys import generate_key_material, write_secret_file
+from tests.support.processes import free_port
+from tests.support.redis_topology import start_replicated
 
 CHAINS = 32
 

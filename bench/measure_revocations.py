@@ -1,7 +1,7 @@
 """Revocation figures on a private redis-server (not collected by pytest).
 
-python bench/measure_revocations.py propagation [N]   # revoke through A, time until B's view has it
-python bench/measure_revocations.py load [N]          # load N revocations into a view
+python -m bench.measure_revocations propagation [N]   # revoke through A, time until B's view has it
+python -m bench.measure_revocations load [N]          # load N revocations into a view
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from gateway.store import RevocationStore, connect_redis
 from gateway.store.revocations import Revocation, stored_value
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, spawn_redis
+from tests.support.processes import free_port
+from tests.support.redis_servers import spawn_redis
 
 
 async def propagation(count: int, url: str) -> dict[str, float]:

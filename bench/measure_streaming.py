@@ -1,16 +1,14 @@
 """Stream a large upload and download through a gateway process; report its peak RSS.
 
-    python bench/measure_streaming.py [MiB]      (default 1024)
+    python -m bench.measure_streaming [MiB]      (default 1024)
 
-Used by tests/test_streaming.py with a smaller size; run by hand for the 1 GiB figure.
+Used by tests/proxy/test_streaming_memory.py with a smaller size; run by hand for the 1 GiB figure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,13 +19,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.support.processes import clean_env, free_port
+
 BLOCK = b"\0" * (1 << 20)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -78,7 +72,7 @@ async def measure(mib: int) -> dict[str, Any]:
         ],
     }
     (workdir / "config.yaml").write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env = clean_env()
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(workdir / "config.yaml")],
         env=env,

@@ -4,7 +4,7 @@ row; the reference the gateway is measured against is bench/tuned_proxy.py).
 One pooled ClientSession; forwards method, path, query, headers and body; streams the
 response back. No auth, no header policy, no logging or metrics.
 
-    python bench/naive_proxy.py --port 8100 --upstream http://127.0.0.1:8200
+    python -m bench.naive_proxy --port 8100 --upstream http://127.0.0.1:8200
 """
 
 from __future__ import annotations

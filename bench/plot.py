@@ -1,8 +1,8 @@
 """Draw a benchmark run: requests/s and p99 latency per scenario and target, with nginx and
 the reference proxy in the same chart. matplotlib is a bench-only extra (`.[bench]`).
 
-    python bench/plot.py                                  # make bench-plot
-    python bench/plot.py --results bench/results/latest.json --out docs/bench.png
+    python -m bench.plot                                  # make bench-plot
+    python -m bench.plot --results bench/results/latest.json --out docs/bench.png
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ auth and nginx, in alternating rounds of one run; then refresh throughput, revoc
 propagation and memory figures. Every "× reference" ratio and target is against the tuned
 reference proxy.
 
-    python bench/run.py            # make bench: 3 rounds of 10 s per target (then the chart)
-    python bench/run.py --quick    # make bench-quick: 3 rounds of 3 s, smaller memory runs
+    python -m bench.run            # make bench: 3 rounds of 10 s per target (then the chart)
+    python -m bench.run --quick    # make bench-quick: 3 rounds of 3 s, smaller memory runs
 
 Prints a markdown table and writes JSON (and the table) under bench/results/;
-bench/plot.py draws the latest results (make bench-plot).
+`python -m bench.plot` draws the latest results (make bench-plot).
 Everything listens on 127.0.0.1 on free ports; every run is bounded in time.
 """
 
@@ -34,30 +34,31 @@ from typing import Any
 
 import aiohttp
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import cpu_seconds, free_port, process_tree, spawn_redis, stop_processes, wait_for_port  # noqa: E402
-
-from gateway.admin.apikeys import admin_key_hash  # noqa: E402
-from gateway.authserver.credentials import hash_password  # noqa: E402
-from gateway.browser.seal import (  # noqa: E402
+from bench.cpu_time import cpu_seconds, process_tree
+from gateway.admin.apikeys import admin_key_hash
+from gateway.authserver.credentials import hash_password
+from gateway.browser.seal import (
     ACCESS,
     REFRESH,
     AesGcmSeal,
     load_seal_keys,
     new_seal_key,
 )
-from gateway.config import BrowserSettings, Settings  # noqa: E402
-from gateway.store import (  # noqa: E402
+from gateway.config import BrowserSettings, Settings
+from gateway.services import build_issuer
+from gateway.store import (
     RevocationStore,
     SessionStore,
     connect_redis,
-    new_refresh_token,
-    new_sid,
-    refresh_token_hash,
 )
-from gateway.tokens.issuer import TokenIssuer  # noqa: E402
-from gateway.tokens.keys import generate_key_material, load_keyring, write_secret_file  # noqa: E402
+from gateway.tokens.issuer import TokenIssuer
+from gateway.tokens.keys import generate_key_material, load_keyring, write_secret_file
+from tests.support.processes import clean_env, free_port, stop_processes, wait_for_port
+from tests.support.redis_servers import spawn_redis
+from tests.support.stored_sessions import open_session
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent  # the benchmark's own processes run as `python -m bench.…` from here
 
 CONNECTIONS = 64
 BEARER = ("Authorization", "Bearer ")
@@ -114,8 +115,8 @@ class Stack:
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
         log = open(self.workdir / f"proc-{len(self.processes)}.log", "wb")  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        env = clean_env()
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         self.processes.append(process)
         if port is not None:
             try:
@@ -224,9 +225,11 @@ def start_upstream(stack: Stack, cores: Cores) -> tuple[int, str]:
         )
         return port, "nginx (static)"
     stack.start(
-        [sys.executable, str(HERE / "upstream.py"), "--port", str(port)], cpu=cores.load, port=port
+        [sys.executable, "-m", "bench.static_upstream", "--port", str(port)],
+        cpu=cores.load,
+        port=port,
     )
-    return port, "aiohttp (bench/upstream.py)"
+    return port, "aiohttp (bench/static_upstream.py)"
 
 
 def start_nginx_proxy(stack: Stack, upstream: int, cpu: str | None, workers: int) -> Target | None:
@@ -250,7 +253,8 @@ def start_naive(stack: Stack, upstream: int, cpu: str | None) -> Target:
     pid = stack.start(
         [
             sys.executable,
-            str(HERE / "naive_proxy.py"),
+            "-m",
+            "bench.naive_proxy",
             "--port",
             str(port),
             "--upstream",
@@ -268,7 +272,8 @@ def start_reference(stack: Stack, upstream: int, cpu: str | None) -> Target:
     pid = stack.start(
         [
             sys.executable,
-            str(HERE / "tuned_proxy.py"),
+            "-m",
+            "bench.tuned_proxy",
             "--port",
             str(port),
             "--upstream",
@@ -311,7 +316,8 @@ def gateway_settings(
             "active": "bench",
             "items": [{"kid": "bench", "private_key_file": str(workdir / "signing.pem")}],
         },
-        "tokens": {"verified_cache_size": 100_000 if cache else 0},
+        # tokens signed before the run stay valid through it (the default is 15 minutes)
+        "tokens": {"access_ttl": 3600, "verified_cache_size": 100_000 if cache else 0},
         "auth": {
             "users_file": str(users),
             "rate_limits": {"per_ip": {"limit": 100_000, "window": 60}},
@@ -343,11 +349,7 @@ async def browser_sessions(redis_url: str, count: int, seal: AesGcmSeal) -> list
     store = SessionStore(client, clock=time.time)
 
     async def create(i: int) -> str:
-        sid = new_sid(f"browser-{i}")
-        token = new_refresh_token(sid)
-        await store.create(
-            sub=f"browser-{i}", sid=sid, refresh_hash=refresh_token_hash(token), lifetime=7200
-        )
+        _, token = await open_session(store, f"browser-{i}", lifetime=7200)
         return seal.seal(token, REFRESH)
 
     cookies: list[str] = []
@@ -573,16 +575,17 @@ async def propagation(
     }
 
 
-def run_script(argv: list[str], limit: float) -> dict[str, Any]:
+def run_module(module: str, *args: str, limit: float) -> dict[str, Any]:
+    """`python -m module args` from the repository's root; its last output line as JSON."""
     result = subprocess.run(
-        [sys.executable, *argv],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=limit,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+        cwd=ROOT,
     )
     if result.returncode != 0:
-        raise BenchError(f"{argv[0]} failed:\n{result.stderr[-800:]}")
+        raise BenchError(f"{module} failed:\n{result.stderr[-800:]}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
@@ -663,13 +666,9 @@ def _benchmark(
     write_secret_file(workdir / "signing.pem", generate_key_material("EdDSA"))
 
     settings = gateway_settings(workdir, upstream, redis_url)
-    issuer = TokenIssuer(
-        load_keyring(Settings.model_validate(settings).keys),
-        issuer=Settings().tokens.issuer,
-        audience=Settings().tokens.audience,
-        access_ttl=3600,
-        clock=time.time,
-    )
+    validated = Settings.model_validate(settings)
+    issuer = build_issuer(validated, load_keyring(validated.keys))
+    assert issuer is not None  # the settings name an active signing key
     warm = write_tokens(
         workdir / "warm.txt",
         [issuer.issue(sub=f"user-{i}", sid=f"warm-{i}", roles=["user"]).token for i in range(8)],
@@ -810,8 +809,8 @@ def _benchmark(
     admin_port = settings["admin"]["port"]
     spread = asyncio.run(propagation(admin_port, cold_gateway, issuer, plan.propagations))
     print("memory", flush=True)
-    streaming = run_script([str(HERE / "measure_streaming.py"), str(plan.stream_mib)], 600)
-    load = run_script([str(HERE / "measure_revocations.py"), "load", str(plan.revocations)], 600)
+    streaming = run_module("bench.measure_streaming", str(plan.stream_mib), limit=600)
+    load = run_module("bench.measure_revocations", "load", str(plan.revocations), limit=600)
 
     results = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -6,7 +6,7 @@ decompression, a connection pool sized for the benchmark's load (keep-alive conn
 reused, never opened per request); bodies streamed both ways with iter_any() (whatever
 arrived, no fixed chunking). No auth, no header policy, no logging or metrics.
 
-    python bench/tuned_proxy.py --port 8100 --upstream http://127.0.0.1:8200 [--pool 128]
+    python -m bench.tuned_proxy --port 8100 --upstream http://127.0.0.1:8200 [--pool 128]
 """
 
 from __future__ import annotations

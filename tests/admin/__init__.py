@@ -1,0 +1,1 @@
+"""The admin plane (gateway/admin/): the admin API, the console, the operator CLI."""

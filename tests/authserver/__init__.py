@@ -1,0 +1,2 @@
+"""/auth/* and /.well-known/* (gateway/authserver/): token endpoints, logins, federation,
+introspection."""

@@ -1,0 +1,1 @@
+"""Browser sessions (gateway/browser/): cookies, sealing, CSRF, transparent refresh, Chromium."""

@@ -1,0 +1,1 @@
+"""Settings and key configuration (gateway/config/), the CLI's config checks, the reference page."""

@@ -1,0 +1,1 @@
+"""Metrics, logs, trace context and counter history (gateway/observability/)."""

@@ -1,0 +1,1 @@
+"""The request path (gateway/proxy/): fast lane, routing, header policy, forwarding, streaming."""

@@ -1,0 +1,1 @@
+"""The process (gateway/runtime/): serving and draining, worker processes."""

@@ -1,0 +1,1 @@
+"""Everything Redis (gateway/store/): store logic, Cluster, replica acknowledgement, failover."""

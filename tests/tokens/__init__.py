@@ -1,0 +1,1 @@
+"""Token work (gateway/tokens/): verification, bearer credentials, the revocation view and sync."""
