@@ -4,7 +4,6 @@ aiohttp internals), and its tested range is the one pyproject.toml allows."""
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,8 +12,9 @@ from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.runtime import supervisor
 from gateway.runtime.supervisor import AIOHTTP_TESTED, require_tested_aiohttp
+from tests.support.repository import ROOT
 
-PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+PYPROJECT = ROOT / "pyproject.toml"
 
 
 @pytest.mark.parametrize("version", ["3.14.1", "3.14.5", "3.14.12", "3.14.2.post1"])
