@@ -5,6 +5,8 @@
     │   ├── InvalidRequest            400 invalid_request
     │   ├── InvalidGrant              400 invalid_grant
     │   │   └── BadCredentials        401 invalid_grant (login: unknown user = wrong password)
+    │   ├── SignInFailed              400 a sign-in at an identity provider did not complete
+    │   │   └── SignInDenied          403 access_denied (the provider refused it)
     │   ├── UnsupportedGrantType      400 unsupported_grant_type
     │   ├── AuthenticationRequired    401, no error code in WWW-Authenticate (RFC 6750 §3.1)
     │   ├── LoginRedirect             302 to the login page (a browser navigation, no session)
@@ -28,6 +30,8 @@
     │   ├── Overloaded                503 temporarily_unavailable
     │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
     │   ├── ProviderUnavailable       503 temporarily_unavailable (an identity provider's keys)
+    │   ├── ProviderFailed            502 bad_gateway (an identity provider's token endpoint)
+    │   │   └── ProviderTimeout       504 gateway_timeout
     │   ├── UpstreamUnavailable       502 bad_gateway
     │   ├── UpstreamTimeout           504 gateway_timeout
     │   └── LoginBackendUnavailable   503 temporarily_unavailable (auth.backend failed)
@@ -105,6 +109,25 @@ class BadCredentials(InvalidGrant):
 
     def __init__(self, description: str | None = None):
         super().__init__(description, reason="bad_credentials")
+
+
+class SignInFailed(ClientFault):
+    """A browser's sign-in at an identity provider cannot complete (a callback without its
+    login cookie, a replayed one, an ID token refused, …): shown as a page, no session."""
+
+    default_description = "the sign-in could not be completed"
+
+    def __init__(self, description: str | None = None, *, reason: str = "invalid"):
+        super().__init__(description)
+        self.reason = reason  # for metrics and logs: no_login_cookie, state_reused, nonce, …
+
+
+class SignInDenied(SignInFailed):
+    """The identity provider answered the sign-in with an error (access_denied, …)."""
+
+    status = 403
+    code = "access_denied"
+    default_description = "the identity provider did not sign you in"
 
 
 class UnsupportedGrantType(ClientFault):
@@ -279,6 +302,25 @@ class ProviderUnavailable(ServiceFault):
     def __init__(self, description: str | None = None, *, retry_after: int = 30):
         super().__init__(description)
         self.retry_after = retry_after
+
+
+class ProviderFailed(ServiceFault):
+    """An identity provider's token endpoint failed (5xx, not JSON, too large, unreachable)."""
+
+    status = 502
+    code = "bad_gateway"
+    default_description = "the identity provider did not complete the sign-in"
+    retry_after = None
+
+    def __init__(self, description: str | None = None, *, reason: str = "failed"):
+        super().__init__(description)
+        self.reason = reason  # for metrics and logs: http_500, not_json, too_large, …
+
+
+class ProviderTimeout(ProviderFailed):
+    status = 504
+    code = "gateway_timeout"
+    default_description = "the identity provider did not answer in time"
 
 
 class UpstreamUnavailable(ServiceFault):

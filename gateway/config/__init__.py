@@ -6,11 +6,14 @@ from gateway.config.browser_settings import (
     SealKeySettings,
 )
 from gateway.config.federation_settings import (
+    OWN_AUTHORIZATION_PARAMS,
     OWN_CLAIMS,
     FederationSettings,
     ProviderAlgorithm,
+    ProviderLoginSettings,
     ProviderRolesSettings,
     ProviderSettings,
+    TokenAuthMethod,
 )
 from gateway.config.fields import (
     ASYMMETRIC_ALGORITHMS,
@@ -68,6 +71,7 @@ __all__ = [
     "HEADER_NAME_RE",
     "LOOPBACK_HOSTS",
     "ORIGIN_RE",
+    "OWN_AUTHORIZATION_PARAMS",
     "OWN_CLAIMS",
     "SUPPORTED_ALGORITHMS",
     "AdminKeySettings",
@@ -90,6 +94,7 @@ __all__ = [
     "Port",
     "PositiveSeconds",
     "ProviderAlgorithm",
+    "ProviderLoginSettings",
     "ProviderRolesSettings",
     "ProviderSettings",
     "ProxySettings",
@@ -100,6 +105,7 @@ __all__ = [
     "SealKeySettings",
     "Section",
     "Settings",
+    "TokenAuthMethod",
     "TokenSettings",
     "TracingSettings",
     "describe_validation_error",

@@ -9,6 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config.fields import COOKIE_NAME_RE, ORIGIN_RE, PositiveSeconds, Section
 
+_FALSE = frozenset({"false", "0", "no", "off"})  # `secure` as YAML or an environment variable
+
 
 class SealKeySettings(Section):
     """One cookie-sealing key: 32 random bytes, base64url (`gateway cookie-key generate`)."""
@@ -52,6 +54,28 @@ class BrowserSettings(Section):
     """a top-level navigation without a session: redirect to the login page, or the JSON 401"""
     rotation_grace: PositiveSeconds = 60
     """seconds the previous refresh cookie still works once its successor is in use"""
+    password_login: bool = True
+    """the login page shows the password form (false: identity providers' buttons only)"""
+    max_session_age: PositiveSeconds | None = None
+    """seconds a session started at an identity provider lasts before a new sign-in there
+    (silent when the provider allows); per provider: `login.max_session_age`"""
+    public_url: str | None = Field(default=None, pattern=ORIGIN_RE.pattern)
+    """scheme://host[:port] browsers reach the gateway at: identity providers redirect to
+    <public_url>/auth/browser/callback/<provider> (needed with a provider's `login`)"""
+    login_cookie: str = Field(default="__Host-gw_login", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    """name prefix of the sealed cookie of one sign-in at a provider (`<name>_<attempt>`);
+    `gw_login` by default with secure: false"""
+    provider_cookie: str = Field(default="__Host-gw_idp", pattern=COOKIE_NAME_RE)
+    """name of the sealed cookie naming the provider a browser signed in at (silent re-login,
+    the ID token for the provider's logout); `gw_idp` by default with secure: false"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_names_without_secure(cls, data: Any) -> Any:
+        """Without Secure the __Host- prefix is impossible: the defaults drop it."""
+        if isinstance(data, dict) and str(data.get("secure")).lower() in _FALSE:
+            data = {"login_cookie": "gw_login", "provider_cookie": "gw_idp", **data}
+        return data
 
     @field_validator("same_site", mode="before")
     @classmethod
@@ -78,10 +102,13 @@ class BrowserSettings(Section):
 
     @model_validator(mode="after")
     def _names(self) -> BrowserSettings:
-        if self.access_cookie == self.refresh_cookie:
-            raise ValueError("access_cookie and refresh_cookie must differ")
+        names = (self.access_cookie, self.refresh_cookie, self.provider_cookie)
+        if len({n.lower() for n in names}) != len(names):
+            raise ValueError("access_cookie, refresh_cookie and provider_cookie must differ")
+        if any(n.lower().startswith(self.login_cookie.lower() + "_") for n in names):
+            raise ValueError("login_cookie must not be a prefix of another cookie's name")
         if self.enabled and not self.secure:
-            for name in (self.access_cookie, self.refresh_cookie):
+            for name in (*names, self.login_cookie):
                 if name.lower().startswith(("__host-", "__secure-")):
                     raise ValueError(
                         f"cookie {name!r}: the __Host-/__Secure- prefixes need secure: true"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -39,6 +40,94 @@ class ProviderRolesSettings(Section):
     """group → roles; when empty, the groups of `from_claim` are taken as roles as they are"""
 
 
+# Authorization request parameters the gateway sets itself: `extra_params` cannot replace them.
+OWN_AUTHORIZATION_PARAMS: Final = frozenset(
+    {"response_type", "client_id", "redirect_uri", "scope", "state", "nonce"}
+    | {"code_challenge", "code_challenge_method", "response_mode", "request", "request_uri"}
+)
+TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+
+class ProviderLoginSettings(Section):
+    """Browser sign-in at this provider: OpenID Connect authorization code flow with PKCE."""
+
+    client_id: str = Field(min_length=1, max_length=256)
+    """the gateway's client id at the provider (one of the provider's `audiences`)"""
+    client_secret_file: Path | None = None
+    """file holding the client secret (client_secret_basic, or client_secret_post)"""
+    client_secret_env: str | None = None
+    """environment variable holding the client secret"""
+    private_key_file: Path | None = None
+    """PEM private key (RSA, EC P-256 or Ed25519) that signs client assertions (private_key_jwt)"""
+    private_key_id: str | None = Field(default=None, max_length=256)
+    """`kid` of that key as registered at the provider (sent in the assertion's header)"""
+    token_auth_method: TokenAuthMethod | None = None
+    """how the gateway authenticates at the token endpoint; default: client_secret_basic with
+    a secret, private_key_jwt with a key, none (a public client, PKCE only) without either"""
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    """scopes asked for (must include openid)"""
+    extra_params: dict[str, str] = Field(default_factory=dict)
+    """more authorization request parameters (`prompt`, `domain_hint`, `hd`, `max_age`, …);
+    with `max_age` the ID token's `auth_time` is checked against it"""
+    display_name: str | None = Field(default=None, min_length=1, max_length=64)
+    """the login page's button says "Sign in with <display_name>" (default: the name)"""
+    max_session_age: PositiveSeconds | None = None
+    """seconds a session started here lasts before a new sign-in at the provider (silent when
+    it allows); overrides browser.max_session_age"""
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include openid")
+        if not all(re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", scope) for scope in value):
+            raise ValueError("a scope is a non-empty token without spaces or quotes")
+        return value
+
+    @field_validator("extra_params")
+    @classmethod
+    def _not_ours(cls, value: dict[str, str]) -> dict[str, str]:
+        clash = sorted(set(value) & OWN_AUTHORIZATION_PARAMS)
+        if clash:
+            raise ValueError(f"{clash} are set by the gateway itself")
+        max_age = value.get("max_age")
+        if max_age is not None and not re.fullmatch(r"[0-9]{1,9}", max_age):
+            raise ValueError("max_age is a number of seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ProviderLoginSettings:
+        given = [
+            name
+            for name in ("client_secret_file", "client_secret_env", "private_key_file")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of {given}")
+        method = self.token_auth_method
+        secret = bool(given) and given[0] != "private_key_file"
+        if method is None:
+            return self
+        if method in ("client_secret_basic", "client_secret_post") and not secret:
+            raise ValueError(f"{method} needs client_secret_file or client_secret_env")
+        if method == "private_key_jwt" and self.private_key_file is None:
+            raise ValueError("private_key_jwt needs private_key_file")
+        if method == "none" and given:
+            raise ValueError("token_auth_method none takes no secret or key")
+        return self
+
+    @property
+    def auth_method(self) -> TokenAuthMethod:
+        """The token endpoint authentication in effect."""
+        if self.token_auth_method is not None:
+            return self.token_auth_method
+        if self.private_key_file is not None:
+            return "private_key_jwt"
+        if self.client_secret_file is not None or self.client_secret_env is not None:
+            return "client_secret_basic"
+        return "none"
+
+
 class ProviderSettings(Section):
     """One OIDC / JWT identity provider whose tokens are exchanged at /auth/token."""
 
@@ -67,6 +156,8 @@ class ProviderSettings(Section):
     """roles of this provider's users (users linked in the user file keep their own)"""
     copy_claims: list[str] = Field(default_factory=list)
     """provider claims copied into our access tokens (`email`, `name`, …)"""
+    login: ProviderLoginSettings | None = None
+    """offer browser sign-in at this provider on the login page (needs `discovery: true`)"""
 
     @field_validator("issuer")
     @classmethod
@@ -90,6 +181,16 @@ class ProviderSettings(Section):
     def _one_key_source(self) -> ProviderSettings:
         if (self.jwks_uri is None) == (not self.discovery):
             raise ValueError("give jwks_uri or discovery: true (exactly one)")
+        return self
+
+    @model_validator(mode="after")
+    def _login_fits(self) -> ProviderSettings:
+        if self.login is None:
+            return self
+        if not self.discovery:
+            raise ValueError("login needs discovery: true (its endpoints come from there)")
+        if self.login.client_id not in self.audiences:
+            raise ValueError("login.client_id must be one of audiences")
         return self
 
 

@@ -108,6 +108,25 @@ class Settings(BaseSettings):
             raise ValueError("browser.enabled needs a signing key (keys.active)")
         return self
 
+    @model_validator(mode="after")
+    def _provider_logins_fit_the_browser(self) -> Settings:
+        logins = [p.name for p in self.federation.providers if p.login is not None]
+        browser = self.browser
+        if logins and browser.enabled:
+            if browser.public_url is None:
+                raise ValueError(
+                    f"federation.providers[{logins[0]}].login needs browser.public_url "
+                    "(the origin identity providers send browsers back to)"
+                )
+            if not browser.seal_cookies:
+                raise ValueError("provider sign-in needs browser.seal_cookies: true")
+        if browser.enabled and browser.login_page and not browser.password_login and not logins:
+            raise ValueError(
+                "browser.password_login: false needs a provider with a login block "
+                "(the login page would offer nothing)"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
