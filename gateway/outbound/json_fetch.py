@@ -1,5 +1,6 @@
 """Fetching a JSON document the gateway relies on (an identity provider's discovery
-document or JWKS): the gateway's own deadline over the whole exchange, a size cap read
+document or JWKS), or posting a form that is answered with one (a provider's token
+endpoint): the gateway's own deadline over the whole exchange, a size cap read
 incrementally, no redirects, no cookies.
 
 The one boundary where aiohttp's client errors meet these fetches: every failure leaves as
@@ -13,6 +14,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -85,6 +87,66 @@ async def _get(
             if len(body) > max_size:  # stop reading: a huge document costs us nothing more
                 raise FetchFailed("too_large")
         return bytes(body), response.headers.get("Cache-Control")
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    status: int
+    document: dict[str, Any] | None  # None when the answer is not a JSON object
+
+
+async def post_form(
+    session: aiohttp.ClientSession,
+    url: str,
+    form: dict[str, str],
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float,
+    max_size: int,
+) -> Posted:
+    """POST `form` (urlencoded) to `url` and read a JSON answer of any status, within
+    `timeout` seconds in all and `max_size` bytes; FetchFailed for a redirect, an answer
+    too large, a timeout or an unreachable server."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(
+                url,
+                data=urlencode(form).encode("ascii"),
+                allow_redirects=False,
+                headers={
+                    "Accept": "application/json",
+                    # the shared session adds no Content-Type of its own
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    **(headers or {}),
+                },
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                if 300 <= response.status < 400:
+                    raise FetchFailed("redirect")
+                body = await _bounded_body(response, max_size)
+                status = response.status
+    except FetchFailed:
+        raise
+    except TimeoutError as exc:
+        raise FetchFailed("timeout") from exc
+    except FETCH_ERRORS as exc:
+        raise FetchFailed("unreachable") from exc
+    try:
+        document = parse_json(body)
+    except ValueError:
+        return Posted(status, None)
+    return Posted(status, document if isinstance(document, dict) else None)
+
+
+async def _bounded_body(response: aiohttp.ClientResponse, max_size: int) -> bytes:
+    if response.content_length is not None and response.content_length > max_size:
+        raise FetchFailed("too_large")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) > max_size:  # stop reading: a huge answer costs us nothing more
+            raise FetchFailed("too_large")
+    return bytes(body)
 
 
 def cache_max_age(value: str | None) -> float | None:

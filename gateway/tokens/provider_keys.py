@@ -3,8 +3,8 @@ its Cache-Control says (clamped), refetched for an unknown `kid` at most once pe
 `refetch_interval` (one fetch in flight, every caller joins it), and kept past expiry while
 refetching fails, up to `stale_if_error`.
 
-Only configured URLs are fetched: the provider's `jwks_uri`, or its OIDC discovery document
-at `<issuer>/.well-known/openid-configuration` (whose `issuer` must be the configured one).
+Only configured URLs are fetched: the provider's `jwks_uri`, or the one its OIDC discovery
+document names (gateway.tokens.provider_discovery, whose `issuer` must be the configured one).
 A token's `jku`/`x5u`/`jwk` header never leads anywhere.
 """
 
@@ -24,11 +24,11 @@ from gateway.config import FederationSettings, ProviderSettings
 from gateway.errors import InvalidGrant, ProviderUnavailable
 from gateway.outbound.http_client import SharedClientSession
 from gateway.outbound.json_fetch import Fetched, FetchFailed, fetch_json
+from gateway.tokens.provider_discovery import ProviderDiscovery
 from gateway.typedefs import Clock
 
 log = logging.getLogger("gateway.federation")
 
-DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
 MAX_KEYS: Final = 64
 MIN_RSA_BITS: Final = 2048
 RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -74,8 +74,10 @@ class ProviderKeys:
         *,
         clock: Clock,
         record: FetchRecorder = _no_record,
+        discovery: ProviderDiscovery | None = None,
     ):
         self.name = provider.name
+        self._discovery = discovery
         self._provider = provider
         self._settings = settings
         self._http = http
@@ -87,7 +89,6 @@ class ProviderKeys:
         self._last_attempt: float | None = None
         self._last_error: str | None = None
         self._jwks_uri = provider.jwks_uri
-        self._jwks_uri_until = float("inf") if provider.jwks_uri else 0.0
         self._inflight: asyncio.Task[None] | None = None
 
     async def key(self, kid: str | None, alg: str) -> ProviderKey:
@@ -186,44 +187,25 @@ class ProviderKeys:
         log.info("jwks fetched provider=%s keys=%d", self.name, sum(map(len, keys.values())))
 
     async def _jwks_location(self) -> str:
-        """The configured jwks_uri, or the one discovery names (re-read when it expires)."""
-        if self._jwks_uri is not None and self._clock() < self._jwks_uri_until:
+        """The configured jwks_uri, or the one discovery names (the discovery document is
+        cached and refetched on its own terms: gateway.tokens.provider_discovery)."""
+        if self._discovery is None:
+            assert self._jwks_uri is not None  # the settings require one of the two
             return self._jwks_uri
-        s = self._settings
-        url = self._provider.issuer.rstrip("/") + DISCOVERY_PATH
         try:
-            fetched = await fetch_json(
-                self._http.session, url, timeout=s.fetch_timeout, max_size=s.max_document_size
-            )
-            uri = discovered_jwks_uri(fetched.document, self._provider)
+            metadata = await self._discovery.metadata()
         except FetchFailed as exc:
             if self._jwks_uri is not None:  # keep the last discovered location
                 log.warning("discovery failed provider=%s reason=%s", self.name, exc.reason)
                 return self._jwks_uri
             raise
-        self._jwks_uri = uri
-        self._jwks_uri_until = self._clock() + self._lifetime(fetched)
-        return uri
+        self._jwks_uri = metadata.jwks_uri
+        return metadata.jwks_uri
 
     def _lifetime(self, fetched: Fetched) -> float:
         s = self._settings
         max_age = s.default_cache if fetched.max_age is None else fetched.max_age
         return min(max(max_age, s.min_cache), s.max_cache)
-
-
-def discovered_jwks_uri(document: Mapping[str, Any], provider: ProviderSettings) -> str:
-    """`jwks_uri` of an OIDC discovery document that names the configured issuer."""
-    # SECURITY: a discovery document for another issuer (a typo, a mix-up attack) would make
-    # us trust that issuer's keys for this provider's tokens.
-    if document.get("issuer") != provider.issuer:
-        raise FetchFailed("issuer_mismatch")
-    uri = document.get("jwks_uri")
-    if not isinstance(uri, str):
-        raise FetchFailed("no_jwks_uri")
-    secure = uri.startswith("https://")
-    if not secure and not (provider.issuer.startswith("http://") and uri.startswith("http://")):
-        raise FetchFailed("insecure_jwks_uri")  # plain http only for a loopback issuer
-    return uri
 
 
 KeysByKid = dict[str | None, list[ProviderKey]]

@@ -89,6 +89,25 @@ class ProviderTokenVerifier:
         self._check_claims(claims)
         return claims
 
+    async def signed_claims(self, peeked: PeekedToken) -> dict[str, Any]:
+        """The claims of a token whose header fits the provider's policy and whose signature
+        one of its keys verifies; no claim checked yet (logout tokens have rules of their
+        own: gateway.tokens.logout_tokens)."""
+        header = peeked.header
+        alg = header.get("alg")
+        # SECURITY: as in `verify`: the provider's allowlist, keys from its JWKS only.
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise _refused("the token's algorithm is not allowed", "bad_algorithm")
+        if any(name in header for name in KEY_REFERENCE_HEADERS):
+            raise _refused("the token names its own key source", "key_reference")
+        if "crit" in header:
+            raise _refused("the token uses unsupported header extensions", "malformed")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise _refused("the token's kid is not a string", "malformed")
+        key = await self._keys.key(kid, alg)
+        return _signed_claims(peeked.token, key.public, alg)
+
     def _check_id_token_shape(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> None:
         """An ID token was announced: an access token (RFC 9068 `typ`, Cognito's
         `token_use`) is refused even when its audience happens to match."""

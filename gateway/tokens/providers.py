@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from gateway.config import OWN_CLAIMS, FederationSettings, ProviderRolesSettings, ProviderSettings
 from gateway.outbound.http_client import SharedClientSession
+from gateway.tokens.provider_discovery import ProviderDiscovery
 from gateway.tokens.provider_keys import FetchRecorder, ProviderKeys
 from gateway.tokens.provider_tokens import ProviderTokenVerifier
 from gateway.typedefs import Clock
@@ -23,6 +24,7 @@ class Provider:
     settings: ProviderSettings
     keys: ProviderKeys
     verifier: ProviderTokenVerifier
+    discovery: ProviderDiscovery | None = None  # with `discovery: true`: endpoints and jwks_uri
 
     @property
     def name(self) -> str:
@@ -39,9 +41,12 @@ def build_providers(
 ) -> list[Provider]:
     providers = []
     for p in settings.providers:
-        keys = ProviderKeys(p, settings, http, clock=clock, record=record_fetch)
+        discovery = ProviderDiscovery(p, settings, http, clock=clock) if p.discovery else None
+        keys = ProviderKeys(
+            p, settings, http, clock=clock, record=record_fetch, discovery=discovery
+        )
         verifier = ProviderTokenVerifier(p, keys, leeway=leeway, clock=clock)
-        providers.append(Provider(p, keys, verifier))
+        providers.append(Provider(p, keys, verifier, discovery))
     return providers
 
 
