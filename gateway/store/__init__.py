@@ -13,6 +13,7 @@ from gateway.store.keyspace import (
     refresh_token_hash,
 )
 from gateway.store.one_time_ids import OneTimeIds
+from gateway.store.provider_sessions import ProviderSessionIndex
 from gateway.store.ratelimit import RateLimiter
 from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
@@ -29,6 +30,7 @@ __all__ = [
     "Feed",
     "KeySpace",
     "OneTimeIds",
+    "ProviderSessionIndex",
     "RateLimiter",
     "Revocation",
     "RevocationBatch",

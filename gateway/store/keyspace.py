@@ -98,6 +98,13 @@ class KeySpace:
         digest = hashlib.sha256(ident.encode()).hexdigest()[:32]
         return f"{self.prefix}:once:{scope}:{digest}"
 
+    def provider_sessions(self, provider: str, kind: str, ident: str) -> str:
+        """Gateway sessions opened through a provider, by the provider's session id (`sid`)
+        or subject (`sub`): one slot per provider, so one script writes both indexes."""
+        tag = hashlib.sha256(provider.encode()).hexdigest()[:8]
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:32]
+        return f"{self.prefix}:{{idp-{tag}}}:idp:{kind}:{digest}"
+
     def rate(self, scope: str, identity: str, window_index: int) -> str:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         return f"{self.prefix}:rl:{scope}:{digest}:{window_index}"

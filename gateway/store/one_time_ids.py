@@ -26,8 +26,12 @@ return 0
 )
 
 
+RELEASE: Final = LuaScript("return redis.call('DEL', KEYS[1])")
+
+
 class OneTimeIds:
-    """`claim(scope, ident, until)`: True the first time, False for every later use."""
+    """`claim(scope, ident, until)`: True the first time, False for every later use (until
+    `release` gives it back)."""
 
     def __init__(
         self,
@@ -50,3 +54,8 @@ class OneTimeIds:
         # acknowledged by replicas when redis.min_replicas_ack asks: a claim lost in a
         # failover would let the same token be used twice
         return int(await self._writes.run(CLAIM, [key], [ttl])) == 1
+
+    @translated
+    async def release(self, scope: str, ident: str) -> None:
+        """Give a claimed id back (the work it guarded failed and may be retried)."""
+        await self._writes.run(RELEASE, [self._keys.one_time(scope, ident)], [])
