@@ -50,6 +50,7 @@ def public_app(s: Services) -> web.Application:
         realm=settings.proxy.realm,
         max_header_size=settings.proxy.max_header_size,
         observer=RequestObserver(s.resources.metrics, json_logs=settings.logging.format == "json"),
+        render=None if s.browser is None else s.browser.render_error,  # provider sign-in pages
     )
     edge = s.resources.telemetry.wrap_edge(edge)  # itself unless OpenTelemetry export is on
     app = web.Application(middlewares=[edge], client_max_size=OWN_BODY_LIMIT)
@@ -72,6 +73,8 @@ def public_app(s: Services) -> web.Application:
         token_routes = s.browser.with_cookies(token_routes) + s.browser.routes()
     app.add_routes(token_routes)
     app.add_routes(auth.introspection.routes())
+    if auth.backchannel_logout is not None:
+        app.add_routes(auth.backchannel_logout.routes())
     app.add_routes(auth.well_known.routes())
     app.add_routes(s.health.routes())
     app.add_routes(s.proxy.endpoint.routes())  # the catch-all: everything else is proxied

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict, TypeVar, Unpack
 
 from redis.asyncio import Redis
@@ -30,6 +30,9 @@ from gateway.authserver.credentials import (
     UserFileChecker,
     load_user_file,
 )
+from gateway.authserver.federation.backchannel_logout import BackchannelLogout
+from gateway.authserver.federation.code_flow import CodeFlowLogin, ProviderLogin
+from gateway.authserver.federation.code_redemption import ClientAuthentication, CodeRedemption
 from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.authserver.federation.grant import ExchangeGrant
 from gateway.authserver.federation.identities import identity_links
@@ -44,9 +47,11 @@ from gateway.browser.browser_endpoints import BrowserEndpoints
 from gateway.browser.cookies import CookieFormat
 from gateway.browser.cross_site import CrossSiteCheck
 from gateway.browser.gate import CookieGate, cookie_routes
+from gateway.browser.login_attempts import SignInCookies
 from gateway.browser.login_kinds import PasswordLogin, SubjectTokenLogin
+from gateway.browser.provider_login import ProviderSignIn
 from gateway.browser.refresh import BrowserSessions
-from gateway.browser.seal import cookie_seal
+from gateway.browser.seal import AesGcmSeal, cookie_seal, load_seal_keys
 from gateway.browser.upstream_cookies import CookieHeaderPolicy
 from gateway.config import Settings
 from gateway.config.redis_url import is_memory_url
@@ -75,6 +80,7 @@ from gateway.store import (
     connect_redis,
 )
 from gateway.store.cookie_sessions import CookieSessionStore
+from gateway.store.provider_sessions import ProviderSessionIndex
 from gateway.tokens.bearer import Authenticator
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.keys import KeyRing, load_keyring
@@ -104,6 +110,7 @@ class StoreServices:
     console_sessions: ConsoleSessionStore
     cookie_sessions: CookieSessionStore
     one_time_ids: OneTimeIds  # replay guards: a token's jti used once within its lifetime
+    provider_sessions: ProviderSessionIndex  # provider sid/sub → gateway sessions (logout)
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,8 @@ class AuthServices:
     token_endpoints: TokenEndpoints | None
     session_endpoints: SessionEndpoints | None
     well_known: WellKnown
+    code_flow: CodeFlowLogin | None = None  # browser sign-in at providers with a login block
+    backchannel_logout: BackchannelLogout | None = None  # their back-channel logouts
 
 
 @dataclass(frozen=True)
@@ -241,11 +250,12 @@ def configure(
     r = resources
     bodies = BodyReader.from_settings(settings.proxy)
     tokens = build_tokens(settings, r.view, clock=r.clock, environ=environ)
-    auth = _auth(settings, r, tokens, bodies)
-    gate = _cookie_gate(settings, r, tokens, auth, environ)
+    auth = _provider_logins(settings, r, _auth(settings, r, tokens, bodies), bodies, environ)
+    sign_in = _provider_sign_in(settings, r, auth, environ)
+    gate = _cookie_gate(settings, r, tokens, auth, environ, sign_in)
     browser = None
     if gate is not None:
-        browser = _browser_endpoints(settings, r, gate, tokens, auth, bodies)
+        browser = _browser_endpoints(settings, r, gate, tokens, auth, bodies, sign_in)
     health = Health(
         store=r.store.revocations,
         sync=r.sync,
@@ -303,6 +313,9 @@ def build_store(
             client, clock=clock, prefix=prefix, durability=durability
         ),
         one_time_ids=OneTimeIds(client, clock=clock, prefix=prefix, durability=durability),
+        provider_sessions=ProviderSessionIndex(
+            client, clock=clock, prefix=prefix, durability=durability
+        ),
     )
 
 
@@ -469,12 +482,83 @@ def _federation(settings: Settings, tokens: TokenService, r: Resources) -> Feder
     return federation
 
 
+def _provider_logins(
+    settings: Settings,
+    r: Resources,
+    auth: AuthServices,
+    bodies: BodyReader,
+    environ: Mapping[str, str] | None,
+) -> AuthServices:
+    """Browser sign-in at the providers with a `login` block (SPEC §12), and their
+    back-channel logouts; secrets and keys read now."""
+    federation, tokens = auth.federation, auth.token_service
+    if federation is None or tokens is None or not settings.browser.enabled:
+        return auth
+    logins = []
+    for index, provider in enumerate(federation.providers):
+        login = provider.settings.login
+        if login is None:
+            continue
+        client = ClientAuthentication.from_settings(
+            login, where=f"federation.providers[{index}].login", clock=r.clock, environ=environ
+        )
+        max_age = login.max_session_age or settings.browser.max_session_age
+        logins.append(ProviderLogin(provider, login, client, max_age))
+    if not logins:
+        return auth
+    f = settings.federation
+    code_flow = CodeFlowLogin(
+        federation=federation,
+        logins=logins,
+        redemption=CodeRedemption(r.http, timeout=f.fetch_timeout, max_size=f.max_document_size),
+        tokens=tokens,
+        index=r.store.provider_sessions,
+        revoker=auth.revoker,
+        clock=r.clock,
+        leeway=settings.tokens.leeway,
+    )
+    backchannel = BackchannelLogout(
+        federation=federation,
+        logins=code_flow.logins,
+        index=r.store.provider_sessions,
+        revoker=auth.revoker,
+        one_time=r.store.one_time_ids,
+        audit=r.store.audit,
+        bodies=bodies,
+        clock=r.clock,
+        leeway=settings.tokens.leeway,
+        record=r.metrics.record_backchannel_logout,
+    )
+    return replace(auth, code_flow=code_flow, backchannel_logout=backchannel)
+
+
+def _provider_sign_in(
+    settings: Settings, r: Resources, auth: AuthServices, environ: Mapping[str, str] | None
+) -> ProviderSignIn | None:
+    """The browser's side of provider sign-in: its cookies, silent re-login, logout."""
+    b = settings.browser
+    if auth.code_flow is None or b.public_url is None:
+        return None
+    cookies = SignInCookies(
+        b, AesGcmSeal(load_seal_keys(b, environ)), hint_lifetime=settings.tokens.refresh_ttl
+    )
+    return ProviderSignIn(
+        code_flow=auth.code_flow,
+        cookies=cookies,
+        one_time=r.store.one_time_ids,
+        public_url=b.public_url,
+        clock=r.clock,
+        record=r.metrics.record_provider_login,
+    )
+
+
 def _cookie_gate(
     settings: Settings,
     r: Resources,
     tokens: TokenServices,
     auth: AuthServices,
     environ: Mapping[str, str] | None,
+    sign_in: ProviderSignIn | None = None,
 ) -> CookieGate | None:
     """The proxy's cookie branch (browser sessions), when browser mode is on."""
     b = settings.browser
@@ -500,6 +584,7 @@ def _cookie_gate(
         cross_site=CrossSiteCheck(b.allowed_origins, r.metrics),
         metrics=r.metrics,
         clock=r.clock,
+        **({} if sign_in is None else {"login_locator": sign_in.login_location}),
     )
 
 
@@ -510,19 +595,26 @@ def _browser_endpoints(
     tokens: TokenServices,
     auth: AuthServices,
     bodies: BodyReader,
+    sign_in: ProviderSignIn | None = None,
 ) -> BrowserEndpoints:
-    """/auth/browser/*: password sign-in, and provider tokens (SPEC §10) when configured."""
+    """/auth/browser/*: password sign-in, provider tokens (SPEC §10) and sign-in at
+    providers (SPEC §12) when configured."""
     assert auth.login is not None  # the gate exists only with a signing key
     exchange = auth.federation.exchange if auth.federation is not None else None
+    b = settings.browser
+    password = PasswordLogin(auth.login, enabled=b.password_login)
     return BrowserEndpoints(
         gate=gate,
-        kinds=(SubjectTokenLogin(exchange), PasswordLogin(auth.login)),
+        kinds=(SubjectTokenLogin(exchange), password),
         revoker=auth.revoker,
         verifier=tokens.verifier,
         bodies=bodies,
         metrics=r.metrics,
         clock=r.clock,
-        login_page=settings.browser.login_page,
+        login_page=b.login_page,
+        providers=sign_in,
+        password_login=b.password_login,
+        strict_same_site=b.same_site == "strict",
     )
 
 

@@ -117,15 +117,19 @@ class TokenService:
         self._issuer = issuer
         self._settings = settings
 
-    async def open_session(self, identity: Identity, device: Device) -> TokenPair:
-        """Create the session (replacing the same device's), then sign the pair."""
+    async def open_session(
+        self, identity: Identity, device: Device, *, lifetime: float | None = None
+    ) -> TokenPair:
+        """Create the session (replacing the same device's), then sign the pair. `lifetime`
+        (seconds) shortens the session below `tokens.refresh_ttl`, never lengthens it."""
         sid = new_sid(identity.sub)
         refresh = new_refresh_token(sid)
+        ttl = self._settings.refresh_ttl
         created = await self._sessions.create(
             sub=identity.sub,
             sid=sid,
             refresh_hash=refresh_token_hash(refresh),
-            lifetime=self._settings.refresh_ttl,
+            lifetime=ttl if lifetime is None else min(ttl, lifetime),
             device_id=device.device_id,
             device_name=device.device_name,
             client_id=device.client_id,

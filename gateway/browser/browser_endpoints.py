@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -21,9 +22,16 @@ from gateway.appkeys import COOKIE_PRINCIPAL, EXCHANGE
 from gateway.authserver.revoker import Revoker
 from gateway.authserver.token_service import Device, TokenPair
 from gateway.browser.gate import CookieGate, Resolved
-from gateway.browser.html_pages import devices_page, login_page, page, stylesheet_handler
+from gateway.browser.html_pages import (
+    devices_page,
+    login_page,
+    page,
+    sign_in_failed_page,
+    stylesheet_handler,
+)
 from gateway.browser.login_kinds import LoginKind, choose, device_name_from
 from gateway.browser.navigation import LOGIN_PATH, safe_return_to
+from gateway.browser.provider_login import CALLBACK_PATH, ProviderSignIn, serves_pages
 from gateway.browser.seal import ACCESS, REFRESH
 from gateway.edge import NO_STORE, add_cookies
 from gateway.edge.bodies import BodyReader
@@ -63,6 +71,15 @@ def _is_form(request: web.Request) -> bool:
     return request.content_type == FORM or request.headers.get("Sec-Fetch-Mode") == "navigate"
 
 
+def _onward_page(location: str) -> str:
+    escaped = html.escape(location, quote=True)
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="refresh" content="0;url={escaped}"><title>Signed in</title></head>'
+        f'<body><p><a href="{escaped}">Continue</a></p></body></html>'
+    )
+
+
 def _see_other(location: str, cookies: Sequence[str]) -> web.Response:
     response = web.Response(status=303, headers={"Location": location, **NO_STORE})
     add_cookies(response.headers, cookies)
@@ -95,8 +112,14 @@ class BrowserEndpoints:
         metrics: Metrics,
         clock: Clock,
         login_page: bool = True,
+        providers: ProviderSignIn | None = None,
+        password_login: bool = True,
+        strict_same_site: bool = False,
     ):
         self._gate = gate
+        self._providers = providers
+        self._password_login = password_login
+        self._strict = strict_same_site
         self._kinds = kinds
         self._revoker = revoker
         self._verifier = verifier
@@ -115,6 +138,9 @@ class BrowserEndpoints:
         )
         login_page = self.login_page if self._serves_login_page else _login_page_not_served
         table += own_routes(("GET", LOGIN_PATH, login_page))  # never the proxy's catch-all
+        if self._providers is not None:  # sign-in at identity providers (SPEC §12)
+            table += self._providers.routes()
+            table += own_routes(("GET", CALLBACK_PATH, self.provider_callback))
         return table + post_only(
             ("/auth/browser/logout", self.logout),
             ("/auth/browser/refresh", self.refresh),
@@ -139,7 +165,7 @@ class BrowserEndpoints:
 
     async def login_page(self, request: web.Request) -> web.Response:
         """GET /auth/browser/login: the sign-in form (return_to kept, if it is ours)."""
-        return page(login_page(safe_return_to(request.query.get("return_to"))))
+        return page(self._login_page(safe_return_to(request.query.get("return_to"))))
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/browser/login: form → 303 to return_to; JSON → 200 with the identity."""
@@ -165,7 +191,7 @@ class BrowserEndpoints:
             username = params.get("username")
             shown = username if isinstance(username, str) and len(username) <= 256 else ""
             response = page(
-                login_page(return_to, username=shown, message=message), status=exc.status
+                self._login_page(return_to, username=shown, message=message), status=exc.status
             )
             response.headers.update(exc.headers())
             return response
@@ -183,13 +209,17 @@ class BrowserEndpoints:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        """POST /auth/browser/logout: the session ends everywhere; both cookies cleared."""
+        """POST /auth/browser/logout: the session ends everywhere; both cookies cleared. A
+        form post of a session from an identity provider goes on to the provider's logout."""
         self._gate.cross_site.check(request)
         for sid in await self._sessions_named(request):
             await self._revoker.end_session(sid)
-        cleared = self._gate.format.cleared()
+        cleared = self._cleared()
         if _is_form(request):
-            return _see_other(LOGIN_PATH, cleared)
+            provider_logout = None
+            if self._providers is not None:
+                provider_logout = await self._providers.logout_location(request)
+            return _see_other(provider_logout or LOGIN_PATH, cleared)
         response = web.Response(status=204, headers=NO_STORE)
         add_cookies(response.headers, cleared)
         return response
@@ -265,7 +295,7 @@ class BrowserEndpoints:
             raise NotFound("no such session")
         await self._revoker.end_session(session.sid)
         if session.sid == principal.sid:
-            return _see_other(LOGIN_PATH, self._gate.format.cleared())
+            return _see_other(LOGIN_PATH, self._cleared())
         return _see_other(DEVICES_PATH, resolved.cookies)
 
     async def sign_out_everywhere(self, request: web.Request) -> web.StreamResponse:
@@ -275,7 +305,42 @@ class BrowserEndpoints:
         sids = {session.sid for session in await self._revoker.sessions_of(principal.sub)}
         for sid in sids | {principal.sid}:
             await self._revoker.end_session(sid)
-        return _see_other(LOGIN_PATH, self._gate.format.cleared())
+        return _see_other(LOGIN_PATH, self._cleared())
+
+    # -- sign-in at an identity provider -----------------------------------------------------
+
+    async def provider_callback(self, request: web.Request) -> web.StreamResponse:
+        """GET /auth/browser/callback/{provider}: the provider sends the browser back; a
+        session as for a password login, then on to return_to (gateway.browser.provider_login)."""
+        assert self._providers is not None
+        callback = await self._providers.callback(request)
+        if callback.signed_in is None:  # a silent attempt that needs the user: the login page
+            return _see_other(callback.location, callback.cookies)
+        pair = callback.signed_in.pair
+        self._logins.labels("success").inc()
+        await self._end_previous(request, pair)
+        cookies = (*self._session_cookies(pair), *callback.cookies)
+        if not self._strict:
+            return _see_other(callback.location, cookies)
+        # SameSite=Strict cookies are withheld on a redirect chain that a provider (another
+        # site) started: the browser moves on from a page of ours instead.
+        response = page(_onward_page(callback.location))
+        add_cookies(response.headers, cookies)
+        return response
+
+    def render_error(self, request: web.Request, error: GatewayError) -> web.Response | None:
+        """The page for an error of a provider sign-in (a browser is looking); None for the
+        JSON body everywhere else."""
+        if error.status < 400 or not serves_pages(request.path):
+            return None
+        response = page(
+            sign_in_failed_page(error.description, retry=error.status >= 500),
+            status=error.status,
+        )
+        response.headers.update(error.headers())
+        if error.cookies:
+            add_cookies(response.headers, error.cookies)
+        return response
 
     # -- the cookie on the token service's own endpoints -----------------------------------
 
@@ -310,6 +375,17 @@ class BrowserEndpoints:
         return refresh
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _login_page(self, return_to: str, **shown: Any) -> str:
+        buttons = self._providers.buttons() if self._providers is not None else []
+        return login_page(return_to, providers=buttons, password=self._password_login, **shown)
+
+    def _cleared(self) -> tuple[str, ...]:
+        """Both session cookies, and the provider cookie (no silent re-login after this)."""
+        cleared = self._gate.format.cleared()
+        if self._providers is None:
+            return cleared
+        return (*cleared, *self._providers.cleared())
 
     async def _signed_in(self, request: web.Request, *, pages: bool) -> Resolved:
         """The cookies' principal (refreshed when needed); a page without a session sends

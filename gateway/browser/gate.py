@@ -11,7 +11,7 @@ with Retry-After and leave the cookies alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -40,6 +40,7 @@ from gateway.tokens.verifier import Principal
 from gateway.typedefs import Clock
 
 PRESENTED_CACHE_SIZE: Final = 4096
+LoginLocator = Callable[[web.Request], str]  # where a navigation without a session goes
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,10 @@ class CookieGate:
         cross_site: CrossSiteCheck,
         metrics: Metrics,
         clock: Clock,
+        login_locator: LoginLocator = login_location,
     ):
         self._routes = routes
+        self._login_location = login_locator  # the login page, or a provider (silent re-login)
         self._access_name = settings.access_cookie
         self._refresh_name = settings.refresh_cookie
         self._redirect = settings.unauthenticated == "redirect"
@@ -195,7 +198,7 @@ class CookieGate:
     def login_required(self, request: web.Request) -> ClientFault:
         """No session at all: navigations go to the login page, the rest get the JSON 401."""
         if self._redirect and is_navigation(request):
-            return LoginRedirect(login_location(request))
+            return LoginRedirect(self._login_location(request))
         return AuthenticationRequired()
 
     def ended(self, request: web.Request, error: InvalidToken) -> ClientFault:
@@ -203,6 +206,6 @@ class CookieGate:
         answer: ClientFault = error
         if self._redirect and is_navigation(request):
             self._rejections.labels(error.reason).inc()  # the observer sees only a redirect
-            answer = LoginRedirect(login_location(request))
+            answer = LoginRedirect(self._login_location(request))
         answer.cookies = self.format.cleared()
         return answer

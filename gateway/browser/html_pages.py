@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 from string import Template
 from typing import Final
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -70,11 +71,47 @@ def page(body: str, *, status: int = 200) -> web.Response:
     )
 
 
-def login_page(return_to: str, *, username: str = "", message: str | None = None) -> str:
+def login_page(
+    return_to: str,
+    *,
+    username: str = "",
+    message: str | None = None,
+    providers: Sequence[tuple[str, str]] = (),
+    password: bool = True,
+) -> str:
+    """The sign-in page: a button per identity provider (name, what it says), then (unless
+    `password` is false) the password form."""
     notice = f'<p class="error" role="alert">{_e(message)}</p>' if message else ""
+    buttons = ""
+    if providers:
+        back = quote(return_to, safe="")
+        links = "\n".join(
+            f'    <a class="provider" id="provider-{_e(name)}" '
+            f'href="/auth/browser/login/{_e(name)}?return_to={_e(back)}">'
+            f"Sign in with {_e(label)}</a>"
+            for name, label in providers
+        )
+        buttons = f'  <div class="providers">\n{links}\n  </div>\n'
+        if password:
+            buttons += '  <p class="or">or with your password</p>\n'
+    form = ""
+    if password:
+        form = _template("password_form.html").substitute(
+            return_to=_e(return_to), username=_e(username)
+        )
     return _template("login.html").substitute(
-        return_to=_e(return_to), username=_e(username), message=notice
+        return_to=_e(return_to), message=notice, providers=buttons, password_form=form
     )
+
+
+def sign_in_failed_page(description: str, *, retry: bool) -> str:
+    """What happened to a sign-in at an identity provider (everything shown is escaped)."""
+    hint = (
+        "The identity provider or the gateway could not be reached; try again in a moment."
+        if retry
+        else "Nothing was signed in. You can start again."
+    )
+    return _template("sign_in_failed.html").substitute(description=_e(description), hint=hint)
 
 
 def devices_page(sub: str, sessions: Sequence[Session], current_sid: str) -> str:

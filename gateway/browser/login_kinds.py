@@ -33,13 +33,19 @@ class LoginKind(Protocol):
 class PasswordLogin:
     """`username` and `password`, checked by the configured authenticator."""
 
-    def __init__(self, login: LoginService):
+    def __init__(self, login: LoginService, *, enabled: bool = True):
         self._login = login
+        self._enabled = enabled  # browser.password_login
 
     def accepts(self, params: Mapping[str, Any]) -> bool:
         return "username" in params or "password" in params
 
     async def open_session(self, params: Mapping[str, Any], device: Device) -> TokenPair:
+        if not self._enabled:
+            raise UnsupportedGrantType(
+                "password sign-in is off here (browser.password_login: false); "
+                "sign in at your identity provider"
+            )
         values = dict(params)
         username = text_param(values, "username", required=True)
         password = text_param(values, "password", required=True)

@@ -1,7 +1,8 @@
 """What the upstream sees of browser sessions, and what it may send back.
 
 Upstream requests keep every other cookie byte for byte and in order, in one Cookie field
-(none when nothing is left), and lose the gateway's two cookies and `X-CSRF`. Upstream
+(none when nothing is left), and lose the gateway's cookies (the session's two, the provider
+cookie, login attempts') and `X-CSRF`. Upstream
 responses cannot set the gateway's cookies: such Set-Cookie fields are dropped.
 """
 
@@ -23,8 +24,11 @@ _X_CSRF: Final = b"x-csrf"
 FILTERED_CACHE_SIZE: Final = 4096
 
 
-def without_gateway_cookies(values: Iterable[bytes], names: frozenset[bytes]) -> bytes:
-    """The Cookie header values as one, minus the pairs named `names`; b"" when none is left.
+def without_gateway_cookies(
+    values: Iterable[bytes], names: frozenset[bytes], prefixes: tuple[bytes, ...] = ()
+) -> bytes:
+    """The Cookie header values as one, minus the pairs named `names` (or whose names start
+    with one of `prefixes`); b"" when none is left.
 
     Pairs are kept exactly as sent (a malformed one too), only the separators between them
     are rewritten as `; ` (RFC 6265 §5.4).
@@ -35,15 +39,19 @@ def without_gateway_cookies(values: Iterable[bytes], names: frozenset[bytes]) ->
             stripped = pair.strip(b" \t")
             if not stripped:
                 continue
-            if stripped.partition(b"=")[0].rstrip(b" \t") in names:
+            name = stripped.partition(b"=")[0].rstrip(b" \t")
+            if name in names or (prefixes and name.startswith(prefixes)):
                 continue
             kept.append(stripped)
     return b"; ".join(kept)
 
 
-def is_gateway_set_cookie(value: str, lowered_names: frozenset[str]) -> bool:
+def is_gateway_set_cookie(
+    value: str, lowered_names: frozenset[str], lowered_prefixes: tuple[str, ...] = ()
+) -> bool:
     """Whether an upstream Set-Cookie would set one of our cookies (any case of the name)."""
-    return value.partition("=")[0].strip(" \t").lower() in lowered_names
+    name = value.partition("=")[0].strip(" \t").lower()
+    return name in lowered_names or bool(lowered_prefixes and name.startswith(lowered_prefixes))
 
 
 class CookieHeaderPolicy(HeaderPolicy):
@@ -53,9 +61,14 @@ class CookieHeaderPolicy(HeaderPolicy):
         self, settings: ProxySettings, browser: BrowserSettings, *, trace: TracePolicy | None = None
     ):
         super().__init__(settings, trace=trace)
-        names = (browser.access_cookie, browser.refresh_cookie)
+        # the session's two, the provider cookie and every login attempt's (sign-in at a
+        # provider: gateway.browser.login_attempts)
+        names = (browser.access_cookie, browser.refresh_cookie, browser.provider_cookie)
+        attempts = browser.login_cookie + "_"
         self._cookie_names = frozenset(n.encode("ascii") for n in names)
+        self._cookie_prefixes = (attempts.encode("ascii"),)
         self._set_cookie_names = frozenset(n.lower() for n in names)
+        self._set_cookie_prefixes = (attempts.lower(),)
         # A browser sends the same Cookie header until a cookie changes: its filtered form
         # is remembered (bounded: the values are client-chosen).
         self._filtered_cookies: dict[bytes, bytes] = {}
@@ -108,10 +121,10 @@ class CookieHeaderPolicy(HeaderPolicy):
 
     def _without_ours(self, cookies: list[bytes]) -> bytes:
         if len(cookies) != 1:
-            return without_gateway_cookies(cookies, self._cookie_names)
+            return without_gateway_cookies(cookies, self._cookie_names, self._cookie_prefixes)
         remaining = self._filtered_cookies.get(cookies[0])
         if remaining is None:
-            remaining = without_gateway_cookies(cookies, self._cookie_names)
+            remaining = without_gateway_cookies(cookies, self._cookie_names, self._cookie_prefixes)
             if len(self._filtered_cookies) >= FILTERED_CACHE_SIZE:
                 self._filtered_cookies.clear()
             self._filtered_cookies[cookies[0]] = remaining
@@ -124,6 +137,8 @@ class CookieHeaderPolicy(HeaderPolicy):
         if "Set-Cookie" in out:
             values = out.popall("Set-Cookie")
             for value in values:
-                if not is_gateway_set_cookie(value, self._set_cookie_names):
+                if not is_gateway_set_cookie(
+                    value, self._set_cookie_names, self._set_cookie_prefixes
+                ):
                     out.add("Set-Cookie", value)
         return out

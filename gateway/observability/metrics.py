@@ -70,6 +70,26 @@ class Metrics:
             ["provider", "outcome"],
             registry=r,
         )
+        self.provider_logins = Counter(
+            "gateway_provider_logins",
+            "Browser sign-ins at identity providers by provider and event: started, completed, "
+            "failed (silent_* for silent re-logins: silent_started, silent_completed, "
+            "silent_needs_user)",
+            ["provider", "event"],
+            registry=r,
+        )
+        self.provider_login_failures = Counter(
+            "gateway_provider_login_failures",
+            "Browser sign-ins at identity providers that failed, by provider and reason",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.backchannel_logouts = Counter(
+            "gateway_backchannel_logouts",
+            "Back-channel logout requests by provider and outcome (ended, no_sessions, refused)",
+            ["provider", "outcome"],
+            registry=r,
+        )
         self.browser_refresh = Counter(
             "gateway_browser_refresh",
             "Browser session refreshes (cookie mode) by outcome",
@@ -149,6 +169,14 @@ class Metrics:
 
     def record_federated_login(self, provider: str, outcome: str) -> None:
         self.federated_logins.labels(provider, outcome).inc()
+
+    def record_provider_login(self, provider: str, event: str, reason: str) -> None:
+        self.provider_logins.labels(provider, event).inc()
+        if event == "failed":
+            self.provider_login_failures.labels(provider, reason).inc()
+
+    def record_backchannel_logout(self, provider: str, outcome: str) -> None:
+        self.backchannel_logouts.labels(provider, outcome).inc()
 
     def record_jwks_fetch(self, provider: str, outcome: str) -> None:
         self.jwks_fetches.labels(provider, outcome).inc()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from gateway.authserver.credentials import Identity
 from gateway.authserver.federation.identities import federated_identity
@@ -119,3 +120,24 @@ class FederatedLogin:
     async def close(self) -> None:
         for provider in self.providers:
             await provider.keys.close()
+            if provider.discovery is not None:
+                await provider.discovery.close()
+
+    def identity_for(self, provider: Provider, claims: Mapping[str, Any]) -> Identity:
+        """Who a provider's verified token signs in as, exactly as for an exchange."""
+        return federated_identity(provider.settings, claims, self._links)
+
+    def provider_named(self, name: str) -> Provider | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+    def provider_for_issuer(self, issuer: object) -> Provider | None:
+        """The configured provider whose `iss` this is (the gateway's own is none)."""
+        return self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+
+    async def within_rate_limit(self, ip: str | None) -> None:
+        """The per-IP login budget (shared with password logins); RateLimited when spent."""
+        allowed, retry = await self._limiter.hit(
+            SCOPE_IP, ip or "unknown", limit=self._per_ip.limit, window=self._per_ip.window
+        )
+        if not allowed:
+            raise RateLimited("too many login attempts from this address", retry_after=retry)
