@@ -34,9 +34,10 @@ from tests.support.gateway_client import (
     GatewayTestServer,
 )
 from tests.support.gateway_settings import auth_section, base_settings, on_redis
-from tests.support.identity_provider import FakeIdentityProvider
+from tests.support.identity_provider import IDP_CLIENT_SECRET, FakeIdentityProvider
 from tests.support.processes import clean_env, free_port
 from tests.support.programs import require
+from tests.support.provider_sign_in import PUBLIC_URL, SignInGateway, sign_in_provider
 from tests.support.recording_upstream import Upstream, recording_app
 from tests.support.redis_servers import RedisServer, spawn_redis
 from tests.support.redis_topology import (
@@ -406,3 +407,60 @@ def redis_cluster_replicas(tmp_path: Path) -> Iterator[ClusterSet]:
     cluster = start_cluster(tmp_path / "cluster", masters=3, replicas=2)
     yield cluster
     cluster.stop()
+
+
+# ---- sign-in at an identity provider (browsers) -------------------------------------------
+
+
+@pytest.fixture
+def client_secret_file(tmp_path: Path) -> Path:
+    """The gateway's client secret at the fake identity provider."""
+    path = tmp_path / "client-secret"
+    path.write_text(IDP_CLIENT_SECRET + "\n")
+    return path
+
+
+@pytest.fixture
+def sign_in_settings(
+    browser_settings_factory: Callable[..., Settings],
+    identity_provider: FakeIdentityProvider,
+    client_secret_file: Path,
+    upstream: Upstream,
+) -> Callable[..., Settings]:
+    """Browser mode with the fake provider offered for sign-in (`login=` and `browser=`
+    override keys of its login block and of the browser section)."""
+
+    def make(
+        login: dict[str, Any] | None = None, browser: dict[str, Any] | None = None
+    ) -> Settings:
+        provider = sign_in_provider(identity_provider, client_secret_file, **(login or {}))
+        return browser_settings_factory(
+            browser={"public_url": PUBLIC_URL, **(browser or {})},
+            federation={"providers": [provider], "fetch_timeout": 1.0},
+            routes=[{"prefix": "/", "upstream": upstream.url}],
+        )
+
+    return make
+
+
+@pytest.fixture
+def sign_in_gateway(
+    gateway_factory: GatewayFactory,
+    sign_in_settings: Callable[..., Settings],
+    identity_provider: FakeIdentityProvider,
+    fake_server: fakeredis.FakeServer,
+    clock: FakeClock,
+) -> SignInGateway:
+    """The gateway (on fakeredis, the test's clock) offering the fake provider for sign-in;
+    each call starts one more over the same store."""
+    identity_provider.clock = clock
+
+    async def make(**overrides: Any) -> GatewayClient:
+        return await gateway_factory(
+            sign_in_settings(**overrides),
+            redis=fakeredis.FakeAsyncRedis(server=fake_server),
+            clock=clock,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    return make
