@@ -11,6 +11,7 @@ UV     := $(TOOLS)/bin/uv
 UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 DEMO_KEY := .demo/keys/demo-ed25519.pem
 DEMO_SEAL_KEY := .demo/keys/cookie-seal.key
+DEMO_OP_SECRET := .demo/keys/demo-op-client-secret
 
 .PHONY: help install lock lock-upgrade lock-check demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
 
@@ -21,7 +22,7 @@ help:
 	@echo "make lint   - ruff + mypy (strict on gateway/ and tests/)"
 	@echo "make fmt    - format with ruff"
 	@echo "make docs   - regenerate docs/configuration.md's key table from the settings models"
-	@echo "make screenshots - the admin console in headless Chromium, saved to docs/console-*.png"
+	@echo "make screenshots - the admin console and sign-in at a provider in headless Chromium, saved to docs/"
 	@echo "make bench  - benchmark: direct, reference and naive proxies, gateway, nginx in alternating rounds; then the chart"
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
 	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
@@ -63,7 +64,11 @@ $(DEMO_KEY): | $(STAMP)
 $(DEMO_SEAL_KEY): | $(STAMP)
 	$(BIN)/gateway cookie-key generate --out $(DEMO_SEAL_KEY) --if-missing
 
-demo: $(STAMP) $(DEMO_KEY) $(DEMO_SEAL_KEY)
+$(DEMO_OP_SECRET): | $(STAMP)
+	mkdir -p $(dir $(DEMO_OP_SECRET))
+	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(32))" > $(DEMO_OP_SECRET)
+
+demo: $(STAMP) $(DEMO_KEY) $(DEMO_SEAL_KEY) $(DEMO_OP_SECRET)
 	@$(BIN)/python deploy/demo.py
 
 test: $(STAMP)
@@ -82,6 +87,7 @@ docs: $(STAMP)
 
 screenshots: $(STAMP)
 	CONSOLE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/admin/test_console_chromium.py
+	SIGN_IN_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/browser/test_provider_sign_in_chromium.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix gateway tests deploy bench

@@ -1,5 +1,5 @@
-"""`make demo`: start the echo upstream, the demo identity provider and the gateway with
-config.yaml, print the walk-through."""
+"""`make demo`: start the echo upstream, the demo identity provider, the demo OpenID provider
+(browser sign-in) and the gateway with config.yaml, print the walk-through."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ CONFIG = ROOT / "config.yaml"
 GATEWAY = "http://127.0.0.1:8080"
 ADMIN = "http://127.0.0.1:8081"
 IDP = "http://127.0.0.1:9100"
+OP = "http://127.0.0.1:9200"
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> bool:
@@ -36,7 +37,7 @@ def port_in_use(port: int) -> bool:
 
 WALKTHROUGH = """
 Demo is running: echo upstream on 127.0.0.1:9000, gateway on {gw}, admin API on {admin},
-demo identity provider (demo-idp) on {idp}.
+demo identity provider (demo-idp) on {idp}, demo OpenID provider (demo-op) on {op}.
 Users: alice / wonderland (role user), bob / builder (roles user, reports).
 Admin API key: demo-admin-key; the admin console: {admin}/admin/console/ (sign in with
 the same key). Walk through it in another shell:
@@ -121,6 +122,21 @@ devices out; "Sign out" ends the session everywhere. The same with curl:
   curl -s -c /tmp/gw-jar -X POST {gw}/auth/browser/login -H 'Content-Type: application/json' \\
     -d "{{\\"subject_token\\":\\"$ID_TOKEN\\",\\"subject_token_type\\":\\"$TYPE\\"}}"
 
+Sign in at an OpenID provider (demo-op: oidc-provider-mock, a third-party provider; DEMO
+ONLY, it signs in whoever types a name): open {gw}/app/, pick "Sign in with Demo OP", choose
+ada on the provider's form, and land back on the app as demo-op:ada (roles user, reports).
+Delete the gateway's gw_at and gw_rt cookies (or wait for the session's end) and reload: you
+come back signed in without a form (silent re-login at the provider). "Sign out" ends the
+session here and goes on to the provider's end-session page. Ending the session at the
+provider ({op}/oauth2/end_session) ends the gateway's sessions over the back channel. The
+provider's logout token by hand, for user ada:
+
+  TOKEN=$(curl -s -X POST {op}/demo/logout-token -d sub=ada -d aud=gateway-demo \\
+    | field logout_token)
+  curl -si -X POST {gw}/auth/backchannel-logout -d "logout_token=$TOKEN"   # 200: ada's sessions end
+  curl -si -X POST {gw}/auth/backchannel-logout -d "logout_token=$TOKEN"   # 400: used before
+  curl -s -H 'Authorization: Bearer demo-admin-key' {admin}/admin/audit     # backchannel_logout
+
 Press Ctrl-C to stop.
 """
 
@@ -128,7 +144,7 @@ Press Ctrl-C to stop.
 def main() -> int:
     # SIGTERM (a process manager, `timeout`) stops the demo like Ctrl-C: the children too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    for port in (8080, 8081, 9000, 9100):
+    for port in (8080, 8081, 9000, 9100, 9200):
         if port_in_use(port):
             print(f"demo: port {port} is already in use; stop what listens there first")
             return 1
@@ -137,6 +153,11 @@ def main() -> int:
         [sys.executable, str(ROOT / "deploy" / "demo_upstream.py")], env=env
     )
     idp = subprocess.Popen([sys.executable, str(ROOT / "deploy" / "demo_idp.py")], env=env)
+    backchannel = f"gateway-demo={GATEWAY}/auth/backchannel-logout"
+    op = subprocess.Popen(
+        [sys.executable, str(ROOT / "deploy" / "demo_op.py"), "--backchannel-logout", backchannel],
+        env=env,
+    )
     gateway = None
     try:
         if not wait_for_port(9000):
@@ -145,17 +166,20 @@ def main() -> int:
         if not wait_for_port(9100):
             print("demo: the demo identity provider did not start")
             return 1
+        if not wait_for_port(9200):
+            print("demo: the demo OpenID provider did not start (make install: oidc-provider-mock)")
+            return 1
         command = [sys.executable, "-m", "gateway", "serve", "--config", str(CONFIG)]
         gateway = subprocess.Popen(command, env=env)
         if not wait_for_port(8080):
             print("demo: the gateway did not start (see the log above)")
             return 1
-        print(WALKTHROUGH.format(gw=GATEWAY, admin=ADMIN, idp=IDP), flush=True)
+        print(WALKTHROUGH.format(gw=GATEWAY, admin=ADMIN, idp=IDP, op=OP), flush=True)
         return gateway.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        for process in (gateway, idp, upstream):
+        for process in (gateway, op, idp, upstream):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
