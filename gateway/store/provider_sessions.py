@@ -21,10 +21,10 @@ SUB: Final = "sub"
 # KEYS: the indexes to add to. ARGV: now, the session's end, the gateway session id.
 _LINK: Final = LuaScript(
     """
-local now, until, sid = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local now, ends, sid = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 for _, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  redis.call('ZADD', key, until, sid)
+  redis.call('ZADD', key, ends, sid)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   redis.call('EXPIREAT', key, math.ceil(tonumber(last[2])))
 end
