@@ -26,15 +26,20 @@ PROVIDER = {
 
 
 def settings_with(provider: dict[str, Any], **browser: Any) -> Settings:
-    return Settings(
-        keys={"active": "k", "items": [{"kid": "k", "secret_file": "/dev/null", "alg": "HS256"}]},
-        browser={
-            "enabled": True,
-            "seal_keys": [{"id": "s", "secret_env": "X"}],
-            "public_url": "https://app.example",
-            **browser,
-        },
-        federation={"providers": [provider]},
+    return Settings.model_validate(
+        {
+            "keys": {
+                "active": "k",
+                "items": [{"kid": "k", "secret_file": "/dev/null", "alg": "HS256"}],
+            },
+            "browser": {
+                "enabled": True,
+                "seal_keys": [{"id": "s", "secret_env": "X"}],
+                "public_url": "https://app.example",
+                **browser,
+            },
+            "federation": {"providers": [provider]},
+        }
     )
 
 
