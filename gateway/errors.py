@@ -202,7 +202,7 @@ class CrossSiteRequest(AccessDenied):
 
 class PolicyDenied(AccessDenied):
     """A route's rules refused the request; the description names the deciding rule by its
-    place (`deny[0]`, `allow[1].any`, `expr`), never by its values."""
+    place (`deny[0]`, `allow[1].any[0]`, `expr`), never by its values."""
 
     def __init__(self, description: str | None = None, *, reason: str, rule: str):
         super().__init__(description)

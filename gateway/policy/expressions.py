@@ -21,7 +21,7 @@ from gateway.policy.expression_cost import MalformedTree, tree_facts
 MAX_COST: Final = 1_000_000  # evaluation steps: a comprehension inside another is refused
 REQUEST_FIELDS: Final = frozenset({"method", "path", "host"})
 
-_ENVIRONMENT: Final = cel.NewEnv(
+ENVIRONMENT: Final = cel.NewEnv(
     variables={
         "claims": cel.Type.Map(cel.Type.STRING, cel.Type.DYN),
         "request": cel.Type.Map(cel.Type.STRING, cel.Type.STRING),
@@ -50,7 +50,7 @@ class Expression:
     def __init__(self, source: str, *, max_cost: int = MAX_COST):
         self.source = source
         try:
-            self._program = _ENVIRONMENT.compile(source)
+            self._program = ENVIRONMENT.compile(source)
         except RuntimeError as exc:  # the parser's and type checker's report
             raise ExpressionInvalid(_first_line(str(exc))) from None
         result = self._program.return_type()

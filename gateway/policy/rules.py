@@ -233,9 +233,9 @@ def compile_rule(settings: RuleSettings, path: str) -> Rule:
     kind, value = settings.kind()
     if kind in ("all", "any"):
         inner = [compile_rule(r, f"{path}.{kind}[{i}]") for i, r in enumerate(value)]
-        return (AllOf if kind == "all" else AnyOf)(f"{path}.{kind}", inner)
+        return (AllOf if kind == "all" else AnyOf)(path, inner)
     if kind == "not":
-        return Not(path + ".not", compile_rule(value, path + ".not"))
+        return Not(path, compile_rule(value, path + ".not"))
     if kind in ("roles", "scopes"):
         return HoldsAll(path, kind, value)
     if kind == "claim":
