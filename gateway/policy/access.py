@@ -87,6 +87,10 @@ class AccessPolicy:
         self._reads_host = "host" in reads
         self._reads_path = "path" in reads
         self._anonymous: dict[Hashable, tuple[Refusal | None, float]] = {}
+        reads_line = self._reads_method or self._reads_host or self._reads_path
+        self._static_key: tuple[int, str | None, str | None, str | None] | None = (
+            None if reads_line else (self._tag, None, None, None)
+        )
 
     @classmethod
     def from_settings(cls, settings: RouteSettings, *, clock: Clock) -> AccessPolicy | None:
@@ -128,14 +132,16 @@ class AccessPolicy:
     def check(self, principal: Principal | None, method: str, host: str, path: str) -> None:
         """Raise the refusal (403, or 401 for an anonymous request) unless the policy admits
         the request; memoized with the principal."""
-        if self._reads_host:
-            host = normalize_host(host)
-        key = (
-            self._tag,
-            method if self._reads_method else None,
-            host if self._reads_host else None,
-            path if self._reads_path else None,
-        )
+        key = self._static_key
+        if key is None:  # the expression reads the request line: decided by its parts
+            if self._reads_host:
+                host = normalize_host(host)
+            key = (
+                self._tag,
+                method if self._reads_method else None,
+                host if self._reads_host else None,
+                path if self._reads_path else None,
+            )
         memo: dict[Hashable, Any] = principal.derived if principal is not None else self._anonymous
         hit = memo.get(key)
         if hit is None or (hit[1] != NEVER and self._clock() >= hit[1]):
