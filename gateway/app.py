@@ -20,6 +20,7 @@ from gateway.edge.observer import RequestObserver
 from gateway.runtime.lifetimes import (
     clients_lifetime,
     federation_lifetime,
+    limits_lifetime,
     sampling_lifetime,
     store_lifetime,
     telemetry_lifetime,
@@ -62,6 +63,7 @@ def public_app(s: Services) -> web.Application:
     app.cleanup_ctx.append(store_lifetime(r.store.redis, r.sync, owned=r.store.owned))
     app.cleanup_ctx.append(telemetry_lifetime(r.telemetry))
     app.cleanup_ctx.append(sampling_lifetime(r.metrics, r.history))
+    app.cleanup_ctx.append(limits_lifetime(r.limiter))
     if s.auth.federation is not None:
         app.cleanup_ctx.append(federation_lifetime(s.auth.federation))
     auth = s.auth

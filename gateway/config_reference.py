@@ -46,6 +46,9 @@ def _fields(
         if defaults is not None:
             field = FieldInfo.merge_field_infos(field, default=getattr(defaults, name))
         nested, is_list = _nested_model(field.annotation)
+        if nested is not None and getattr(nested, "reference_leaf", False):
+            yield key, field, in_list  # a recursive tree (rules): one row, its page says more
+            continue
         if nested is not None and not is_list and field.is_required() is False:
             default = field.get_default(call_default_factory=True)
             if default is None:  # an optional object: its own row, then its fields

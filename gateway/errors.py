@@ -16,13 +16,14 @@
     │   ├── BasicClientRejected       401 invalid_client, HTTP Basic challenge (introspection)
     │   ├── InsufficientScope         403 insufficient_scope
     │   ├── AccessDenied              403 access_denied (e.g. a cross-site console form post)
-    │   │   └── CrossSiteRequest      403 access_denied (CSRF check of a cookie request)
+    │   │   ├── CrossSiteRequest      403 access_denied (CSRF check of a cookie request)
+    │   │   └── PolicyDenied          403 access_denied (a route's allow/deny/expr rules)
     │   ├── NotFound                  404 not_found
     │   ├── MethodNotAllowed          405 method_not_allowed
     │   ├── RequestTimeout            408 request_timeout (a body or head that stalls)
     │   ├── PayloadTooLarge           413 payload_too_large
     │   ├── ExpectationFailed         417 expectation_failed
-    │   ├── RateLimited               429 rate_limited (+ Retry-After)
+    │   ├── RateLimited               429 rate_limited (+ Retry-After, RateLimit fields)
     │   └── HeadersTooLarge           431 request_header_fields_too_large
     ├── ServiceFault (5xx)            our side, Redis or the upstream failed (503s: Retry-After)
     │   ├── StoreUnavailable          503 temporarily_unavailable
@@ -201,6 +202,10 @@ class InsufficientScope(ClientFault):
     default_description = "the access token lacks a required role or scope"
     challenge = "insufficient_scope"
 
+    def __init__(self, description: str | None = None, *, reason: str = "scope"):
+        super().__init__(description)
+        self.reason = reason  # for metrics and logs: role or scope
+
 
 class AccessDenied(ClientFault):
     status = 403
@@ -216,6 +221,16 @@ class CrossSiteRequest(AccessDenied):
     def __init__(self, description: str | None = None, *, reason: str):
         super().__init__(description)
         self.reason = reason  # for metrics: cross_site, origin_null, foreign_origin, …
+
+
+class PolicyDenied(AccessDenied):
+    """A route's rules refused the request; the description names the deciding rule by its
+    place (`deny[0]`, `allow[1].any[0]`, `expr`), never by its values."""
+
+    def __init__(self, description: str | None = None, *, reason: str, rule: str):
+        super().__init__(description)
+        self.reason = reason  # bounded: deny, allow, expr, expr_error
+        self.rule = rule
 
 
 class NotFound(ClientFault):
@@ -255,8 +270,14 @@ class RateLimited(ClientFault):
     code = "rate_limited"
     default_description = "too many requests, retry later"
 
-    def __init__(self, description: str | None = None, *, retry_after: int = 60):
-        super().__init__(description)
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        retry_after: int = 60,
+        headers: Mapping[str, str] | None = None,
+    ):
+        super().__init__(description, headers=headers)
         self.retry_after = retry_after
 
 

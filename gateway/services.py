@@ -65,7 +65,8 @@ from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.admission import Admission
 from gateway.proxy.endpoint import ProxyEndpoint
 from gateway.proxy.forwarder import Forwarder
-from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.headers import HeaderPolicy, ProxyTrust
+from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.routing import RouteTable
 from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime.health import Health
@@ -77,6 +78,7 @@ from gateway.store import (
     RateLimiter,
     RevocationStore,
     SessionStore,
+    SharedBuckets,
     connect_redis,
 )
 from gateway.store.cookie_sessions import CookieSessionStore
@@ -129,6 +131,7 @@ class Resources:
     view: RevocationView
     sync: RevocationSync
     upstream_pool: UpstreamPool
+    limiter: RouteLimiter  # the routes' rate-limit buckets: a reload keeps their counts
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,12 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
             connect_timeout=p.connect_timeout,
             read_timeout=p.read_timeout,
             keepalive_timeout=min(p.keepalive_timeout, 30),
+        ),
+        limiter=RouteLimiter(
+            settings.rate_limiting,
+            metrics=metrics,
+            clock=clock,
+            shared=SharedBuckets(store.redis, prefix=settings.redis.prefix),
         ),
     )
 
@@ -626,10 +635,13 @@ def _proxy(
     gate: CookieGate | None,
 ) -> ProxyServices:
     p = settings.proxy
+    r.limiter.trust(ProxyTrust(p.trusted_proxies))  # `ip` keys: the client behind them
     routes = RouteTable.from_settings(
         settings.routes,
         blocked=("/admin",) if settings.admin.block_public_path else (),
         path_parameters=p.path_parameters,
+        clock=r.clock,
+        limiter=r.limiter,
     )
     trace = None
     if settings.tracing.mode != "passthrough":

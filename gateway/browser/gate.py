@@ -32,7 +32,6 @@ from gateway.errors import (
     LoginRedirect,
 )
 from gateway.observability.metrics import Metrics
-from gateway.proxy.route_policy import require_grants
 from gateway.proxy.routing import Route
 from gateway.proxy.websocket import is_websocket_upgrade
 from gateway.tokens.bearer import Authenticator
@@ -57,7 +56,7 @@ def cookie_routes(routes: Iterable[RouteSettings], *, enabled: bool) -> dict[str
     if not enabled:
         return {}
     return {
-        r.prefix: CsrfRule(header=r.csrf_header, all_methods=r.csrf_all_methods)
+        r.route_name: CsrfRule(header=r.csrf_header, all_methods=r.csrf_all_methods)
         for r in routes
         if r.policy != "public" and (r.browser if r.browser is not None else True)
     }
@@ -123,10 +122,8 @@ class CookieGate:
                 raise self.ended(request, exc) from None
             exchange.set_cookies = self.format.cleared()  # served anonymously, cookies gone
             return None
-        principal = resolved.principal
-        require_grants(route, principal)
         exchange.set_cookies = resolved.cookies
-        return principal
+        return resolved.principal  # the route's rules decide next (gateway.proxy.admission)
 
     # -- shared with the endpoints ---------------------------------------------------------
 

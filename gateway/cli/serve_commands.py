@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 from gateway.cli.arguments import config_arg
@@ -29,7 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check-config", help="validate a configuration and print it")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a configuration (keys, routes' rules and expressions) and print it; "
+        "warns of routes and rules that can never match",
+    )
     config_arg(check)
     check.set_defaults(func=cmd_check_config)
 
@@ -62,9 +67,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.policy.access import AccessPolicy
+    from gateway.policy.shadowing import never_matching
+
     settings = load_settings(args.config)
     load_keyring(settings.keys)
+    for route in settings.routes:  # compiles the rules: a bad expression or pattern is an error
+        AccessPolicy.from_settings(route, clock=time.time)
     print(json.dumps(masked(settings), indent=2, default=str))
+    blocked = ("/admin",) if settings.admin.block_public_path else ()
+    for finding in never_matching(settings.routes, blocked=blocked):
+        print(f"warning: {finding}", file=sys.stderr)
     print("configuration OK", file=sys.stderr)
     return 0
 
@@ -81,7 +94,7 @@ def masked(settings: Settings) -> dict[str, object]:
 
     Key material never appears: settings hold only the files and variables it comes from.
     """
-    data = settings.model_dump(mode="json")
+    data = settings.model_dump(mode="json", by_alias=True)
     for key in [*data["admin"]["keys"], *data["introspection"]["clients"]]:
         key["hash"] = key["hash"][:15] + "...(masked)"
     data["redis"]["url"] = _without_password(data["redis"]["url"])

@@ -30,6 +30,17 @@ from gateway.config.fields import (
     Section,
     is_loopback_http,
 )
+from gateway.config.limit_settings import (
+    LimitMode,
+    RateLimitingSettings,
+    RouteLimitSettings,
+)
+from gateway.config.policy_settings import (
+    ClaimCondition,
+    RuleSettings,
+    RuleTree,
+    Scalar,
+)
 from gateway.config.route_settings import (
     ProxySettings,
     RouteSettings,
@@ -80,12 +91,14 @@ __all__ = [
     "AuthSettings",
     "BackendLoginSettings",
     "BrowserSettings",
+    "ClaimCondition",
     "ConsoleSettings",
     "FederationSettings",
     "IntrospectionClientSettings",
     "IntrospectionSettings",
     "KeySettings",
     "KeysSettings",
+    "LimitMode",
     "ListenSettings",
     "LoggingSettings",
     "LoginRateLimits",
@@ -99,9 +112,14 @@ __all__ = [
     "ProviderSettings",
     "ProxySettings",
     "RateLimit",
+    "RateLimitingSettings",
     "RedisSettings",
     "RevocationSettings",
+    "RouteLimitSettings",
     "RouteSettings",
+    "RuleSettings",
+    "RuleTree",
+    "Scalar",
     "SealKeySettings",
     "Section",
     "Settings",

@@ -8,12 +8,15 @@ import re
 from pydantic import Field, field_validator
 
 from gateway.config.fields import HEADER_NAME_RE, PositiveSeconds, Section
+from gateway.config.limit_settings import RouteLimitSettings
+from gateway.config.policy_settings import METHOD_RE, RuleTree, check_host_pattern, one_or_many
 from gateway.typedefs import PathParameters, RoutePolicy
 
 
 class RouteSettings(Section):
     prefix: str
-    """path prefix, matched on whole segments of the normalized path"""
+    """path prefix, matched on whole segments of the normalized path; a `*` segment matches
+    any one segment (`/api/*/reports/`)"""
     upstream: str
     """http(s):// base URL requests are forwarded to"""
     policy: RoutePolicy = "required"
@@ -32,6 +35,27 @@ class RouteSettings(Section):
     """cookie-authenticated requests the CSRF check covers must also send `X-CSRF: 1`"""
     csrf_all_methods: bool = False
     """apply the CSRF check to GET, HEAD and OPTIONS too (apps that change state on GET)"""
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    """the route's name in logs, metrics and `policy explain` (default: the prefix); routes
+    that share a prefix need one each"""
+    methods: list[str] = Field(default_factory=list)
+    """the route matches only these methods (default: every method; GET brings HEAD)"""
+    hosts: list[str] = Field(default_factory=list)
+    """the route matches only these hosts: exact names or `*.example.com` (one label); the
+    Host header is compared without its port, in lower case, without a trailing dot"""
+    allow: RuleTree | None = Field(default=None, min_length=1)
+    """rules a request must satisfy (a list: all of them); see docs/policy.md"""
+    deny: RuleTree | None = Field(default=None, min_length=1)
+    """rules that refuse a request (a list: any of them), whatever `allow` says"""
+    expr: str | None = Field(default=None, min_length=1, max_length=4096)
+    """a CEL expression over `claims` and `request` (method, path, host) that must be true"""
+    limits: list[RouteLimitSettings] = Field(default_factory=list)
+    """token-bucket rate limits; every one applies (429 past any)"""
+
+    @property
+    def route_name(self) -> str:
+        """The route's name: `name`, else the prefix as configured."""
+        return self.name if self.name is not None else self.prefix
 
     @field_validator("prefix")
     @classmethod
@@ -44,7 +68,30 @@ class RouteSettings(Section):
             or ";" in value
         ):
             raise ValueError("must be an absolute, normalized path such as /api/")
+        if any("*" in s and s != "*" for s in value.split("/")):
+            raise ValueError("a * stands for one whole segment (/api/*/reports/)")
         return value
+
+    @field_validator("allow", "deny", mode="before")
+    @classmethod
+    def _rule_list(cls, value: object) -> object:
+        return one_or_many(value)
+
+    @field_validator("methods")
+    @classmethod
+    def _method_tokens(cls, value: list[str]) -> list[str]:
+        methods = [m.upper() for m in value]
+        for method in methods:
+            if not METHOD_RE.match(method):
+                raise ValueError(f"{method!r} is not an HTTP method")
+        if "GET" in methods and "HEAD" not in methods:
+            methods.append("HEAD")  # a HEAD is the GET without its body
+        return list(dict.fromkeys(methods))
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        return [check_host_pattern(h) for h in value]
 
     @field_validator("upstream")
     @classmethod

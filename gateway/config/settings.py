@@ -19,6 +19,7 @@ from pydantic_settings import (
 
 from gateway.config.browser_settings import BrowserSettings
 from gateway.config.federation_settings import FederationSettings
+from gateway.config.limit_settings import RateLimitingSettings
 from gateway.config.route_settings import ProxySettings, RouteSettings
 from gateway.config.server_settings import (
     AdminSettings,
@@ -70,7 +71,10 @@ class Settings(BaseSettings):
     proxy: ProxySettings = ProxySettings()
     """forwarding"""
     routes: list[RouteSettings] = Field(default_factory=list)
-    """longest prefix wins"""
+    """host first (exact, then wildcard, then none), then the longest prefix, then the
+    routes that list the method"""
+    rate_limiting: RateLimitingSettings = RateLimitingSettings()
+    """how the routes' rate limits are counted"""
     federation: FederationSettings = FederationSettings()
     """identity providers for the token exchange"""
     introspection: IntrospectionSettings = IntrospectionSettings()
@@ -83,9 +87,15 @@ class Settings(BaseSettings):
     @field_validator("routes")
     @classmethod
     def _unique_prefixes(cls, value: list[RouteSettings]) -> list[RouteSettings]:
-        prefixes = [r.prefix.rstrip("/") or "/" for r in value]
-        if len(set(prefixes)) != len(prefixes):
-            raise ValueError("two routes share a prefix")
+        matched = [
+            (r.prefix.rstrip("/") or "/", frozenset(r.hosts), frozenset(r.methods)) for r in value
+        ]
+        if len(set(matched)) != len(matched):
+            raise ValueError("two routes share a prefix (with the same hosts and methods)")
+        names = [r.route_name for r in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two routes are named {twice[0]!r}: give each its own `name`")
         return value
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from gateway.edge.record import Exchange
-from gateway.errors import InvalidToken
+from gateway.errors import InsufficientScope, InvalidToken, PolicyDenied
 from gateway.observability.tracecontext import incoming_trace_id
 
 if TYPE_CHECKING:
@@ -68,8 +68,15 @@ def json_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
     error = exchange.error
     if error is not None:
         parts += (',"error":', _json_string(error.code))
-        if isinstance(error, InvalidToken):
+        if isinstance(error, InvalidToken | InsufficientScope):
             parts += (',"reason":', _json_string(error.reason))
+        elif isinstance(error, PolicyDenied):  # the deciding rule's place, never its values
+            parts += (
+                ',"reason":',
+                _json_string(error.reason),
+                ',"rule":',
+                _json_string(error.rule),
+            )
     parts.append("}")
     return "".join(parts)
 
@@ -103,7 +110,11 @@ def text_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
         parts.append(f"auth={exchange.auth_method or 'bearer'}")
     error = exchange.error
     if error is not None:
-        reason = f"/{error.reason}" if isinstance(error, InvalidToken) else ""
+        reason = ""
+        if isinstance(error, InvalidToken | InsufficientScope):
+            reason = f"/{error.reason}"
+        elif isinstance(error, PolicyDenied):
+            reason = f"/{error.reason} rule={error.rule}"
         parts.append(f"error={error.code}{reason}")
     parts.append(f"id={exchange.request_id}")
     trace_id = exchange.trace_id or incoming_trace_id(request.headers)

@@ -8,7 +8,13 @@ from aiohttp import web
 
 from gateway.edge.access_lines import json_line, text_line
 from gateway.edge.record import Exchange
-from gateway.errors import InvalidToken, RevocationStale, StoreUnavailable
+from gateway.errors import (
+    InsufficientScope,
+    InvalidToken,
+    PolicyDenied,
+    RevocationStale,
+    StoreUnavailable,
+)
 from gateway.observability.logs import BatchingHandler, access_log
 from gateway.observability.metrics import Metrics
 
@@ -39,6 +45,8 @@ class RequestObserver:
             metrics.redis_errors.inc()
         elif isinstance(error, RevocationStale):
             metrics.fail_closed.inc()
+        elif isinstance(error, PolicyDenied | InsufficientScope):
+            metrics.policy_refusals.labels(route, error.reason).inc()
         if exchange.upstream_status is not None:
             metrics.observe_upstream(route, exchange.upstream_seconds)
         if access_log.isEnabledFor(logging.INFO):

@@ -102,6 +102,25 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.policy_refusals = Counter(
+            "gateway_policy_refusals",
+            "Requests a route's rules refused, by route and reason (deny, allow, expr, "
+            "expr_error, role, scope)",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "gateway_rate_limited",
+            "Requests refused by a route's rate limit, by route and key kind",
+            ["route", "key"],
+            registry=r,
+        )
+        self.rate_limit_syncs = Counter(
+            "gateway_rate_limit_syncs",
+            "Syncs of shared rate-limit buckets with Redis, by outcome (ok, failed)",
+            ["outcome"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "gateway_redis_errors", "Requests that failed because Redis was unavailable", registry=r
         )

@@ -1,8 +1,9 @@
 """Admission: the decision whether a request may reach its route's upstream, and as whom.
-normalize → route (longest prefix) → credential (browser cookies where the route takes them,
-else the bearer token) → the route's policy. The proxy endpoint admits and then forwards;
-anything else that must decide the same way (a decision for an ingress) calls the same
-`admit`, on a request that describes the original one.
+normalize → route (host, longest prefix, method) → credential (browser cookies where the
+route takes them, else the bearer token) → the route's access policy (deny, roles/scopes,
+allow, expr; gateway.policy) → its rate limits. The proxy endpoint admits and then
+forwards; anything else that must decide the same way (a decision for an ingress) calls the
+same `admit`, on a request that describes the original one.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class Admission:
 
     async def admit(self, request: web.Request, exchange: Exchange) -> Admitted:
         """The request's route, forwarded path and principal; records them on `exchange`.
-        Raises NotFound, the credential's refusal (401), or the policy's (403)."""
-        route, path = self._routes.resolve(normalize_path(request.rel_url.raw_path))
+        Raises NotFound, the credential's refusal (401), the policy's (403) or a rate
+        limit's (429)."""
+        method, host = request.method, request.host
+        route, path = self._routes.resolve(normalize_path(request.rel_url.raw_path), method, host)
         if route is None or route.blocked:
             raise NotFound("no route for this path")
         exchange.route = route.name
@@ -59,4 +62,10 @@ class Admission:
         else:
             principal = bearer_principal(self._authenticator, request.headers, route)
         exchange.principal = principal
+        access = route.access
+        if access is not None:
+            access.check(principal, method, host, path)
+        limits = route.limits
+        if limits is not None:
+            limits.take(principal, request)
         return Admitted(route, path, principal)

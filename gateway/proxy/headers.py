@@ -67,9 +67,7 @@ class HeaderPolicy:
         self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
         self._stripped = frozenset(canonical(h) for h in settings.strip_request_headers)
         self._forward_authorization = settings.forward_authorization
-        self._trusted = tuple(
-            ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
-        )
+        self._trust = ProxyTrust(settings.trusted_proxies)
         self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
         self._request_verdicts: dict[bytes, tuple[bool, str]] = {}
         self._response_verdicts: dict[bytes, tuple[bool, str]] = {}
@@ -199,13 +197,65 @@ class HeaderPolicy:
         return out
 
     def _is_trusted(self, remote: str | None) -> bool:
-        if not self._trusted or not remote:
+        return self._trust.trusts(remote)
+
+
+class ProxyTrust:
+    """Which peers are trusted proxies (`proxy.trusted_proxies`): whose X-Forwarded-* the
+    gateway keeps, and so who the client is."""
+
+    def __init__(self, networks: Iterable[str]):
+        self._networks = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        self._verdicts: dict[str, bool] = {}
+
+    def trusts(self, remote: str | None) -> bool:
+        if not self._networks or not remote:
             return False
+        verdict = self._verdicts.get(remote)
+        if verdict is None:
+            verdict = self._contains(remote)
+            if len(self._verdicts) >= CACHE_SIZE:  # peers are many but not client-chosen
+                self._verdicts.clear()
+            self._verdicts[remote] = verdict
+        return verdict
+
+    def _contains(self, value: str) -> bool:
         try:
-            address = ipaddress.ip_address(remote)
+            address = ipaddress.ip_address(value)
         except ValueError:
             return False
-        return any(address in network for network in self._trusted)
+        return any(address in network for network in self._networks)
+
+    def client(self, remote: str | None, headers: CIMultiDictProxy[str]) -> str:
+        """The client's address: the peer, unless the peer is a trusted proxy; then the
+        nearest X-Forwarded-For address that is not a trusted proxy.
+
+        SECURITY: X-Forwarded-For is the client's to write; only the entries trusted
+        proxies appended can be believed, so the list is read from the right and never
+        past the first untrusted address. From an untrusted peer it is ignored: a client
+        rotating made-up addresses there stays one client."""
+        peer = remote or "unknown"
+        if not self.trusts(remote):
+            return peer
+        forwarded = [
+            part.strip() for value in headers.getall(_XFF, ()) for part in value.split(",")
+        ]
+        nearest = peer
+        for hop in reversed(forwarded):
+            if not _is_address(hop):
+                return nearest  # a garbled entry: the last proxy that spoke for it
+            if not self._contains(hop):
+                return hop
+            nearest = hop
+        return nearest
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _named_by_connection(values: list[bytes]) -> frozenset[str]:

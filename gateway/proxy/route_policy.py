@@ -1,12 +1,13 @@
-"""A route's policy applied to a request's credential: `public`, `optional` or `required`,
-and the roles and scopes the route asks for. Bearer tokens and browser cookies (through the
-CookieGate) meet the same checks here."""
+"""A route's policy applied to a request's credential: `public`, `optional` or `required`.
+What the credential may then do there (roles and scopes, allow / deny rules, expressions)
+is decided for bearer tokens and browser cookies alike by the route's AccessPolicy
+(gateway.policy.access), in gateway.proxy.admission."""
 
 from __future__ import annotations
 
 from multidict import CIMultiDictProxy
 
-from gateway.errors import AuthenticationRequired, InsufficientScope
+from gateway.errors import AuthenticationRequired
 from gateway.proxy.routing import Route
 from gateway.tokens.bearer import Authenticator, bearer_token
 from gateway.tokens.verifier import Principal
@@ -26,14 +27,4 @@ def bearer_principal(
         raise AuthenticationRequired()
     # An invalid token is refused even on an optional route: silently downgrading to
     # anonymous would hide an expired session from the client.
-    principal = authenticator.principal_for(token)
-    require_grants(route, principal)
-    return principal
-
-
-def require_grants(route: Route, principal: Principal) -> None:
-    """403 insufficient_scope unless the principal holds every role and scope of the route."""
-    if route.roles and not route.roles.issubset(principal.roles):
-        raise InsufficientScope("a required role is missing")
-    if route.scopes and not route.scopes.issubset(principal.scopes):
-        raise InsufficientScope("a required scope is missing")
+    return authenticator.principal_for(token)

@@ -1,10 +1,12 @@
-"""Route table: longest-prefix match on the normalized path, which is also what is forwarded."""
+"""Route table: host, then longest prefix (whole segments, `*` for any one), then method,
+matched on the normalized path, which is also what is forwarded."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
@@ -12,7 +14,10 @@ from yarl import URL
 
 from gateway.config import RouteSettings
 from gateway.errors import InvalidRequest
-from gateway.typedefs import PathParameters, RoutePolicy
+from gateway.policy.access import AccessPolicy
+from gateway.policy.host_names import normalize_host
+from gateway.proxy.route_limits import RouteLimiter, RouteLimits
+from gateway.typedefs import Clock, PathParameters, RoutePolicy
 
 _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -28,7 +33,7 @@ MAX_PATH_LENGTH: Final = 8192
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    prefix: str  # normalized, no trailing slash ("" for the root route)
+    prefix: str  # normalized, no trailing slash ("" for the root route); `*` for one segment
     upstream: URL
     policy: RoutePolicy
     roles: frozenset[str]
@@ -36,28 +41,69 @@ class Route:
     strip_prefix: bool
     preserve_host: bool
     websocket: bool
-    name: str  # the prefix as configured; used in logs and metrics
+    name: str  # `name`, else the prefix as configured; used in logs and metrics
     blocked: bool = False  # a reserved prefix: 404, never forwarded
+    methods: frozenset[str] = frozenset()  # empty: every method
+    hosts: tuple[str, ...] = ()  # exact names and `*.` patterns, lower case
+    access: AccessPolicy | None = None  # allow / deny / expr and roles / scopes
+    limits: RouteLimits | None = None  # token buckets
+    _glob: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if "*" in self.prefix:
+            segments = (re.escape(s) if s != "*" else "[^/]+" for s in self.prefix.split("/"))
+            object.__setattr__(self, "_glob", re.compile("/".join(segments) + "(?=/|$)"))
 
     def matches(self, path: str) -> bool:
+        if self._glob is not None:
+            return self._glob.match(path) is not None
         return not self.prefix or path == self.prefix or path.startswith(self.prefix + "/")
+
+    def takes(self, method: str) -> bool:
+        """Whether the route matches this method."""
+        return not self.methods or method in self.methods
 
     def upstream_path(self, path: str) -> str:
         """The path sent upstream: the upstream's base path plus the (optionally stripped) path."""
-        tail = path[len(self.prefix) :] if self.strip_prefix else path
+        if not self.strip_prefix:
+            tail = path
+        elif self._glob is not None:
+            matched = self._glob.match(path)
+            tail = path[matched.end() :] if matched is not None else path
+        else:
+            tail = path[len(self.prefix) :]
         if not tail.startswith("/"):
             tail = "/" + tail
         base = self.upstream.raw_path.rstrip("/")
         return base + tail
 
+    def specificity(self) -> tuple[int, int, int]:
+        """Sort key, most specific first: more segments, more literal characters, methods."""
+        segments = self.prefix.count("/")
+        literal = len(self.prefix.replace("*", ""))
+        return (-segments, -literal, 0 if self.methods else 1)
+
 
 class RouteTable:
-    """Routes sorted longest prefix first."""
+    """Routes by host (exact names, then `*.` patterns, then routes without hosts), each
+    group most specific prefix first; reserved (blocked) prefixes before all of them."""
 
     def __init__(
         self, routes: Sequence[Route], *, path_parameters: PathParameters = "match_without"
     ):
-        self._routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+        ordered = sorted(routes, key=lambda r: (not r.blocked, r.specificity()))
+        self._routes = ordered
+        self._blocked = [r for r in ordered if r.blocked]
+        self._hostless = [r for r in ordered if not r.blocked and not r.hosts]
+        self._exact: dict[str, list[Route]] = {}
+        self._wildcard: dict[str, list[Route]] = {}
+        for route in ordered:
+            for host in route.hosts:
+                if host.startswith("*."):
+                    self._wildcard.setdefault(host[2:], []).append(route)
+                else:
+                    self._exact.setdefault(host, []).append(route)
+        self._by_host = bool(self._exact or self._wildcard)
         self._refuse_parameters = path_parameters == "refuse"
 
     @classmethod
@@ -67,17 +113,20 @@ class RouteTable:
         *,
         blocked: Sequence[str] = (),
         path_parameters: PathParameters = "match_without",
+        clock: Clock = time.time,
+        limiter: RouteLimiter | None = None,
     ) -> RouteTable:
-        """Configured routes plus `blocked` prefixes that answer 404 (never proxied)."""
+        """Configured routes plus `blocked` prefixes that answer 404 (never proxied). Their
+        policies are compiled here: a bad expression or pattern is a ConfigError."""
         reserved = [
             Route(p, URL(), "public", frozenset(), frozenset(), False, False, False, p, True)
             for p in blocked
         ]
-        configured = [route_from_settings(r) for r in routes]
+        configured = [route_from_settings(r, clock=clock, limiter=limiter) for r in routes]
         return cls([*reserved, *configured], path_parameters=path_parameters)
 
-    def resolve(self, path: str) -> tuple[Route | None, str]:
-        """(route, path to forward) for a normalized path.
+    def resolve(self, path: str, method: str, host: str | None) -> tuple[Route | None, str]:
+        """(route, path to forward) for a normalized path, the request's method and Host.
 
         SECURITY: servlet containers (Tomcat, Jetty, Spring) drop `;params` from every
         segment, so `/reports;x=1/q` is `/reports/q` to them: the route is chosen on the
@@ -85,24 +134,40 @@ class RouteTable:
         path is forwarded as received, except when the route strips its prefix.
         """
         if ";" not in path:
-            return self.match(path), path
+            return self.match(path, method, host), path
         if self._refuse_parameters:
             raise InvalidRequest("path parameters (;) are not accepted")
         bare = _PARAMS.sub("", path)
-        route = self.match(bare)
+        route = self.match(bare, method, host)
         return route, bare if route is not None and route.strip_prefix else path
 
-    def match(self, path: str) -> Route | None:
-        for route in self._routes:
+    def match(self, path: str, method: str, host: str | None) -> Route | None:
+        for route in self._blocked:
             if route.matches(path):
                 return route
-        return None
+        if self._by_host and host:
+            name = normalize_host(host)
+            found = _first(self._exact.get(name, ()), path, method)
+            if found is None and "." in name:
+                found = _first(self._wildcard.get(name.split(".", 1)[1], ()), path, method)
+            if found is not None:
+                return found
+        return _first(self._hostless, path, method)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._routes)
 
 
-def route_from_settings(settings: RouteSettings) -> Route:
+def _first(routes: Iterable[Route], path: str, method: str) -> Route | None:
+    for route in routes:
+        if route.matches(path) and (not route.methods or method in route.methods):
+            return route
+    return None
+
+
+def route_from_settings(
+    settings: RouteSettings, *, clock: Clock = time.time, limiter: RouteLimiter | None = None
+) -> Route:
     return Route(
         prefix=settings.prefix.rstrip("/"),
         upstream=URL(settings.upstream),
@@ -112,7 +177,11 @@ def route_from_settings(settings: RouteSettings) -> Route:
         strip_prefix=settings.strip_prefix,
         preserve_host=settings.preserve_host,
         websocket=settings.websocket,
-        name=settings.prefix,
+        name=settings.route_name,
+        methods=frozenset(settings.methods),
+        hosts=tuple(settings.hosts),
+        access=AccessPolicy.from_settings(settings, clock=clock),
+        limits=limiter.for_route(settings) if limiter is not None else None,
     )
 
 

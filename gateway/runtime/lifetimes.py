@@ -19,6 +19,7 @@ from gateway.observability.counter_history import CounterHistory
 from gateway.observability.metrics import Metrics
 from gateway.observability.telemetry import Telemetry
 from gateway.outbound.http_client import SharedClientSession
+from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.upstream import UpstreamPool
 from gateway.tokens.revocation_sync import RevocationSync
 
@@ -103,6 +104,16 @@ def sampling_lifetime(
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         async with background(sample()):
+            yield
+
+    return lifetime
+
+
+def limits_lifetime(limiter: RouteLimiter) -> Lifetime:
+    """The routes' rate limits: their sync with Redis in shared mode, their bounds kept."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        async with background(limiter.run()):
             yield
 
     return lifetime

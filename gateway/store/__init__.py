@@ -17,6 +17,7 @@ from gateway.store.provider_sessions import ProviderSessionIndex
 from gateway.store.ratelimit import RateLimiter
 from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
+from gateway.store.shared_buckets import Shared, SharedBuckets, Usage
 from gateway.store.writes import Durability
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
     "RotateResult",
     "Session",
     "SessionStore",
+    "Shared",
+    "SharedBuckets",
+    "Usage",
     "connect_redis",
     "is_memory_url",
     "new_refresh_token",

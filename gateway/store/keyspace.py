@@ -108,3 +108,13 @@ class KeySpace:
     def rate(self, scope: str, identity: str, window_index: int) -> str:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         return f"{self.prefix}:rl:{scope}:{digest}:{window_index}"
+
+    def shared_bucket(self, limit: str, value: str) -> str:
+        """A shared rate-limit bucket: the limit's id and a hash of the counted value (an
+        address, a user, a claim: never client-chosen bytes in a key name)."""
+        digest = hashlib.sha256(value.encode()).hexdigest()[:32]
+        return f"{self.prefix}:rlb:{limit}:{digest}"
+
+    def bucket_workers(self) -> str:
+        """The workers that synced shared rate-limit buckets lately (a sorted set)."""
+        return f"{self.prefix}:rlb:workers"

@@ -22,7 +22,7 @@ PLANE_ORDER: tuple[frozenset[str], ...] = (
     frozenset({"runtime"}),  # the process: serving, workers, lifetimes; its wiring
     frozenset({"admin", "browser"}),
     frozenset({"authserver", "proxy"}),
-    frozenset({"tokens"}),
+    frozenset({"tokens", "policy"}),  # policy: authorization rules, pure logic
     frozenset({"edge", "store"}),
     frozenset({"observability", "outbound"}),
     frozenset({"config"}),
@@ -41,6 +41,7 @@ PACKAGES = {"edge", "proxy", "tokens", "authserver", "browser", "admin", "runtim
     "outbound",
     "config",
     "cli",
+    "policy",
 }
 
 

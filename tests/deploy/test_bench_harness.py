@@ -106,13 +106,17 @@ def test_upstream_not_running_is_a_clear_refusal_and_nothing_is_left(tmp_path: P
 @pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"
 )
+@pytest.mark.timeout(300)  # the run itself is given 240 s (`bench`): a busy machine needs them
 def test_smoke_run_writes_results_and_tears_down(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = bench("--smoke", "--no-install", "--out", str(out), tmp=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     latest = json.loads((out / "latest.json").read_text())
     warm = latest["throughput"]["small JSON, same 8 tokens (cache-warm)"]
-    assert {"direct", "reference", "naive proxy", "gateway"} <= set(warm)
+    assert {"direct", "reference", "naive proxy", "gateway", "gateway 5 rules + 1 limit"} <= set(
+        warm
+    )
+    assert latest["policy"]["vs_plain_rps"] > 0
     assert warm["gateway"]["rps"] > 0
     assert latest["ratios"]["warm_vs_reference"] is not None
     table = (out / "latest.md").read_text()

@@ -119,15 +119,15 @@ def table() -> RouteTable:
     ],
 )
 def test_longest_whole_segment_prefix_wins(path: str, route: str) -> None:
-    matched = table().match(path)
+    matched = table().match(path, "GET", None)
     assert matched is not None
     assert matched.name == route
 
 
 def test_reserved_prefixes_are_blocked_routes() -> None:
-    admin = table().match("/admin/x")
+    admin = table().match("/admin/x", "GET", None)
     assert admin is not None and admin.blocked
-    api = table().match("/api")
+    api = table().match("/api", "GET", None)
     assert api is not None and not api.blocked and api.policy == "required"
 
 

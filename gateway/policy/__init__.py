@@ -1,0 +1,1 @@
+"""Authorization rules: pure logic over a principal and the request line."""
