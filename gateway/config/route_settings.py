@@ -32,6 +32,9 @@ class RouteSettings(Section):
     """cookie-authenticated requests the CSRF check covers must also send `X-CSRF: 1`"""
     csrf_all_methods: bool = False
     """apply the CSRF check to GET, HEAD and OPTIONS too (apps that change state on GET)"""
+    accept: list[str] = Field(default_factory=lambda: ["gateway"], min_length=1)
+    """issuers whose access tokens this route takes: `gateway` (its own) and names of
+    `federation.providers` that have an `access_tokens` policy"""
 
     @field_validator("prefix")
     @classmethod
@@ -44,6 +47,13 @@ class RouteSettings(Section):
             or ";" in value
         ):
             raise ValueError("must be an absolute, normalized path such as /api/")
+        return value
+
+    @field_validator("accept")
+    @classmethod
+    def _issuer_names(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("an issuer is listed twice")
         return value
 
     @field_validator("upstream")
