@@ -2,6 +2,12 @@
 
 from gateway.config.redis_url import is_memory_url
 from gateway.store.audit import AuditEntry, AuditLog
+from gateway.store.authorization_codes import (
+    AuthorizationCodeStore,
+    Redeemed,
+    code_digest,
+    new_authorization_code,
+)
 from gateway.store.client import connect_redis
 from gateway.store.console_sessions import ConsoleSession, ConsoleSessionStore
 from gateway.store.keyspace import (
@@ -22,6 +28,7 @@ __all__ = [
     "SID_RE",
     "AuditEntry",
     "AuditLog",
+    "AuthorizationCodeStore",
     "ConsoleSession",
     "ConsoleSessionStore",
     "CreateResult",
@@ -30,14 +37,17 @@ __all__ = [
     "KeySpace",
     "OneTimeIds",
     "RateLimiter",
+    "Redeemed",
     "Revocation",
     "RevocationBatch",
     "RevocationStore",
     "RotateResult",
     "Session",
     "SessionStore",
+    "code_digest",
     "connect_redis",
     "is_memory_url",
+    "new_authorization_code",
     "new_refresh_token",
     "new_sid",
     "parse_refresh_token",
