@@ -20,6 +20,7 @@ from gateway.edge.observer import RequestObserver
 from gateway.runtime.lifetimes import (
     clients_lifetime,
     federation_lifetime,
+    keys_lifetime,
     sampling_lifetime,
     store_lifetime,
     telemetry_lifetime,
@@ -63,6 +64,10 @@ def public_app(s: Services) -> web.Application:
     app.cleanup_ctx.append(sampling_lifetime(r.metrics, r.history))
     if s.auth.federation is not None:
         app.cleanup_ctx.append(federation_lifetime(s.auth.federation))
+    # registered clients' keys fetched from their jwks_uri; providers' keys for routes on a
+    # gateway without the token exchange: fetches in flight cancelled on the way out
+    providers = () if s.auth.federation is not None else s.auth.providers
+    app.cleanup_ctx.append(keys_lifetime(s.auth.clients.registry, [p.keys for p in providers]))
     auth = s.auth
     token_routes: list[web.RouteDef] = []
     for endpoints in (auth.token_endpoints, auth.session_endpoints):
@@ -71,6 +76,8 @@ def public_app(s: Services) -> web.Application:
     if s.browser is not None:
         token_routes = s.browser.with_cookies(token_routes) + s.browser.routes()
     app.add_routes(token_routes)
+    if s.authorize is not None:
+        app.add_routes(s.authorize.routes())
     app.add_routes(auth.introspection.routes())
     app.add_routes(auth.well_known.routes())
     app.add_routes(s.health.routes())

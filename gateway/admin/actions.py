@@ -24,6 +24,8 @@ from gateway.tokens.verifier import Principal, TokenVerifier
 from gateway.typedefs import Clock
 
 JTI_RE: Final = re.compile(r"^[A-Za-z0-9._~:-]{1,128}$")
+CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CLIENT_SUBJECT_PREFIX: Final = "client:"  # the `sub` of a client's own tokens
 SUB_MAX: Final = 256
 
 
@@ -105,6 +107,17 @@ class AdminActions:
             "at": int(self._clock()),
         }
         await self._record(actor, "revoke_user", sub, result)
+        return result
+
+    async def revoke_client(self, actor: Actor, client_id: str) -> dict[str, Any]:
+        """Every token a client holds of its own (client credentials: `sub` client:<id>)
+        issued before now dies on every instance; the client may fetch new ones."""
+        if not CLIENT_ID_RE.match(client_id):
+            raise InvalidRequest("invalid client id")
+        sub = CLIENT_SUBJECT_PREFIX + client_id
+        await self.revoker.revoke_user(sub)
+        result = {"kind": "client", "id": client_id, "sub": sub, "at": int(self._clock())}
+        await self._record(actor, "revoke_client", client_id, result)
         return result
 
     async def sessions_of(self, sub: str) -> list[Session]:

@@ -38,6 +38,9 @@ class Route:
     websocket: bool
     name: str  # the prefix as configured; used in logs and metrics
     blocked: bool = False  # a reserved prefix: 404, never forwarded
+    # The issuers whose tokens the route takes (`routes[].accept`), or None for the gateway's
+    # own alone (the default, verified on the synchronous path).
+    issuers: frozenset[str] | None = None
 
     def matches(self, path: str) -> bool:
         return not self.prefix or path == self.prefix or path.startswith(self.prefix + "/")
@@ -113,6 +116,7 @@ def route_from_settings(settings: RouteSettings) -> Route:
         preserve_host=settings.preserve_host,
         websocket=settings.websocket,
         name=settings.prefix,
+        issuers=None if settings.accept == ["gateway"] else frozenset(settings.accept),
     )
 
 

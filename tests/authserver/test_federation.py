@@ -32,6 +32,7 @@ from tests.support.identity_provider import (
     idp_key,
 )
 from tests.support.jwt_tokens import bearer, unsigned_token
+from tests.support.oauth_clients import password_client
 from tests.support.recording_upstream import Upstream
 from tests.support.waiting import eventually
 
@@ -224,7 +225,8 @@ async def test_an_oauth_client_library_performs_the_exchange(
 ) -> None:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-    client = await federated()
+    grants = ["refresh_token", TOKEN_EXCHANGE]
+    client = await federated(clients=[password_client("demo-cli", grants=grants)])
     base = str(client.make_url("")).rstrip("/")
     async with AsyncOAuth2Client(client_id="demo-cli", token_endpoint_auth_method="none") as oauth:
         token = await oauth.fetch_token(

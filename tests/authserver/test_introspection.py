@@ -15,6 +15,7 @@ from gateway.authserver.introspection import client_secret_hash
 from gateway.config import Settings
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
 from tests.support.clock import FakeClock
+from tests.support.oauth_clients import password_client
 from tests.support.gateway_client import (
     GatewayClient,
     GatewayFactory,
@@ -43,6 +44,7 @@ def introspection_settings(auth_settings: Settings) -> Settings:
         update={
             "introspection": Settings(introspection={"clients": CLIENTS}).introspection,  # type: ignore[arg-type]
             "admin": Settings(admin=ADMIN_KEYS).admin,  # type: ignore[arg-type]
+            "clients": [password_client("mobile")],
         }
     )
 
