@@ -7,6 +7,7 @@ store's pub/sub channel) and is written to the audit trail before it is reported
 from __future__ import annotations
 
 import getpass
+import math
 import re
 import socket
 from dataclasses import dataclass
@@ -115,8 +116,12 @@ class AdminActions:
         if not CLIENT_ID_RE.match(client_id):
             raise InvalidRequest("invalid client id")
         sub = CLIENT_SUBJECT_PREFIX + client_id
-        await self.revoker.revoke_user(sub)
-        result = {"kind": "client", "id": client_id, "sub": sub, "at": int(self._clock())}
+        # SECURITY: token times have whole seconds; a user's watermark spares tokens of the
+        # current second (logging in again works at once), a client's kills them too: a
+        # leaked token fetched a moment before the revocation must not survive it.
+        at = math.floor(self._clock()) + 1
+        await self.revoker.revoke_user(sub, at=at)
+        result = {"kind": "client", "id": client_id, "sub": sub, "at": at}
         await self._record(actor, "revoke_client", client_id, result)
         return result
 

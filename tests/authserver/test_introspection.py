@@ -15,7 +15,6 @@ from gateway.authserver.introspection import client_secret_hash
 from gateway.config import Settings
 from tests.support.admin_access import ADMIN, ADMIN_KEYS
 from tests.support.clock import FakeClock
-from tests.support.oauth_clients import password_client
 from tests.support.gateway_client import (
     GatewayClient,
     GatewayFactory,
@@ -24,6 +23,7 @@ from tests.support.gateway_client import (
     login,
 )
 from tests.support.jwt_tokens import bearer, mint
+from tests.support.oauth_clients import password_client
 from tests.support.waiting import eventually
 
 SECRET = "svc-secret-0123456789"

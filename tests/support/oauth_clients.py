@@ -43,14 +43,15 @@ def app_client(
     **extra: Any,
 ) -> ClientSettings:
     """A public app of the authorization code flow (a loopback redirect, any port)."""
-    return ClientSettings(
-        id=client_id,
-        type="public",
-        grants=["authorization_code", "refresh_token"],  # type: ignore[list-item]
-        redirect_uris=redirect_uris or [APP_REDIRECT],
-        scopes=scopes if scopes is not None else ["read:scoped", "reports"],
+    fields: dict[str, Any] = {
+        "id": client_id,
+        "type": "public",
+        "grants": ["authorization_code", "refresh_token"],
+        "redirect_uris": redirect_uris or [APP_REDIRECT],
+        "scopes": scopes if scopes is not None else ["read:scoped", "reports"],
         **extra,
-    )
+    }
+    return ClientSettings(**fields)
 
 
 def machine_client(
@@ -111,7 +112,12 @@ def jwt_client(client_id: str, jwks_file: Path, **extra: Any) -> ClientSettings:
 
 
 def client_assertion(
-    client_id: str, audience: str, *, key: str = "client-key", now: float | None = None, **claims: Any
+    client_id: str,
+    audience: str,
+    *,
+    key: str = "client-key",
+    now: float | None = None,
+    **claims: Any,
 ) -> str:
     """A private_key_jwt assertion signed with test key `key`; any claim can be bent (None
     leaves it out)."""
