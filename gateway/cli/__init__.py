@@ -9,11 +9,23 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import account_commands, key_commands, operator_commands, serve_commands
+from gateway.cli import (
+    account_commands,
+    client_commands,
+    key_commands,
+    operator_commands,
+    serve_commands,
+)
 from gateway.cli.arguments import EXIT_USAGE, UsageError
 from gateway.errors import ConfigError
 
-COMMAND_GROUPS = (serve_commands, key_commands, account_commands, operator_commands)
+COMMAND_GROUPS = (
+    serve_commands,
+    key_commands,
+    account_commands,
+    client_commands,
+    operator_commands,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,9 +91,7 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": aiohttp.encode_basic_auth(client_id, secret)}
 
 
-async def token(
-    client: GatewayClient, *, auth: dict[str, str] | None = None, **form: str
-) -> ClientResponse:
+async def token(client: GatewayClient, *, auth: Any = None, **form: Any) -> ClientResponse:
     return await client.post("/auth/token", data=form, headers=auth)
 
 

@@ -30,9 +30,12 @@ def sha256_hash(secret: str) -> str:
 
 def password_client(client_id: str, *, grants: list[str] | None = None) -> ClientSettings:
     """A public client registered for the password grant (and refresh)."""
-    return ClientSettings(
-        id=client_id, type="public", grants=grants or ["password", "refresh_token"]
-    )  # type: ignore[arg-type]
+    fields: dict[str, Any] = {
+        "id": client_id,
+        "type": "public",
+        "grants": grants or ["password", "refresh_token"],
+    }
+    return ClientSettings(**fields)
 
 
 def app_client(
