@@ -98,7 +98,9 @@ log = logging.getLogger("gateway")
 
 T = TypeVar("T")
 OPERATOR_POOL_SIZE = 4  # Redis connections of one operator CLI command
-ASSERTION_MAX_LIFETIME = 300  # seconds a private_key_jwt client assertion may live
+ASSERTION_MAX_LIFETIME = (
+    3600  # seconds a private_key_jwt assertion may live (authlib signs for 1 h)
+)
 
 
 @dataclass(frozen=True)

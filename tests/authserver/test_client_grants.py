@@ -232,7 +232,7 @@ async def test_private_key_jwt(gateways: Pair, clock: FakeClock) -> None:
         client_assertion("signer", TOKEN_URL, now=clock.now - 600),  # expired
         client_assertion("signer", "https://elsewhere.example/token", now=clock.now),  # aud
         client_assertion("signer", TOKEN_URL, now=clock.now, key="attacker"),  # not its key
-        client_assertion("signer", TOKEN_URL, now=clock.now, exp=clock.now + 3600),  # too long
+        client_assertion("signer", TOKEN_URL, now=clock.now, exp=clock.now + 7200),  # too long
         client_assertion("signer", TOKEN_URL, now=clock.now, jti=None),  # no jti
         client_assertion("signer", TOKEN_URL, now=clock.now, iss="batch"),  # iss ≠ sub
     ):

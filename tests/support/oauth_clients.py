@@ -9,6 +9,8 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,7 +18,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from gateway.config import ClientSettings
+from gateway.app import create_app
+from gateway.config import ClientSettings, Settings
+from tests.support.gateway_client import GatewayTestServer
+from tests.support.processes import free_port
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 APP_REDIRECT: Final = "http://127.0.0.1/callback"  # any loopback port (RFC 8252 §7.3)
@@ -145,3 +150,21 @@ def new_verifier() -> str:
 def s256(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@asynccontextmanager
+async def gateway_at(
+    make_settings: Callable[[str], Settings], **injected: Any
+) -> AsyncIterator[str]:
+    """The gateway on a port chosen beforehand, so that its issuer (and the endpoints its
+    RFC 8414 metadata names) is where clients really reach it; yields that base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = GatewayTestServer(
+        create_app(make_settings(base), **injected), host="127.0.0.1", port=port
+    )
+    await server.start_server(access_log=None)
+    try:
+        yield base
+    finally:
+        await server.close()
