@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from string import Template
 from typing import Final
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -35,7 +36,7 @@ from gateway.authserver.authorization_requests import (
 from gateway.authserver.client_registry import ClientRegistry
 from gateway.authserver.revoker import Revoker
 from gateway.browser.gate import CookieGate, Resolved
-from gateway.browser.html_pages import page
+from gateway.browser.html_pages import PAGE_HEADERS, page
 from gateway.browser.navigation import LOGIN_PATH
 from gateway.edge import NO_STORE, add_cookies
 from gateway.edge.bodies import BodyReader
@@ -49,6 +50,7 @@ log = logging.getLogger("gateway.clients")
 AUTHORIZE_PATH: Final = "/auth/authorize"
 CONSENT_PATH: Final = "/auth/authorize/consent"
 MAX_CONSENT_FORM: Final = 4096
+_NETLOC: Final = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 
 @cache
@@ -114,7 +116,11 @@ class AuthorizeEndpoint:
                 return self._send_back(target, _error("consent_required", "the user must consent"))
             response = _consent_page(wanted, session, raw)
         else:
-            response = await self._grant(wanted, session, status=302)
+            # Reached by the login form's redirect (Sec-Fetch-Site: same-origin): browsers
+            # apply the login page's CSP `form-action 'self'` to every redirect that follows
+            # its form, so the way back to the app is a page that continues there instead.
+            same_origin = request.headers.get("Sec-Fetch-Site") == "same-origin"
+            response = await self._grant(wanted, session, status=200 if same_origin else 302)
         if resolved.cookies:
             add_cookies(response.headers, resolved.cookies)
         return response
@@ -164,7 +170,8 @@ class AuthorizeEndpoint:
         self, target: Target, answer: dict[str, str], *, status: int = 302
     ) -> web.Response:
         """The browser back to the client's (validated) redirect URI with the answer, its
-        state and our issuer (RFC 9207: the client can tell which server answered)."""
+        state and our issuer (RFC 9207: the client can tell which server answered): a 302 or
+        303, or (status 200) a page that continues there."""
         params = dict(answer)
         if target.state is not None:
             params["state"] = target.state
@@ -172,6 +179,13 @@ class AuthorizeEndpoint:
         uri = target.redirect_uri
         separator = "&" if "?" in uri else "?"
         location = f"{uri}{separator}{urlencode(params)}"
+        if status == 200:
+            body = _template("authorize_continue.html").substitute(
+                location=_e(location), client=_e(target.client.name)
+            )
+            response = page(body)
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return response
         headers = {"Location": location, **NO_STORE, "Referrer-Policy": "no-referrer"}
         return web.Response(status=status, headers=headers)
 
@@ -220,4 +234,21 @@ def _consent_page(wanted: AuthorizationRequest, session: Session, raw_query: str
         request=_e(raw_query),
         redirect=_e(wanted.target.redirect_uri),
     )
-    return page(body)
+    response = page(body)
+    # The decision's answer redirects to the app: its origin joins the form's allowed
+    # targets (browsers check form-action on the redirects a form submission follows too).
+    csp = PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {_origin(wanted.target.redirect_uri)}"
+    )
+    response.headers["Content-Security-Policy"] = csp
+    return response
+
+
+def _origin(uri: str) -> str:
+    """The CSP source of a redirect URI: scheme://host[:port], or `scheme:` for a private-use
+    scheme (redirect URIs hold no spaces, quotes or semicolons: see check_redirect_uri)."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        # SECURITY: only a plain host[:port] enters the header (no `;` starting a directive)
+        return f"{parts.scheme}://{parts.netloc}" if _NETLOC.match(parts.netloc) else ""
+    return f"{parts.scheme}:"

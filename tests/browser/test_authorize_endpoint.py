@@ -402,3 +402,25 @@ async def test_metadata_lists_the_code_flow(signed_in: Signed) -> None:
     assert metadata["token_endpoint_auth_methods_supported"] == ["client_secret_post", "none"]
     assert metadata["authorization_response_iss_parameter_supported"] is True
     assert json.dumps(metadata).count(AUDIENCE) == 0
+
+
+async def test_after_the_login_form_the_way_back_is_a_page(signed_in: Signed) -> None:
+    """Browsers apply the login page's CSP `form-action 'self'` to the redirects its form
+    submission follows: reached from there, the code goes back to the app by a page."""
+    client = await signed_in()
+    query = urlencode(authorize_query(new_verifier()))
+    resp = await client.get(
+        f"/auth/authorize?{query}",
+        headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"},
+        allow_redirects=False,
+    )
+    page = await is_page(resp, 200)
+    assert f'<meta http-equiv="refresh" content="0;url={CALLBACK}?code=gwac_' in page
+    assert 'id="continue"' in page and "&amp;state=st-123" in page
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    # the consent page lets its form's answer redirect to the app, and nowhere else
+    resp = await authorize(
+        client,
+        authorize_query(new_verifier(), client_id="partner", redirect_uri=THIRD_PARTY),
+    )
+    assert "form-action 'self' https://partner.example;" in resp.headers["Content-Security-Policy"]
