@@ -185,6 +185,17 @@ async def test_a_linked_identity_signs_in_as_the_local_user(
     assert claims["idp"] == "idp"
 
 
+async def test_an_exchange_never_widens_the_scope(
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
+) -> None:
+    client = await federated()
+    token = identity_provider.id_token(now=clock.now)
+    resp = await exchange(client, token, scope="admin")  # a provider user holds no scope
+    body = await refused(resp, 400, "invalid_scope")
+    assert "admin" not in body
+    assert (await exchange(client, token)).status == 200
+
+
 async def test_subjects_of_two_providers_never_collide(
     federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
