@@ -20,9 +20,11 @@ from aiohttp import ClientResponse
 from gateway.config import Settings
 from tests.support.clock import FakeClock
 from tests.support.gateway_client import GatewayClient, GatewayFactory
+from tests.support.gateway_settings import on_redis
 from tests.support.jwt_tokens import AUDIENCE, ISSUER, bearer
 from tests.support.oauth_clients import APP_REDIRECT, app_client, new_verifier, s256
 from tests.support.recording_upstream import Upstream
+from tests.support.redis_servers import RedisServer
 
 CALLBACK = "http://127.0.0.1:53682/callback"  # the registered loopback URI, on some port
 THIRD_PARTY = "https://partner.example/cb"
@@ -63,12 +65,16 @@ def signed_in(
     """The gateway in browser mode with the app clients, and a client whose cookie jar holds
     alice's browser session (signed in on the gateway's own JSON sign-in)."""
 
-    async def make(*, sign_in: bool = True, **sections: Any) -> GatewayClient:
-        redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    async def make(
+        *, sign_in: bool = True, redis_url: str | None = None, **sections: Any
+    ) -> GatewayClient:
         jar = aiohttp.CookieJar(unsafe=True)
-        client = await gateway_factory(
-            code_flow_settings(**sections), redis=redis, clock=clock, cookie_jar=jar
-        )
+        settings = code_flow_settings(**sections)
+        if redis_url is not None:  # a real redis-server: the store's own client
+            client = await gateway_factory(on_redis(settings, redis_url), cookie_jar=jar)
+        else:
+            redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+            client = await gateway_factory(settings, redis=redis, clock=clock, cookie_jar=jar)
         if sign_in:
             resp = await client.post(
                 "/auth/browser/login", json={"username": "alice", "password": "wonderland"}
@@ -367,6 +373,20 @@ async def test_a_code_used_twice_revokes_what_it_issued(signed_in: Signed) -> No
         data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
     )
     await refused(again, "invalid_grant")
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_codes_on_a_real_redis_server(signed_in: Signed, redis_server: RedisServer) -> None:
+    """The code scripts on redis-server itself: issued, taken once, a replay revokes."""
+    client = await signed_in(redis_url=redis_server.url)
+    verifier = new_verifier()
+    code = await code_for(client, verifier)
+    first = await redeem(client, code, verifier)
+    assert first.status == 200, await first.text()
+    access = (await first.json())["access_token"]
+    await refused(await redeem(client, code, verifier), "invalid_grant")
+    assert (await client.get("/api/x", headers=bearer(access))).status == 401
 
 
 async def test_an_expired_code_redeems_nothing(signed_in: Signed, clock: FakeClock) -> None:
