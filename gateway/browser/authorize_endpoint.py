@@ -128,14 +128,14 @@ class AuthorizeEndpoint:
     async def consent(self, request: web.Request) -> web.StreamResponse:
         """POST /auth/authorize/consent (form `request`, `decision` allow | deny)."""
         self._gate.cross_site.check(request)  # only the consent page itself may decide
-        if request.content_type != FORM:
-            raise InvalidRequest("the consent form is a form")
-        form = form_params(await self._bodies.own_body(request))
-        raw = form.get("request", "")
-        decision = form.get("decision")
-        if len(raw) > MAX_CONSENT_FORM or decision not in ("allow", "deny"):
-            raise InvalidRequest("the consent form is malformed")
         try:
+            if request.content_type != FORM:
+                raise InvalidRequest("the consent form is a form")
+            form = form_params(await self._bodies.own_body(request))
+            raw = form.get("request", "")
+            decision = form.get("decision")
+            if len(raw) > MAX_CONSENT_FORM or decision not in ("allow", "deny"):
+                raise InvalidRequest("the consent form is malformed")
             params = query_params(raw)
             target = identify(params, self._registry)
         except ClientFault as exc:

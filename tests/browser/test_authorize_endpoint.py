@@ -238,6 +238,8 @@ async def test_third_party_clients_ask_for_consent(signed_in: Signed) -> None:
     assert "Partner Reports" in page and "<li>reports</li>" in page
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     form = {"request": urlencode(query), "decision": "deny"}
+    odd = await client.post("/auth/authorize/consent", data={**form, "decision": "maybe"})
+    await is_page(odd)
     resp = await client.post("/auth/authorize/consent", data=form, allow_redirects=False)
     assert resp.status == 303
     assert answer_of(resp)["error"] == "access_denied"
