@@ -102,6 +102,8 @@ class AuthorizeEndpoint:
             return self._send_back(
                 target, {"error": exc.error, "error_description": exc.description}
             )
+        if request.method == "HEAD":  # a safe method: nothing is issued for it
+            return web.Response(status=204, headers=NO_STORE)
         prompt = params.get("prompt", "").split()
         signed_in = await self._signed_in(request)
         if signed_in is None:

@@ -195,6 +195,13 @@ async def test_code_flow_issues_tokens_bound_to_the_app(
     assert other.status == 401  # the partner's secret is wrong first of all
 
 
+async def test_head_issues_nothing(signed_in: Signed) -> None:
+    client = await signed_in()
+    query = urlencode(authorize_query(new_verifier()))
+    resp = await client.head(f"/auth/authorize?{query}", allow_redirects=False)
+    assert resp.status == 204 and "Location" not in resp.headers
+
+
 async def test_loopback_redirects_of_a_public_app_take_any_port(signed_in: Signed) -> None:
     client = await signed_in()
     verifier = new_verifier()
