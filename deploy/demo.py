@@ -104,6 +104,24 @@ the same key). Walk through it in another shell:
   curl -s -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \\
     {gw}/public/traced
 
+Apps and machines (docs/clients.md). The password grant above is on for this walk-through;
+OAuth 2.1 drops it, and apps sign users in with the authorization code flow instead:
+
+  # an app: code flow with PKCE through the gateway's sign-in page (demo-app, a public
+  # client with a loopback redirect on any port): opens your browser, then calls the API
+  .venv/bin/python deploy/demo_app.py
+
+  # a machine: client credentials (demo-batch / demo-batch-secret); sub client:demo-batch
+  MACHINE=$(curl -s -u demo-batch:demo-batch-secret -d grant_type=client_credentials \
+    {gw}/auth/token | field access_token)
+  curl -s -H "Authorization: Bearer $MACHINE" {gw}/api/jobs
+  # ... and every token of it revoked at once (also: gateway revoke client demo-batch)
+  curl -s -X POST -H 'Authorization: Bearer demo-admin-key' {admin}/admin/clients/demo-batch/revoke
+
+  # an identity provider's own access token on a route that accepts it (routes[].accept)
+  IDP_ACCESS=$(curl -s -X POST {idp}/token -d username=carol | field access_token)
+  curl -s -H "Authorization: Bearer $IDP_ACCESS" {gw}/api/orders
+
 Browser sessions (cookie mode; the demo's cookies are plain-http, demo-only settings):
 open {gw}/app/ in a browser. You are sent to the sign-in page; sign in as alice / wonderland
 and land on the "legacy web app", which shows the identity headers the upstream received

@@ -1,5 +1,6 @@
 """Demo identity provider for `make demo`: an OIDC issuer on 127.0.0.1:9100 with a discovery
-document, a JWKS and a token endpoint that signs an ID token for whoever asks.
+document, a JWKS and a token endpoint that signs an ID token (and an access token for the
+demo API, audience `demo-api`) for whoever asks.
 
 DEMO ONLY: it checks no password. It stands in for Google, Okta or Cognito so that the
 gateway's token exchange (RFC 8693) can be tried locally:
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 CLIENT_ID = "demo-app"  # the audience of its ID tokens: the gateway's config names it
+API_AUDIENCE = "demo-api"  # the audience of its access tokens: routes that accept demo-idp
 TOKEN_TTL = 600
 USERNAME = re.compile(r"^[a-z0-9._-]{1,64}$")
 # Groups the demo gives some users; the gateway's roles map turns `staff` into `reports`.
@@ -82,8 +84,25 @@ async def token(request: web.Request) -> web.Response:
         "groups": GROUPS.get(username, []),
     }
     id_token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid, "typ": "JWT"})
+    access = {
+        "iss": claims["iss"],
+        "aud": API_AUDIENCE,
+        "sub": username,
+        "client_id": CLIENT_ID,
+        "iat": now,
+        "exp": now + TOKEN_TTL,
+        "jti": secrets.token_urlsafe(12),
+        "scope": "profile",
+        "groups": claims["groups"],
+    }
+    access_token = jwt.encode(access, key, algorithm="RS256", headers={"kid": kid, "typ": "at+jwt"})
     return web.json_response(
-        {"id_token": id_token, "token_type": "N_A", "expires_in": TOKEN_TTL},
+        {
+            "id_token": id_token,
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": TOKEN_TTL,
+        },
         headers={"Cache-Control": "no-store"},
     )
 

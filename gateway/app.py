@@ -20,6 +20,7 @@ from gateway.edge.observer import RequestObserver
 from gateway.runtime.lifetimes import (
     clients_lifetime,
     federation_lifetime,
+    keys_lifetime,
     limits_lifetime,
     sampling_lifetime,
     store_lifetime,
@@ -66,6 +67,10 @@ def public_app(s: Services) -> web.Application:
     app.cleanup_ctx.append(limits_lifetime(r.limiter))
     if s.auth.federation is not None:
         app.cleanup_ctx.append(federation_lifetime(s.auth.federation))
+    # registered clients' keys fetched from their jwks_uri; providers' keys for routes on a
+    # gateway without the token exchange: fetches in flight cancelled on the way out
+    providers = () if s.auth.federation is not None else s.auth.providers
+    app.cleanup_ctx.append(keys_lifetime(s.auth.clients.registry, [p.keys for p in providers]))
     auth = s.auth
     token_routes: list[web.RouteDef] = []
     for endpoints in (auth.token_endpoints, auth.session_endpoints):
@@ -74,6 +79,8 @@ def public_app(s: Services) -> web.Application:
     if s.browser is not None:
         token_routes = s.browser.with_cookies(token_routes) + s.browser.routes()
     app.add_routes(token_routes)
+    if s.authorize is not None:
+        app.add_routes(s.authorize.routes())
     app.add_routes(auth.introspection.routes())
     if auth.backchannel_logout is not None:
         app.add_routes(auth.backchannel_logout.routes())

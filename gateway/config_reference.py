@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Final, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel
@@ -81,6 +81,8 @@ def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 
 def _type_name(annotation: Any) -> str:
     origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:  # e.g. PositiveSeconds inside an optional: the type, then its bounds
+        return _type_name(args[0]) + _bounds(args[1:])
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (Union, types.UnionType):
@@ -96,12 +98,19 @@ def _type_name(annotation: Any) -> str:
 
 
 def _constraints(field: FieldInfo) -> str:
+    return _bounds(field.metadata)
+
+
+def _bounds(metadata: Iterable[Any]) -> str:
+    """` (> 0)`, ` (≥ 1, ≤ 10)`: the numeric bounds among a field's constraints."""
     symbols = {annotated_types.Gt: ">", annotated_types.Ge: "≥", annotated_types.Le: "≤"}
     parts = []
-    for item in field.metadata:
-        for kind, symbol in symbols.items():
-            if isinstance(item, kind):
-                parts.append(f"{symbol} {getattr(item, kind.__name__.lower())}")
+    for item in metadata:
+        items = item.metadata if isinstance(item, FieldInfo) else [item]
+        for constraint in items:
+            for kind, symbol in symbols.items():
+                if isinstance(constraint, kind):
+                    parts.append(f"{symbol} {getattr(constraint, kind.__name__.lower())}")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -117,7 +126,8 @@ def _default(field: FieldInfo) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """One table cell: a description's lines joined, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def replace_section(document: str, reference: str) -> str:

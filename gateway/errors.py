@@ -8,12 +8,16 @@
     │   ├── SignInFailed              400 a sign-in at an identity provider did not complete
     │   │   └── SignInDenied          403 access_denied (the provider refused it)
     │   ├── UnsupportedGrantType      400 unsupported_grant_type
+    │   ├── InvalidScope              400 invalid_scope (more than the client or grant allows)
+    │   ├── UnauthorizedClient        400 unauthorized_client (a grant the client may not use)
     │   ├── AuthenticationRequired    401, no error code in WWW-Authenticate (RFC 6750 §3.1)
     │   ├── LoginRedirect             302 to the login page (a browser navigation, no session)
     │   ├── InvalidToken              401 invalid_token, with a machine-readable reason
     │   ├── MalformedAuthorization    400 invalid_request (e.g. two Authorization headers)
     │   ├── InvalidClient             401 invalid_client (admin API keys)
     │   ├── BasicClientRejected       401 invalid_client, HTTP Basic challenge (introspection)
+    │   ├── ClientAuthFailed          401 invalid_client, no challenge (a client's own body
+    │   │                             credentials: client_secret_post, private_key_jwt, none)
     │   ├── InsufficientScope         403 insufficient_scope
     │   ├── AccessDenied              403 access_denied (e.g. a cross-site console form post)
     │   │   ├── CrossSiteRequest      403 access_denied (CSRF check of a cookie request)
@@ -136,6 +140,20 @@ class UnsupportedGrantType(ClientFault):
     default_description = "unsupported grant_type"
 
 
+class InvalidScope(ClientFault):
+    """A request for scopes beyond what the client, the user or the grant holds."""
+
+    code = "invalid_scope"
+    default_description = "the requested scope is not allowed"
+
+
+class UnauthorizedClient(ClientFault):
+    """An identified client asks for a grant its registration does not list."""
+
+    code = "unauthorized_client"
+    default_description = "the client may not use this grant"
+
+
 class AuthenticationRequired(ClientFault):
     """No bearer token at all: RFC 6750 says the challenge carries no error code."""
 
@@ -194,6 +212,16 @@ class BasicClientRejected(ClientFault):
 
     def __init__(self, description: str | None = None, *, realm: str):
         super().__init__(description, headers={"WWW-Authenticate": f'Basic realm="{realm}"'})
+
+
+class ClientAuthFailed(ClientFault):
+    """A client that identified itself in the request body (RFC 6749 §2.3) is unknown or
+    failed to authenticate: 401 invalid_client without a challenge (no Authorization header
+    was tried; with one, BasicClientRejected)."""
+
+    status = 401
+    code = "invalid_client"
+    default_description = "client authentication failed"
 
 
 class InsufficientScope(ClientFault):

@@ -24,6 +24,11 @@ from gateway.admin.console.signin import ConsoleSignIn
 from gateway.admin.console.status import FAMILIES as CONSOLE_COUNTERS
 from gateway.admin.console.status import StatusPanel
 from gateway.admin.console.views import ConsoleViews
+from gateway.authserver.authorization_requests import CodeIssuer
+from gateway.authserver.client_auth import ClientAuthenticator
+from gateway.authserver.client_credentials_grant import ClientCredentialsGrant
+from gateway.authserver.client_registry import ClientRegistry, build_registry
+from gateway.authserver.code_grant import AuthorizationCodeGrant
 from gateway.authserver.credentials import (
     BackendLoginChecker,
     CredentialChecker,
@@ -43,6 +48,7 @@ from gateway.authserver.session_endpoints import SessionEndpoints
 from gateway.authserver.token_endpoints import TokenEndpoints
 from gateway.authserver.token_service import TokenService
 from gateway.authserver.wellknown import WellKnown
+from gateway.browser.authorize_endpoint import AuthorizeEndpoint
 from gateway.browser.browser_endpoints import BrowserEndpoints
 from gateway.browser.cookies import CookieFormat
 from gateway.browser.cross_site import CrossSiteCheck
@@ -72,6 +78,7 @@ from gateway.proxy.upstream import UpstreamPool
 from gateway.runtime.health import Health
 from gateway.store import (
     AuditLog,
+    AuthorizationCodeStore,
     ConsoleSessionStore,
     Durability,
     OneTimeIds,
@@ -84,11 +91,14 @@ from gateway.store import (
 from gateway.store.cookie_sessions import CookieSessionStore
 from gateway.store.provider_sessions import ProviderSessionIndex
 from gateway.tokens.bearer import Authenticator
+from gateway.tokens.client_assertions import ClientAssertions
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.keys import KeyRing, load_keyring
-from gateway.tokens.providers import build_providers
+from gateway.tokens.provider_access import ProviderAccessVerifier
+from gateway.tokens.providers import Provider, build_providers
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView
+from gateway.tokens.route_issuers import RouteIssuers
 from gateway.tokens.verifier import TokenVerifier
 from gateway.typedefs import Clock
 
@@ -96,6 +106,9 @@ log = logging.getLogger("gateway")
 
 T = TypeVar("T")
 OPERATOR_POOL_SIZE = 4  # Redis connections of one operator CLI command
+ASSERTION_MAX_LIFETIME = (
+    3600  # seconds a private_key_jwt assertion may live (authlib signs for 1 h)
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,7 @@ class StoreServices:
     cookie_sessions: CookieSessionStore
     one_time_ids: OneTimeIds  # replay guards: a token's jti used once within its lifetime
     provider_sessions: ProviderSessionIndex  # provider sid/sub → gateway sessions (logout)
+    codes: AuthorizationCodeStore  # authorization codes, single use
 
 
 @dataclass(frozen=True)
@@ -156,8 +170,11 @@ class AuthServices:
     token_endpoints: TokenEndpoints | None
     session_endpoints: SessionEndpoints | None
     well_known: WellKnown
+    clients: ClientAuthenticator  # the client registry and client authentication
+    codes: CodeIssuer | None  # authorization codes, when a client uses the code flow
     code_flow: CodeFlowLogin | None = None  # browser sign-in at providers with a login block
     backchannel_logout: BackchannelLogout | None = None  # their back-channel logouts
+    providers: tuple[Provider, ...] = ()  # identity providers (token exchange, routes)
 
 
 @dataclass(frozen=True)
@@ -167,6 +184,7 @@ class ProxyServices:
     routes: RouteTable
     admission: Admission  # the decision, shared by everything that must decide alike
     endpoint: ProxyEndpoint
+    issuers: RouteIssuers | None = None  # routes that take providers' tokens
 
 
 @dataclass(frozen=True)
@@ -193,6 +211,7 @@ class Services:
     browser: BrowserEndpoints | None  # browser sessions (cookie mode), when enabled
     admin: AdminServices
     health: Health
+    authorize: AuthorizeEndpoint | None = None  # GET /auth/authorize (code flow)
 
 
 class Injected(TypedDict, total=False):
@@ -262,9 +281,18 @@ def configure(
     auth = _provider_logins(settings, r, _auth(settings, r, tokens, bodies), bodies, environ)
     sign_in = _provider_sign_in(settings, r, auth, environ)
     gate = _cookie_gate(settings, r, tokens, auth, environ, sign_in)
-    browser = None
+    browser = authorize = None
     if gate is not None:
         browser = _browser_endpoints(settings, r, gate, tokens, auth, bodies, sign_in)
+        if auth.codes is not None:
+            authorize = AuthorizeEndpoint(
+                gate=gate,
+                registry=auth.clients.registry,
+                codes=auth.codes,
+                revoker=auth.revoker,
+                issuer=settings.tokens.issuer,
+                bodies=bodies,
+            )
     health = Health(
         store=r.store.revocations,
         sync=r.sync,
@@ -279,10 +307,11 @@ def configure(
         bodies=bodies,
         tokens=tokens,
         auth=auth,
-        proxy=_proxy(settings, r, tokens, bodies, gate),
+        proxy=_proxy(settings, r, tokens, bodies, gate, auth.providers),
         browser=browser,
         admin=_admin(settings, r, tokens, auth, bodies),
         health=health,
+        authorize=authorize,
     )
 
 
@@ -325,6 +354,7 @@ def build_store(
         provider_sessions=ProviderSessionIndex(
             client, clock=clock, prefix=prefix, durability=durability
         ),
+        codes=AuthorizationCodeStore(client, clock=clock, prefix=prefix, durability=durability),
     )
 
 
@@ -407,7 +437,9 @@ def _auth(
     settings: Settings, r: Resources, tokens: TokenServices, bodies: BodyReader
 ) -> AuthServices:
     revoker = build_revoker(settings, r.store, r.view, clock=r.clock, telemetry=r.telemetry)
-    service = login = federation = endpoints = sessions = None
+    providers = _providers(settings, r)
+    clients = _client_authenticator(settings, r)
+    service = login = federation = endpoints = sessions = codes = None
     if tokens.issuer is not None:
         service = TokenService(
             revoker=revoker, view=r.view, issuer=tokens.issuer, settings=settings.tokens
@@ -418,13 +450,27 @@ def _auth(
             r.store.limiter,
             settings.auth.rate_limits,
         )
-        federation = _federation(settings, service, r)
+        federation = _federation(settings, service, r, providers)
+        code_grant = None
+        if any(c.allows("authorization_code") for c in clients.registry):
+            codes = CodeIssuer(r.store.codes, ttl=settings.auth.code_ttl)
+            code_grant = AuthorizationCodeGrant(
+                codes=r.store.codes,
+                tokens=service,
+                issuer=tokens.issuer,
+                revoker=revoker,
+                clock=r.clock,
+            )
         endpoints = TokenEndpoints(
             tokens=service,
             login=login,
             revoker=revoker,
             authenticator=tokens.authenticator,
             exchange=None if federation is None else ExchangeGrant(federation, clock=r.clock),
+            clients=clients,
+            code_grant=code_grant,
+            machine_grant=ClientCredentialsGrant(issuer=tokens.issuer, clock=r.clock),
+            password_grant=settings.auth.password_grant,
             bodies=bodies,
             metrics=r.metrics,
             clock=r.clock,
@@ -451,8 +497,60 @@ def _auth(
         introspection=introspection,
         token_endpoints=endpoints,
         session_endpoints=sessions,
-        well_known=WellKnown(tokens.keyring, settings, exchange=federation is not None),
+        well_known=WellKnown(
+            tokens.keyring,
+            settings,
+            exchange=federation is not None,
+            grants=None if endpoints is None else endpoints.grants,
+            authorization=codes is not None,
+            client_methods=sorted(clients.registry.methods()),
+            scopes=[s for c in clients.registry for s in c.scopes],
+        ),
+        clients=clients,
+        codes=codes,
+        providers=tuple(providers),
     )
+
+
+def _client_authenticator(settings: Settings, r: Resources) -> ClientAuthenticator:
+    """The registered clients (`clients`, `auth.clients_file`) and how they authenticate."""
+    base = settings.tokens.issuer.rstrip("/")
+    registry = (
+        build_registry(settings, r.http, clock=r.clock)
+        if settings.clients or settings.auth.clients_file is not None
+        else ClientRegistry()
+    )
+    return ClientAuthenticator(
+        registry,
+        assertions=ClientAssertions(
+            audiences=(f"{base}/auth/token", settings.tokens.issuer),
+            leeway=settings.tokens.leeway,
+            max_lifetime=ASSERTION_MAX_LIFETIME,
+            clock=r.clock,
+        ),
+        one_time_ids=r.store.one_time_ids,
+        limiter=r.store.limiter,
+        failures=settings.auth.rate_limits.failures_per_username,
+        leeway=settings.tokens.leeway,
+        realm=settings.proxy.realm,
+    )
+
+
+def _providers(settings: Settings, r: Resources) -> list[Provider]:
+    """The configured identity providers (keys, token verification), built once for the
+    token exchange and the routes that take their access tokens."""
+    f = settings.federation
+    if not f.providers:
+        return []
+    providers = build_providers(
+        f,
+        r.http,
+        leeway=settings.tokens.leeway,
+        clock=r.clock,
+        record_fetch=r.metrics.record_jwks_fetch,
+    )
+    r.metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
+    return providers
 
 
 def _credential_checker(settings: Settings, http: SharedClientSession) -> CredentialChecker:
@@ -465,18 +563,12 @@ def _credential_checker(settings: Settings, http: SharedClientSession) -> Creden
     return UserFileChecker({})
 
 
-def _federation(settings: Settings, tokens: TokenService, r: Resources) -> FederatedLogin | None:
+def _federation(
+    settings: Settings, tokens: TokenService, r: Resources, providers: list[Provider]
+) -> FederatedLogin | None:
     """Token exchange with the configured identity providers, when there are any."""
-    f = settings.federation
-    if not f.providers:
+    if not providers:
         return None
-    providers = build_providers(
-        f,
-        r.http,
-        leeway=settings.tokens.leeway,
-        clock=r.clock,
-        record_fetch=r.metrics.record_jwks_fetch,
-    )
     users = settings.auth.users_file
     federation = FederatedLogin(
         providers,
@@ -487,7 +579,6 @@ def _federation(settings: Settings, tokens: TokenService, r: Resources) -> Feder
         links=identity_links(load_user_file(users)) if users is not None else {},
         record=r.metrics.record_federated_login,
     )
-    r.metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
     return federation
 
 
@@ -633,6 +724,7 @@ def _proxy(
     tokens: TokenServices,
     bodies: BodyReader,
     gate: CookieGate | None,
+    providers: tuple[Provider, ...] = (),
 ) -> ProxyServices:
     p = settings.proxy
     r.limiter.trust(ProxyTrust(p.trusted_proxies))  # `ip` keys: the client behind them
@@ -654,9 +746,40 @@ def _proxy(
         else CookieHeaderPolicy(p, settings.browser, trace=trace)
     )
     forwarder = Forwarder(r.upstream_pool, r.http, policy, bodies, p)
-    admission = Admission(routes, tokens.authenticator, gate)
+    issuers = _route_issuers(settings, r, tokens, providers)
+    admission = Admission(routes, tokens.authenticator, gate, issuers)
     return ProxyServices(
-        routes=routes, admission=admission, endpoint=ProxyEndpoint(admission, forwarder)
+        routes=routes,
+        admission=admission,
+        endpoint=ProxyEndpoint(admission, forwarder),
+        issuers=issuers,
+    )
+
+
+def _route_issuers(
+    settings: Settings, r: Resources, tokens: TokenServices, providers: tuple[Provider, ...]
+) -> RouteIssuers | None:
+    """Providers' access tokens on the routes that accept them (`routes[].accept`)."""
+    accepted = {name for route in settings.routes for name in route.accept} - {"gateway"}
+    if not accepted:
+        return None
+    verifiers = [
+        ProviderAccessVerifier(
+            p.settings,
+            p.keys,
+            leeway=settings.tokens.leeway,
+            clock=r.clock,
+            cache_size=settings.tokens.verified_cache_size,
+        )
+        for p in providers
+        if p.name in accepted
+    ]
+    return RouteIssuers(
+        tokens.authenticator,
+        r.view,
+        own_issuer=settings.tokens.issuer,
+        providers=verifiers,
+        record_rejection=r.metrics.record_provider_rejection,
     )
 
 
@@ -688,7 +811,12 @@ def _admin(
                 pages=pages,
             ),
             views=ConsoleViews(
-                actions=actions, view=r.view, status=status, pages=pages, clock=r.clock
+                actions=actions,
+                view=r.view,
+                status=status,
+                pages=pages,
+                clock=r.clock,
+                clients=auth.clients.registry,
             ),
             sessions=r.store.console_sessions,
             key_ids=keys.ids,

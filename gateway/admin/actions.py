@@ -7,6 +7,7 @@ store's pub/sub channel) and is written to the audit trail before it is reported
 from __future__ import annotations
 
 import getpass
+import math
 import re
 import socket
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from gateway.tokens.verifier import Principal, TokenVerifier
 from gateway.typedefs import Clock
 
 JTI_RE: Final = re.compile(r"^[A-Za-z0-9._~:-]{1,128}$")
+CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CLIENT_SUBJECT_PREFIX: Final = "client:"  # the `sub` of a client's own tokens
 SUB_MAX: Final = 256
 
 
@@ -105,6 +108,21 @@ class AdminActions:
             "at": int(self._clock()),
         }
         await self._record(actor, "revoke_user", sub, result)
+        return result
+
+    async def revoke_client(self, actor: Actor, client_id: str) -> dict[str, Any]:
+        """Every token a client holds of its own (client credentials: `sub` client:<id>)
+        issued before now dies on every instance; the client may fetch new ones."""
+        if not CLIENT_ID_RE.match(client_id):
+            raise InvalidRequest("invalid client id")
+        sub = CLIENT_SUBJECT_PREFIX + client_id
+        # SECURITY: token times have whole seconds; a user's watermark spares tokens of the
+        # current second (logging in again works at once), a client's kills them too: a
+        # leaked token fetched a moment before the revocation must not survive it.
+        at = math.floor(self._clock()) + 1
+        await self.revoker.revoke_user(sub, at=at)
+        result = {"kind": "client", "id": client_id, "sub": sub, "at": at}
+        await self._record(actor, "revoke_client", client_id, result)
         return result
 
     async def sessions_of(self, sub: str) -> list[Session]:

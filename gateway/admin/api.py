@@ -34,6 +34,7 @@ class AdminApi:
             ("POST", "/admin/revoke/token", self.revoke_token),
             ("DELETE", "/admin/sessions/{sid}", self.revoke_session),
             ("POST", "/admin/users/{sub}/revoke", self.revoke_user),
+            ("POST", "/admin/clients/{client_id}/revoke", self.revoke_client),
             ("GET", "/admin/users/{sub}/sessions", self.user_sessions),
             ("GET", "/admin/revocations", self.revocations),
             ("GET", "/admin/audit", self.audit),
@@ -61,6 +62,14 @@ class AdminApi:
         sub = request.match_info["sub"]
         result = await self._actions.revoke_user(_actor(request), sub)
         _log(request, "revoke_user", sub)
+        return web.json_response(result)
+
+    async def revoke_client(self, request: web.Request) -> web.Response:
+        """POST /admin/clients/{client_id}/revoke: every client credentials token of the
+        client issued before now dies."""
+        client_id = request.match_info["client_id"]
+        result = await self._actions.revoke_client(_actor(request), client_id)
+        _log(request, "revoke_client", client_id)
         return web.json_response(result)
 
     async def user_sessions(self, request: web.Request) -> web.Response:

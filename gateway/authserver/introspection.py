@@ -11,17 +11,15 @@ revocation view is stale past its bound in fail mode `closed`, the answer is 503
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from gateway.authserver.client_auth import presented_client
 from gateway.config import IntrospectionClientSettings, RateLimit
 from gateway.edge import NO_STORE
 from gateway.edge.bodies import BodyReader
@@ -83,21 +81,23 @@ class Introspection:
 
     async def introspect(self, request: web.Request) -> web.Response:
         """POST /auth/introspect: form `token` (and an optional `token_type_hint`)."""
-        client_id = self.authenticate(request.headers.getall("Authorization", []))
-        self.count(client_id)
         params = await read_params(self._bodies, request)
+        client_id = self.authenticate(request.headers.getall("Authorization", []), params)
+        self.count(client_id)
         token = text_param(params, "token", required=True)
         assert token is not None
         return web.json_response(await self.judge(token), headers=NO_STORE)
 
-    def authenticate(self, values: Sequence[str]) -> str:
-        """The client id for `Authorization: Basic …` values; 401 invalid_client otherwise."""
-        credentials = _basic_credentials(values)
-        if credentials is None:
+    def authenticate(self, values: Sequence[str], params: Mapping[str, Any]) -> str:
+        """The client id for `Authorization: Basic …` values; 401 invalid_client otherwise
+        (400 invalid_request for Basic and credentials in the body at once, as at every
+        endpoint that authenticates clients: gateway.authserver.client_auth)."""
+        presented = presented_client(values, params, realm=self._realm)
+        if presented is None or presented.method != "client_secret_basic":
             raise BasicClientRejected(
                 "client authentication (HTTP Basic) is required", realm=self._realm
             )
-        client_id, secret = credentials
+        client_id, secret = presented.client_id, presented.secret or ""
         presented_id = client_id.encode()
         digest = hashlib.sha256(secret.encode()).digest()
         matched = None
@@ -182,21 +182,3 @@ class Introspection:
         if session.client_id:
             answer["client_id"] = session.client_id
         return answer
-
-
-def _basic_credentials(values: Sequence[str]) -> tuple[str, str] | None:
-    """(client id, secret) from exactly one `Basic` Authorization value (RFC 7617, with the
-    form-encoding of RFC 6749 §2.3.1), else None."""
-    if len(values) != 1:
-        return None
-    scheme, _, encoded = values[0].strip().partition(" ")
-    if scheme.lower() != "basic" or not encoded.strip():
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    client_id, colon, secret = decoded.partition(":")
-    if not colon or not client_id or not secret:
-        return None
-    return unquote_plus(client_id), unquote_plus(secret)

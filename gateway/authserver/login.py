@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 
 from gateway.authserver.credentials import CredentialChecker
+from gateway.authserver.scopes import narrowed
 from gateway.authserver.token_service import Device, TokenPair, TokenService
 from gateway.config import LoginRateLimits
 from gateway.errors import BadCredentials, RateLimited
@@ -32,7 +35,17 @@ class LoginService:
         self._limiter = limiter
         self._limits = limits
 
-    async def login(self, username: str, password: str, device: Device) -> TokenPair:
+    async def login(
+        self,
+        username: str,
+        password: str,
+        device: Device,
+        *,
+        scope: str | None = None,
+        within: Sequence[str] | None = None,
+    ) -> TokenPair:
+        """A new session for valid credentials. `scope` narrows the user's own scope (within
+        the client's `within`, when a client is named): asking for more is InvalidScope."""
         per_ip, per_user = self._limits.per_ip, self._limits.failures_per_username
         allowed, retry = await self._limiter.hit(
             SCOPE_IP, device.ip or "unknown", limit=per_ip.limit, window=per_ip.window
@@ -51,6 +64,10 @@ class LoginService:
             )
             log.info("login failed (user hash %s)", _short_hash(username))
             raise BadCredentials()
+        if scope is not None:
+            held = (identity.scope or "").split()
+            permitted = held if within is None else [s for s in held if s in within]
+            identity = replace(identity, scope=narrowed(scope, permitted))
         return await self._tokens.open_session(identity, device)
 
 

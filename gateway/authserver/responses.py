@@ -13,8 +13,10 @@ from gateway.store import Session
 
 
 def token_response(
-    pair: TokenPair, now: float, *, extra: Mapping[str, Any] | None = None
+    pair: TokenPair, now: float, *, extra: Mapping[str, Any] | None = None, refresh: bool = True
 ) -> web.Response:
+    """The token response (SPEC §3); without the refresh token for a client whose
+    registration does not list the refresh_token grant."""
     session = pair.session
     body: dict[str, Any] = {
         "access_token": pair.access.token,
@@ -26,6 +28,9 @@ def token_response(
         "refresh_token_expires_at": int(session.expires_at),
         "session_id": session.sid,
     }
+    if not refresh:
+        for name in ("refresh_token", "refresh_expires_in", "refresh_token_expires_at"):
+            del body[name]
     if session.scope:
         body["scope"] = session.scope
     if extra:

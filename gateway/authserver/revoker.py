@@ -61,9 +61,10 @@ class Revoker:
             self._apply(record)
         return record
 
-    async def revoke_user(self, sub: str) -> list[str]:
-        """End every session of `sub` and reject every token issued to it before now."""
-        now = self._clock()
+    async def revoke_user(self, sub: str, *, at: float | None = None) -> list[str]:
+        """End every session of `sub` and reject every token issued to it before now (or
+        before `at`)."""
+        now = self._clock() if at is None else at
         t = self._settings
         until = now + t.refresh_ttl + t.access_ttl + t.leeway
         self._apply(await self._revocations.revoke_user(sub, at=now, until=until))

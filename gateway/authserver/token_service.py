@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from aiohttp import hdrs, web
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.authserver.credentials import Identity
 from gateway.authserver.revoker import Revoker
+from gateway.authserver.scopes import narrowed
 from gateway.config import TokenSettings
 from gateway.edge.params import text_param
 from gateway.errors import InvalidGrant, StoreUnavailable
@@ -146,8 +148,19 @@ class TokenService:
             self._issuer.for_session(created.session), refresh, created.session, "login"
         )
 
-    async def refresh(self, presented: str) -> TokenPair:
+    async def refresh(
+        self,
+        presented: str,
+        *,
+        check: Callable[[Session], None] | None = None,
+        scope: str | None = None,
+    ) -> TokenPair:
         """Rotate a refresh token; reuse outside the grace window ends the session.
+
+        `check` may refuse the session (it was issued to another client) and `scope` may
+        narrow the new access token (never widen: InvalidScope); either refusal comes before
+        anything is signed, and leaves the recorded successor to the spent token, which the
+        rightful client can still fetch with it (RFC 6749 §6).
 
         Safe to retry: when the store fails mid-rotation (503), presenting the same token again
         gets the successor the rotation recorded, if it did ("redelivered"), or a fresh
@@ -187,7 +200,12 @@ class TokenService:
             )
         if self._view.session_revoked(session):
             raise InvalidGrant("the session has been revoked", reason="revoked")
-        pair = TokenPair(self._issuer.for_session(session), successor, session, result.outcome)
+        if check is not None:
+            check(session)
+        signed = session
+        if scope is not None:
+            signed = replace(session, scope=narrowed(scope, (session.scope or "").split()))
+        pair = TokenPair(self._issuer.for_session(signed), successor, session, result.outcome)
         if result.pending:
             await self._confirm_delivery(sid, successor)
         return pair

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from aiohttp.helpers import ETAG_ANY
 from gateway.authserver.federation.grant import TOKEN_EXCHANGE_GRANT
 from gateway.config import Settings
 from gateway.edge.own_routes import own_routes
+from gateway.tokens.client_keys import ASSERTION_ALGORITHMS
 from gateway.tokens.keys import KeyRing
 
 # How long verifiers may cache the key set: well under the wait docs/endpoints.md asks for between
@@ -23,10 +25,25 @@ class WellKnown:
     """GET /.well-known/jwks.json always; the authorization server metadata when this
     gateway issues tokens."""
 
-    def __init__(self, keyring: KeyRing, settings: Settings, *, exchange: bool):
+    def __init__(
+        self,
+        keyring: KeyRing,
+        settings: Settings,
+        *,
+        exchange: bool,
+        grants: Callable[[], Sequence[str]] | None = None,
+        authorization: bool = False,
+        client_methods: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+    ):
         self._keyring = keyring
         self._settings = settings
         self._exchange = exchange  # the token-exchange grant is served
+        self._grants = grants  # what the token endpoint serves
+        self._authorization = authorization  # GET /auth/authorize is served
+        # client authentication: `none` (public clients), and what registered clients use
+        self._methods = sorted({"none", *client_methods})
+        self._scopes = sorted(set(scopes))
 
     def routes(self) -> list[web.RouteDef]:
         table = own_routes(("GET", "/.well-known/jwks.json", self.jwks))
@@ -50,20 +67,35 @@ class WellKnown:
         """GET /.well-known/oauth-authorization-server (RFC 8414)."""
         settings = self._settings
         base = settings.tokens.issuer.rstrip("/")
-        grants = ["password", "refresh_token"]
-        if self._exchange:
-            grants.append(TOKEN_EXCHANGE_GRANT)
+        if self._grants is not None:
+            grants = list(self._grants())
+        else:
+            grants = ["password", "refresh_token"]
+            if self._exchange:
+                grants.append(TOKEN_EXCHANGE_GRANT)
         document: dict[str, Any] = {
             "issuer": settings.tokens.issuer,
             "token_endpoint": f"{base}/auth/token",
             "revocation_endpoint": f"{base}/auth/revoke",
             "jwks_uri": f"{base}/.well-known/jwks.json",
             "grant_types_supported": grants,
-            "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "revocation_endpoint_auth_methods_supported": ["none"],
-            "token_endpoint_auth_signing_alg_values_supported": sorted(settings.keys.algorithms),
+            "response_types_supported": ["code"] if self._authorization else [],
+            "token_endpoint_auth_methods_supported": self._methods,
+            "revocation_endpoint_auth_methods_supported": self._methods,
+            # private_key_jwt: what client assertions may be signed with (asymmetric only)
+            "token_endpoint_auth_signing_alg_values_supported": sorted(ASSERTION_ALGORITHMS),
         }
+        if self._authorization:
+            active = self._keyring.active
+            document.update(
+                authorization_endpoint=f"{base}/auth/authorize",
+                response_modes_supported=["query"],
+                code_challenge_methods_supported=["S256"],
+                authorization_response_iss_parameter_supported=True,  # RFC 9207
+                scopes_supported=sorted({"openid", *self._scopes}),
+                subject_types_supported=["public"],
+                id_token_signing_alg_values_supported=[active.alg] if active else [],
+            )
         if settings.introspection.clients:
             document["introspection_endpoint"] = f"{base}/auth/introspect"
             document["introspection_endpoint_auth_methods_supported"] = ["client_secret_basic"]

@@ -58,7 +58,9 @@ def cookie_routes(routes: Iterable[RouteSettings], *, enabled: bool) -> dict[str
     return {
         r.route_name: CsrfRule(header=r.csrf_header, all_methods=r.csrf_all_methods)
         for r in routes
-        if r.policy != "public" and (r.browser if r.browser is not None else True)
+        if r.policy != "public"
+        and (r.browser if r.browser is not None else True)
+        and "gateway" in r.accept  # the cookies hold the gateway's own tokens
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from gateway.cli import (
     account_commands,
+    client_commands,
     key_commands,
     operator_commands,
     policy_commands,
@@ -23,6 +24,7 @@ COMMAND_GROUPS = (
     serve_commands,
     key_commands,
     account_commands,
+    client_commands,
     operator_commands,
     policy_commands,
 )

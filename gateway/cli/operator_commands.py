@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config_arg(revoke_user)
     revoke_user.add_argument("sub")
     revoke_user.set_defaults(func=cmd_revoke_user)
+    revoke_client = revoke.add_parser(
+        "client", help="every token a client holds of its own (client credentials)"
+    )
+    config_arg(revoke_client)
+    revoke_client.add_argument("client_id", metavar="ID", help="the client's id")
+    revoke_client.set_defaults(func=cmd_revoke_client)
 
     sessions = sub.add_parser("sessions", help="sessions in Redis").add_subparsers(
         dest="sessions_command", required=True, metavar="ACTION"
@@ -79,6 +85,14 @@ async def _revoke_user(settings: Settings, sub: str) -> str:
     return f"revoked user {sub}: {count} sessions ended, earlier tokens rejected"
 
 
+async def _revoke_client(settings: Settings, client_id: str) -> str:
+    async with operator_actions(settings) as actions:
+        result = await actions.revoke_client(cli_actor(), client_id)
+    return (
+        f"revoked client {client_id}: its tokens issued before now are rejected ({result['sub']})"
+    )
+
+
 async def _sessions(settings: Settings, sub: str) -> list[dict[str, Any]]:
     async with operator_actions(settings) as actions:
         sessions = await actions.sessions_of(sub)
@@ -107,6 +121,11 @@ def cmd_revoke_session(args: argparse.Namespace) -> int:
 
 def cmd_revoke_user(args: argparse.Namespace) -> int:
     print(run_operation(_revoke_user(load_settings(args.config), args.sub)))
+    return 0
+
+
+def cmd_revoke_client(args: argparse.Namespace) -> int:
+    print(run_operation(_revoke_client(load_settings(args.config), args.client_id)))
     return 0
 
 

@@ -97,6 +97,9 @@ def masked(settings: Settings) -> dict[str, object]:
     data = settings.model_dump(mode="json", by_alias=True)
     for key in [*data["admin"]["keys"], *data["introspection"]["clients"]]:
         key["hash"] = key["hash"][:15] + "...(masked)"
+    for client in data["clients"]:
+        if client.get("secret_hash"):
+            client["secret_hash"] = client["secret_hash"][:15] + "...(masked)"
     data["redis"]["url"] = _without_password(data["redis"]["url"])
     if data["auth"]["backend"]:
         data["auth"]["backend"]["url"] = _without_password(data["auth"]["backend"]["url"])

@@ -5,10 +5,19 @@ from gateway.config.browser_settings import (
     BrowserSettings,
     SealKeySettings,
 )
+from gateway.config.client_settings import (
+    TOKEN_EXCHANGE_GRANT,
+    ClientAuthMethod,
+    ClientGrant,
+    ClientSettings,
+    ClientType,
+    check_redirect_uri,
+)
 from gateway.config.federation_settings import (
     OWN_AUTHORIZATION_PARAMS,
     OWN_CLAIMS,
     FederationSettings,
+    ProviderAccessTokenSettings,
     ProviderAlgorithm,
     ProviderLoginSettings,
     ProviderRolesSettings,
@@ -57,6 +66,7 @@ from gateway.config.server_settings import (
 from gateway.config.settings import (
     ENV_PREFIX,
     Settings,
+    check_clients,
     describe_validation_error,
     load_settings,
 )
@@ -85,6 +95,7 @@ __all__ = [
     "OWN_AUTHORIZATION_PARAMS",
     "OWN_CLAIMS",
     "SUPPORTED_ALGORITHMS",
+    "TOKEN_EXCHANGE_GRANT",
     "AdminKeySettings",
     "AdminSettings",
     "Algorithm",
@@ -92,6 +103,10 @@ __all__ = [
     "BackendLoginSettings",
     "BrowserSettings",
     "ClaimCondition",
+    "ClientAuthMethod",
+    "ClientGrant",
+    "ClientSettings",
+    "ClientType",
     "ConsoleSettings",
     "FederationSettings",
     "IntrospectionClientSettings",
@@ -106,6 +121,7 @@ __all__ = [
     "OpenTelemetrySettings",
     "Port",
     "PositiveSeconds",
+    "ProviderAccessTokenSettings",
     "ProviderAlgorithm",
     "ProviderLoginSettings",
     "ProviderRolesSettings",
@@ -126,6 +142,8 @@ __all__ = [
     "TokenAuthMethod",
     "TokenSettings",
     "TracingSettings",
+    "check_clients",
+    "check_redirect_uri",
     "describe_validation_error",
     "is_loopback_http",
     "load_settings",

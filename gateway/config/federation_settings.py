@@ -128,6 +128,39 @@ class ProviderLoginSettings(Section):
         return "none"
 
 
+class ProviderAccessTokenSettings(Section):
+    """How a provider's own access tokens are judged on routes that accept them
+    (`routes[].accept`): their audience, algorithms and claims mapping."""
+
+    audiences: list[str] = Field(min_length=1)
+    """`aud` of the provider's access tokens for our APIs: it must name one of these"""
+    algorithms: list[ProviderAlgorithm] = Field(
+        default_factory=lambda: list[ProviderAlgorithm](["RS256"]),
+        min_length=1,
+        description="signature algorithms accepted for its access tokens (asymmetric only)",
+    )
+    subject_claim: str = "sub"
+    """claim that identifies the caller; the upstream sees `<provider>:<value>`"""
+    required_claims: dict[str, str | bool | int] = Field(default_factory=dict)
+    """claim → value its access tokens must carry (`token_use: access`, `tid: …`)"""
+    scope_claim: str = "scope"
+    """claim holding the granted scopes (a space-separated string or a list, e.g. `scp`)"""
+    roles: ProviderRolesSettings = ProviderRolesSettings()
+    """roles of the callers (default roles, groups claim and map, as for sign-ins)"""
+    copy_claims: list[str] = Field(default_factory=list)
+    """claims kept on the caller's identity for the identity headers (`email`, …)"""
+    max_lifetime: PositiveSeconds = 86400
+    """seconds between `iat` (when present) and `exp` beyond which a token is refused"""
+
+    @field_validator("copy_claims")
+    @classmethod
+    def _not_our_claims(cls, value: list[str]) -> list[str]:
+        clash = sorted(set(value) & OWN_CLAIMS)
+        if clash:
+            raise ValueError(f"{clash} are set by the gateway itself")
+        return value
+
+
 class ProviderSettings(Section):
     """One OIDC / JWT identity provider whose tokens are exchanged at /auth/token."""
 
@@ -158,6 +191,8 @@ class ProviderSettings(Section):
     """provider claims copied into our access tokens (`email`, `name`, …)"""
     login: ProviderLoginSettings | None = None
     """offer browser sign-in at this provider on the login page (needs `discovery: true`)"""
+    access_tokens: ProviderAccessTokenSettings | None = None
+    """accept this provider's own access tokens on routes that list it in `accept`"""
 
     @field_validator("issuer")
     @classmethod
@@ -181,6 +216,12 @@ class ProviderSettings(Section):
     def _one_key_source(self) -> ProviderSettings:
         if (self.jwks_uri is None) == (not self.discovery):
             raise ValueError("give jwks_uri or discovery: true (exactly one)")
+        access = self.access_tokens
+        if access is not None and not set(access.algorithms) <= set(self.algorithms):
+            raise ValueError(
+                "access_tokens.algorithms must be among the provider's algorithms (its keys "
+                "are fetched once, for both)"
+            )
         return self
 
     @model_validator(mode="after")

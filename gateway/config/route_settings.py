@@ -57,6 +57,10 @@ class RouteSettings(Section):
         """The route's name: `name`, else the prefix as configured."""
         return self.name if self.name is not None else self.prefix
 
+    accept: list[str] = Field(default_factory=lambda: ["gateway"], min_length=1)
+    """issuers whose access tokens this route takes: `gateway` (its own) and names of
+    `federation.providers` that have an `access_tokens` policy"""
+
     @field_validator("prefix")
     @classmethod
     def _prefix_is_absolute(cls, value: str) -> str:
@@ -92,6 +96,13 @@ class RouteSettings(Section):
     @classmethod
     def _host_patterns(cls, value: list[str]) -> list[str]:
         return [check_host_pattern(h) for h in value]
+
+    @field_validator("accept")
+    @classmethod
+    def _issuer_names(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("an issuer is listed twice")
+        return value
 
     @field_validator("upstream")
     @classmethod

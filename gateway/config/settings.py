@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from gateway.config.browser_settings import BrowserSettings
+from gateway.config.client_settings import ClientSettings
 from gateway.config.federation_settings import FederationSettings
 from gateway.config.limit_settings import RateLimitingSettings
 from gateway.config.route_settings import ProxySettings, RouteSettings
@@ -83,6 +84,8 @@ class Settings(BaseSettings):
     """trace context and OpenTelemetry"""
     browser: BrowserSettings = BrowserSettings()
     """browser sessions in cookies (off by default)"""
+    clients: list[ClientSettings] = Field(default_factory=list)
+    """registered OAuth clients: apps (authorization code) and machines (client credentials)"""
 
     @field_validator("routes")
     @classmethod
@@ -137,6 +140,31 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _route_issuers(self) -> Settings:
+        providers = {p.name: p for p in self.federation.providers}
+        for route in self.routes:
+            for name in route.accept:
+                if name == "gateway":
+                    continue
+                provider = providers.get(name)
+                if provider is None:
+                    raise ValueError(
+                        f"routes[{route.prefix}].accept: {name!r} is neither gateway nor a "
+                        "provider of federation.providers"
+                    )
+                if provider.access_tokens is None:
+                    raise ValueError(
+                        f"routes[{route.prefix}].accept: provider {name!r} has no "
+                        "access_tokens policy (audiences, algorithms, roles)"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _clients_fit(self) -> Settings:
+        check_clients(self, self.clients)
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -151,6 +179,25 @@ class Settings(BaseSettings):
         if yaml_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
+
+
+def check_clients(settings: Settings, clients: list[ClientSettings]) -> None:
+    """What registered clients need of the rest of the configuration (also applied to the
+    clients file when it is loaded): unique ids, browser sign-in for the authorization code
+    flow, a signing key for any grant."""
+    ids = [c.id for c in clients]
+    if len(set(ids)) != len(ids):
+        raise ValueError("two clients share an id")
+    if clients and settings.keys.active is None:
+        raise ValueError("clients need a signing key (keys.active)")
+    for client in clients:
+        if "authorization_code" in client.grants and not (
+            settings.browser.enabled and settings.browser.login_page
+        ):
+            raise ValueError(
+                f"clients[{client.id}]: authorization_code needs browser.enabled and "
+                "browser.login_page (users sign in on the gateway's login page)"
+            )
 
 
 def load_settings(path: Path | str | None, **overrides: Any) -> Settings:

@@ -131,6 +131,13 @@ class AuthSettings(Section):
     """delegate logins to the legacy backend instead of a user file"""
     rate_limits: LoginRateLimits = LoginRateLimits()
     """login rate limits, counted in Redis"""
+    password_grant: bool = True
+    """serve `grant_type=password` and POST /auth/login (OAuth 2.1 drops the password grant:
+    apps should sign users in with the authorization code flow)"""
+    clients_file: Path | None = None
+    """YAML file of registered clients (`gateway clients add`), beside the `clients` list"""
+    code_ttl: PositiveSeconds = Field(default=60, le=600)
+    """seconds an authorization code may wait for its redemption (single use)"""
 
     @model_validator(mode="after")
     def _one_checker(self) -> AuthSettings:

@@ -38,6 +38,9 @@ class RequestObserver:
         metrics.in_flight_now -= 1
         route = exchange.route
         metrics.count_request(route, request.method, status)
+        principal = exchange.principal
+        if principal is not None:
+            metrics.count_issuer(principal.provider or "gateway")
         error = exchange.error
         if isinstance(error, InvalidToken):
             metrics.auth_rejections.labels(error.reason).inc()

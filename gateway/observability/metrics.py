@@ -121,6 +121,20 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.issuer_requests = Counter(
+            "gateway_issuer_requests",
+            "Requests admitted with a token, by its issuer (gateway or a provider's name)",
+            ["issuer"],
+            registry=r,
+        )
+        # Counted as plain ints on the hot path, added to the counter when sampled or scraped.
+        self._issuer_pending: dict[str, int] = {}
+        self.provider_token_rejections = Counter(
+            "gateway_provider_token_rejections",
+            "Identity providers' access tokens refused on routes, by provider and reason",
+            ["provider", "reason"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "gateway_redis_errors", "Requests that failed because Redis was unavailable", registry=r
         )
@@ -176,6 +190,19 @@ class Metrics:
             self._request_children[key] = child
         child.inc()
 
+    def count_issuer(self, issuer: str) -> None:
+        """One request admitted with a token of `issuer` (a dict update, nothing more)."""
+        pending = self._issuer_pending
+        pending[issuer] = pending.get(issuer, 0) + 1
+
+    def record_provider_rejection(self, provider: str, reason: str) -> None:
+        self.provider_token_rejections.labels(provider, reason).inc()
+
+    def _flush_issuers(self) -> None:
+        pending, self._issuer_pending = self._issuer_pending, {}
+        for issuer, count in pending.items():
+            self.issuer_requests.labels(issuer).inc(count)
+
     def observe_upstream(self, route: str, seconds: float) -> None:
         child = self._latency_children.get(route)
         if child is None:  # routes come from the configuration: a bounded set
@@ -211,6 +238,7 @@ class Metrics:
 
     def render(self) -> bytes:
         self.in_flight.set(self.in_flight_now)
+        self._flush_issuers()
         return generate_latest(self._export)
 
     async def handler(self, _request: web.Request) -> web.Response:
@@ -222,6 +250,7 @@ class Metrics:
         self.worker_requests.set(self.served)
         self.worker_cpu.set(time.process_time())
         self.in_flight.set(self.in_flight_now)
+        self._flush_issuers()
 
     def counter_totals(self, families: Iterable[str]) -> dict[SampleKey, float]:
         """Current `<family>_total` values by label set, added up over every worker."""

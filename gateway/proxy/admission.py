@@ -15,9 +15,10 @@ from aiohttp import web
 
 from gateway.edge import Exchange
 from gateway.errors import NotFound
-from gateway.proxy.route_policy import bearer_principal
+from gateway.proxy.route_policy import bearer_principal, issuer_principal
 from gateway.proxy.routing import Route, RouteTable, normalize_path
 from gateway.tokens.bearer import Authenticator
+from gateway.tokens.route_issuers import RouteIssuers
 from gateway.tokens.verifier import Principal
 
 if TYPE_CHECKING:
@@ -42,10 +43,12 @@ class Admission:
         routes: RouteTable,
         authenticator: Authenticator,
         cookies: CookieGate | None = None,
+        issuers: RouteIssuers | None = None,
     ):
         self._routes = routes
         self._authenticator = authenticator
         self._cookies = cookies  # browser sessions, when enabled (gateway.browser.gate)
+        self._issuers = issuers  # routes that take providers' tokens (`routes[].accept`)
 
     async def admit(self, request: web.Request, exchange: Exchange) -> Admitted:
         """The request's route, forwarded path and principal; records them on `exchange`.
@@ -59,8 +62,12 @@ class Admission:
         cookies = self._cookies
         if cookies is not None and cookies.accepts(route, request.headers):
             principal = await cookies.authenticate(request, route, exchange)
-        else:
+        elif route.issuers is None:  # the gateway's own tokens only: no await
             principal = bearer_principal(self._authenticator, request.headers, route)
+        elif self._issuers is not None:
+            principal = await issuer_principal(self._issuers, request.headers, route)
+        else:  # fail closed: a route naming providers is never judged as a gateway-only one
+            raise NotFound("no route for this path")
         exchange.principal = principal
         access = route.access
         if access is not None:

@@ -47,6 +47,9 @@ class Route:
     hosts: tuple[str, ...] = ()  # exact names and `*.` patterns, lower case
     access: AccessPolicy | None = None  # allow / deny / expr and roles / scopes
     limits: RouteLimits | None = None  # token buckets
+    # The issuers whose tokens the route takes (`routes[].accept`), or None for the gateway's
+    # own alone (the default, verified on the synchronous path).
+    issuers: frozenset[str] | None = None
     _glob: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +185,7 @@ def route_from_settings(
         hosts=tuple(settings.hosts),
         access=AccessPolicy.from_settings(settings, clock=clock),
         limits=limiter.for_route(settings) if limiter is not None else None,
+        issuers=None if settings.accept == ["gateway"] else frozenset(settings.accept),
     )
 
 

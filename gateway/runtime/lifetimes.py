@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -21,6 +21,7 @@ from gateway.observability.telemetry import Telemetry
 from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.upstream import UpstreamPool
+from gateway.tokens.provider_keys import ProviderKeys
 from gateway.tokens.revocation_sync import RevocationSync
 
 log = logging.getLogger("gateway")
@@ -74,6 +75,25 @@ def federation_lifetime(federation: FederatedLogin) -> Lifetime:
                 yield
         finally:
             await federation.close()
+
+    return lifetime
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+def keys_lifetime(registry: Closable, provider_keys: Sequence[ProviderKeys]) -> Lifetime:
+    """Keys fetched on demand (registered clients' JWKS, providers' keys for routes):
+    fetches still in flight cancelled on the way out."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await registry.close()
+            for keys in provider_keys:
+                await keys.close()
 
     return lifetime
 

@@ -2,6 +2,12 @@
 
 from gateway.config.redis_url import is_memory_url
 from gateway.store.audit import AuditEntry, AuditLog
+from gateway.store.authorization_codes import (
+    AuthorizationCodeStore,
+    Redeemed,
+    code_digest,
+    new_authorization_code,
+)
 from gateway.store.client import connect_redis
 from gateway.store.console_sessions import ConsoleSession, ConsoleSessionStore
 from gateway.store.keyspace import (
@@ -24,6 +30,7 @@ __all__ = [
     "SID_RE",
     "AuditEntry",
     "AuditLog",
+    "AuthorizationCodeStore",
     "ConsoleSession",
     "ConsoleSessionStore",
     "CreateResult",
@@ -33,6 +40,7 @@ __all__ = [
     "OneTimeIds",
     "ProviderSessionIndex",
     "RateLimiter",
+    "Redeemed",
     "Revocation",
     "RevocationBatch",
     "RevocationStore",
@@ -42,8 +50,10 @@ __all__ = [
     "Shared",
     "SharedBuckets",
     "Usage",
+    "code_digest",
     "connect_redis",
     "is_memory_url",
+    "new_authorization_code",
     "new_refresh_token",
     "new_sid",
     "parse_refresh_token",

@@ -105,6 +105,10 @@ class KeySpace:
         digest = hashlib.sha256(ident.encode()).hexdigest()[:32]
         return f"{self.prefix}:{{idp-{tag}}}:idp:{kind}:{digest}"
 
+    def authorization_code(self, digest: str) -> str:
+        """An authorization code, by the SHA-256 of the code (the code itself is never kept)."""
+        return f"{self.prefix}:code:{digest}"
+
     def rate(self, scope: str, identity: str, window_index: int) -> str:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         return f"{self.prefix}:rl:{scope}:{digest}:{window_index}"

@@ -76,6 +76,39 @@ class TokenIssuer:
         token = jwt.encode(claims, self._key.sign_key, algorithm=self._key.alg, headers=headers)
         return IssuedToken(token=token, jti=jti, iat=now, exp=exp)
 
+    def id_token(
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        auth_time: float,
+        nonce: str | None = None,
+        sid: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        """An OpenID Connect ID token for `client_id` (header `typ: JWT`, never `at+jwt`:
+        the verifier refuses it as an access token), with the `nonce` the client sent."""
+        now = int(self._clock())
+        body: dict[str, Any] = {
+            k: v for k, v in (claims or {}).items() if k not in RESERVED_CLAIMS and k != "nonce"
+        }
+        body.update(
+            iss=self._issuer,
+            sub=sub,
+            aud=client_id,
+            azp=client_id,
+            iat=now,
+            exp=now + self._ttl,
+            auth_time=int(auth_time),
+        )
+        if nonce:
+            body["nonce"] = nonce
+        if sid:
+            body["sid"] = sid
+        headers = {"kid": self._key.kid, "typ": "JWT"}
+        assert self._key.sign_key is not None
+        return jwt.encode(body, self._key.sign_key, algorithm=self._key.alg, headers=headers)
+
     def for_session(self, session: Session) -> IssuedToken:
         """An access token for a live session: its user, roles, scope and claims."""
         return self.issue(

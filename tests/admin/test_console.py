@@ -447,7 +447,7 @@ async def test_a_cross_site_sign_in_post_is_refused(pair: GatewayPair) -> None:
 
 async def test_hostile_values_are_shown_as_text(pair: GatewayPair) -> None:
     public, admin = pair
-    await login(public, device_id="d1", device_name=HOSTILE, client_id=HOSTILE)
+    await login(public, device_id="d1", device_name=HOSTILE)
     csrf = await console_sign_in(admin)
     page = await (await admin.get(f"{CONSOLE}users?sub=alice", headers=HTML)).text()
     assert str(escape(HOSTILE)) in page

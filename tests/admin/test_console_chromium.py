@@ -25,6 +25,7 @@ from gateway.config import Settings
 from gateway.runtime.runner import GatewayRunner
 from tests.support.admin_access import ADMIN_KEY, ADMIN_KEYS, CONSOLE, HOSTILE
 from tests.support.jwt_tokens import bearer
+from tests.support.oauth_clients import password_client
 from tests.support.processes import free_port
 from tests.support.redis_servers import RedisServer
 
@@ -70,6 +71,7 @@ async def running(
         auth={"users_file": str(users_file)},
         admin=ADMIN_KEYS,
         redis={"url": redis_server.url},
+        clients=[password_client("web-app")],  # the client its logins name
     )
     public_app, admin_app = create_apps(settings)
     public = GatewayRunner(public_app, access_log=None)

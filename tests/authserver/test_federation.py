@@ -32,6 +32,7 @@ from tests.support.identity_provider import (
     idp_key,
 )
 from tests.support.jwt_tokens import bearer, unsigned_token
+from tests.support.oauth_clients import password_client
 from tests.support.recording_upstream import Upstream
 from tests.support.waiting import eventually
 
@@ -184,6 +185,17 @@ async def test_a_linked_identity_signs_in_as_the_local_user(
     assert claims["idp"] == "idp"
 
 
+async def test_an_exchange_never_widens_the_scope(
+    federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
+) -> None:
+    client = await federated()
+    token = identity_provider.id_token(now=clock.now)
+    resp = await exchange(client, token, scope="admin")  # a provider user holds no scope
+    body = await refused(resp, 400, "invalid_scope")
+    assert "admin" not in body
+    assert (await exchange(client, token)).status == 200
+
+
 async def test_subjects_of_two_providers_never_collide(
     federated: Federated, identity_provider: FakeIdentityProvider, clock: FakeClock
 ) -> None:
@@ -224,7 +236,8 @@ async def test_an_oauth_client_library_performs_the_exchange(
 ) -> None:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-    client = await federated()
+    grants = ["refresh_token", TOKEN_EXCHANGE]
+    client = await federated(clients=[password_client("demo-cli", grants=grants)])
     base = str(client.make_url("")).rstrip("/")
     async with AsyncOAuth2Client(client_id="demo-cli", token_endpoint_auth_method="none") as oauth:
         token = await oauth.fetch_token(

@@ -23,6 +23,7 @@ from tests.support.gateway_client import (
     login,
 )
 from tests.support.jwt_tokens import bearer, mint
+from tests.support.oauth_clients import password_client
 from tests.support.waiting import eventually
 
 SECRET = "svc-secret-0123456789"
@@ -43,6 +44,7 @@ def introspection_settings(auth_settings: Settings) -> Settings:
         update={
             "introspection": Settings(introspection={"clients": CLIENTS}).introspection,  # type: ignore[arg-type]
             "admin": Settings(admin=ADMIN_KEYS).admin,  # type: ignore[arg-type]
+            "clients": [password_client("mobile")],
         }
     )
 

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+from gateway.config import Settings
 from tests.support.gateway_client import GatewayClient
+from tests.support.gateway_settings import auth_section
+from tests.support.oauth_clients import password_client
 from tests.support.recording_upstream import Upstream
+
+
+@pytest.fixture
+def auth_settings(settings_factory: Callable[..., Settings], users_file: Path) -> Settings:
+    """The demo users, and `demo-cli`: a public client registered for the password grant."""
+    return settings_factory(
+        auth=auth_section(users_file),
+        tokens={"refresh_reuse_grace": 10},
+        clients=[password_client("demo-cli")],
+    )
 
 
 async def test_password_grant_auto_refresh_and_revoke(

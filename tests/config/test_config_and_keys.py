@@ -222,6 +222,7 @@ def test_configuration_reference_lists_every_key_of_the_example_config() -> None
             "proxy.identity_headers.",
             "federation.providers[].required_claims.",
             "federation.providers[].roles.map.",
+            "federation.providers[].access_tokens.roles.map.",
         )
         if isinstance(data, dict) and prefix not in maps:
             return [k for name, v in data.items() for k in keys(v, f"{prefix}{name}.")]

@@ -14,6 +14,7 @@ AUDIT_ACTIONS: Final = (
     "revoke_token",
     "revoke_session",
     "revoke_user",
+    "revoke_client",
     "console_sign_in",
     "console_sign_out",
 )

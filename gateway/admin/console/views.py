@@ -16,6 +16,7 @@ from gateway.admin.console.audit_trail import AUDIT_ACTIONS, AuditFilter, filter
 from gateway.admin.console.pages import BASE_PATH, Pages, see_other
 from gateway.admin.console.status import StatusPanel
 from gateway.appkeys import CONSOLE_FORM, CONSOLE_SESSION
+from gateway.authserver.client_registry import ClientRegistry
 from gateway.errors import InvalidRequest, NotFound
 from gateway.store import SID_RE
 from gateway.tokens.revocation_view import RevocationView
@@ -39,7 +40,9 @@ class ConsoleViews:
         status: StatusPanel,
         pages: Pages,
         clock: Clock,
+        clients: ClientRegistry | None = None,
     ):
+        self._clients = clients or ClientRegistry()
         self._actions = actions
         self._view = view
         self._status = status
@@ -68,6 +71,36 @@ class ConsoleViews:
             sub=sub,
             sessions=sessions,
             notice=_notice(request),
+        )
+
+    async def clients(self, request: web.Request) -> web.Response:
+        """GET clients: the registered clients, each with its revoke button."""
+        return self._render(
+            request,
+            "clients.html",
+            "Clients",
+            clients=sorted(self._clients, key=lambda c: c.id),
+            notice=_notice(request),
+        )
+
+    async def confirm_revoke_client(self, request: web.Request) -> web.Response:
+        """GET clients/revoke?id=…: what revoking the client's tokens does."""
+        client_id = request.query.get("id", "")
+        if self._clients.get(client_id) is None:
+            raise NotFound("no such client")
+        return self._render(
+            request, "client_confirm.html", "Revoke this client's tokens?", client_id=client_id
+        )
+
+    async def revoke_client(self, request: web.Request) -> web.Response:
+        form = request[CONSOLE_FORM]
+        client_id = _field(form, "client_id")
+        if self._clients.get(client_id) is None:
+            raise NotFound("no such client")
+        await self._actions.revoke_client(_actor(request), client_id)
+        _log(request, "revoke_client", client_id)
+        return see_other(
+            f"{BASE_PATH}clients?{urlencode({'notice': 'client-revoked', 'id': client_id})}"
         )
 
     async def revocations(self, request: web.Request) -> web.Response:
@@ -203,6 +236,7 @@ NOTICES: Final = {
     "user-revoked": "Everything of {id} revoked ({n} sessions ended); logging in again works.",
     "token-revoked": "Access token {id} revoked until it expires.",
     "token-expired": "Access token {id} had already expired: nothing to revoke.",
+    "client-revoked": "Every token of client {id} issued before now is revoked.",
 }
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gateway.authserver.credentials import Identity
 from gateway.authserver.federation.identities import federated_identity
+from gateway.authserver.scopes import narrowed
 from gateway.authserver.token_service import Device, TokenPair, TokenService
 from gateway.config import RateLimit
 from gateway.errors import InvalidGrant, InvalidRequest, ProviderUnavailable, RateLimited
@@ -58,7 +60,12 @@ class FederatedLogin:
         self._record = record
 
     async def exchange(
-        self, subject_token: str, subject_token_type: str, device: Device
+        self,
+        subject_token: str,
+        subject_token_type: str,
+        device: Device,
+        *,
+        scope: str | None = None,
     ) -> TokenPair:
         """Verify the provider token and open a session for whom it names.
 
@@ -84,6 +91,8 @@ class FederatedLogin:
                 peeked, id_token=subject_token_type == ID_TOKEN_TYPE
             )
             identity = federated_identity(provider.settings, claims, self._links)
+            if scope is not None:  # only ever narrower than the identity's own scope
+                identity = replace(identity, scope=narrowed(scope, (identity.scope or "").split()))
             pair = await self._tokens.open_session(identity, device)
         except InvalidGrant as exc:
             self._record(name, exc.reason)

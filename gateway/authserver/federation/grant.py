@@ -3,6 +3,7 @@ plus `issued_token_type` out."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -26,7 +27,10 @@ class ExchangeGrant:
         self._federation = federation
         self._clock = clock
 
-    async def answer(self, request: web.Request, params: dict[str, Any]) -> web.Response:
+    async def answer(
+        self, request: web.Request, params: dict[str, Any], *, client_id: str | None = None
+    ) -> web.Response:
+        """The exchange for the (registered, authenticated) client `client_id`, if any."""
         subject_token = text_param(params, "subject_token", required=True)
         subject_token_type = text_param(params, "subject_token_type", required=True)
         assert subject_token is not None and subject_token_type is not None
@@ -35,6 +39,11 @@ class ExchangeGrant:
         requested = text_param(params, "requested_token_type")
         if requested is not None and requested != ACCESS_TOKEN_TYPE:
             raise InvalidRequest(f"requested_token_type must be {ACCESS_TOKEN_TYPE}")
-        device = Device.from_params(request, params)
-        pair = await self._federation.exchange(subject_token, subject_token_type, device)
+        device = replace(
+            Device.from_params(request, {**params, "client_id": None}), client_id=client_id
+        )
+        scope = text_param(params, "scope")
+        pair = await self._federation.exchange(
+            subject_token, subject_token_type, device, scope=scope
+        )
         return token_response(pair, self._clock(), extra={"issued_token_type": ACCESS_TOKEN_TYPE})
