@@ -212,6 +212,7 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
         check_interval=settings.revocation.check_interval,
         max_staleness=settings.revocation.max_staleness,
         fail_mode=settings.revocation.fail_mode,
+        horizon=settings.tokens.refresh_ttl + settings.tokens.access_ttl + settings.tokens.leeway,
     )
     metrics.watch_revocations(sync, view)
     p = settings.proxy

@@ -11,10 +11,18 @@ from gateway.store.keyspace import (
     new_sid,
     parse_refresh_token,
     refresh_token_hash,
+    sub_key,
 )
 from gateway.store.one_time_ids import OneTimeIds
 from gateway.store.ratelimit import RateLimiter
-from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
+from gateway.store.revocations import (
+    Feed,
+    Revocation,
+    RevocationBatch,
+    RevocationStore,
+    UnreadableMessage,
+    UnreadableRecord,
+)
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
 from gateway.store.writes import Durability
 
@@ -36,10 +44,13 @@ __all__ = [
     "RotateResult",
     "Session",
     "SessionStore",
+    "UnreadableMessage",
+    "UnreadableRecord",
     "connect_redis",
     "is_memory_url",
     "new_refresh_token",
     "new_sid",
     "parse_refresh_token",
     "refresh_token_hash",
+    "sub_key",
 ]
