@@ -66,6 +66,7 @@ class HeaderPolicy:
         self._identity_names = frozenset(canonical(h) for _, h in self.identity)
         self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
         self._stripped = frozenset(canonical(h) for h in settings.strip_request_headers)
+        self._drop_underscores = settings.underscore_headers == "drop"
         self._forward_authorization = settings.forward_authorization
         self._trusted = tuple(
             ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
@@ -95,6 +96,9 @@ class HeaderPolicy:
                 # SECURITY: headers that make frameworks serve another URL or method than
                 # the one authorized (X-Original-URL, X-HTTP-Method-Override, ...)
                 or key in self._stripped
+                # SECURITY: CGI and WSGI backends read `X_User_Id` as `X-User-Id` (both are
+                # HTTP_X_USER_ID to them): a name the gateway judges one way, they another
+                or (self._drop_underscores and "_" in text)
                 or self.is_identity_header(text)
                 or (lower == "authorization" and not self._forward_authorization)
                 or lower in self._trace_dropped

@@ -314,6 +314,27 @@ async def test_identity_headers_any_case_and_underscores(
     assert not [n for n in names if n.startswith(("x-user", "x_user", "x-auth", "x_auth"))]
 
 
+async def test_underscore_and_cgi_names_never_reach_the_upstream(
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
+) -> None:
+    sent = [
+        ("SCRIPT_NAME", "/admin"),
+        ("PATH_INFO", "/admin/users"),
+        ("Path-Info", "/admin/users"),
+        ("REMOTE_USER", "root"),
+        ("X_Forwarded_User", "root"),
+        ("X_Custom", "1"),
+        ("X-Custom", "2"),
+    ]
+    for path, headers in (("/public/x", sent), ("/api", [*sent, *bearer(mint(key_files)).items()])):
+        resp = await gateway.get(path, headers=headers)
+        assert resp.status == 200
+        seen = [(n.lower(), v) for n, v in upstream.received[-1].headers]
+        assert not [n for n, _ in seen if "_" in n]
+        assert "path-info" not in dict(seen)
+        assert ("x-custom", "2") in seen
+
+
 async def _ws_echo(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
