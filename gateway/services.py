@@ -539,6 +539,7 @@ def _proxy(
         settings.routes,
         blocked=("/admin",) if settings.admin.block_public_path else (),
         path_parameters=p.path_parameters,
+        path_folding=p.path_folding,
     )
     trace = None
     if settings.tracing.mode != "passthrough":

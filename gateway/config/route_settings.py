@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from gateway.config.fields import HEADER_NAME_RE, PositiveSeconds, Section
-from gateway.typedefs import PathParameters, RoutePolicy
+from gateway.typedefs import PathFolding, PathParameters, RoutePolicy
 
 
 class RouteSettings(Section):
@@ -132,6 +132,10 @@ class ProxySettings(Section):
     path_parameters: PathParameters = "match_without"
     """`;params` in path segments (servlet containers serve /a;x=1/b as /a/b): match routes on
     the path without them (the path is forwarded as received), or refuse such paths (400)"""
+    path_folding: PathFolding = "fold"
+    """characters whose Unicode compatibility form (NFKC) holds `.`, `/`, `\\` or `;`
+    (fullwidth `．` `／` `＼`, `‥`, …), which backends that normalize paths read as those:
+    route and forward the path with them folded, or refuse such paths (400)"""
     strip_request_headers: list[str] = Field(default_factory=_default_stripped_headers)
     """client headers removed before forwarding: ones that make some frameworks serve another
     URL or method than the request line's, and CGI meta-variables such as SCRIPT_NAME and

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.edge import Exchange
 from gateway.errors import NotFound
 from gateway.proxy.route_policy import bearer_principal
-from gateway.proxy.routing import Route, RouteTable, normalize_path
+from gateway.proxy.routing import Route, RouteTable
 from gateway.tokens.bearer import Authenticator
 from gateway.tokens.verifier import Principal
 
@@ -49,7 +49,7 @@ class Admission:
     async def admit(self, request: web.Request, exchange: Exchange) -> Admitted:
         """The request's route, forwarded path and principal; records them on `exchange`.
         Raises NotFound, the credential's refusal (401), or the policy's (403)."""
-        route, path = self._routes.resolve(normalize_path(request.rel_url.raw_path))
+        route, path = self._routes.resolve(self._routes.normalize(request.rel_url.raw_path))
         if route is None or route.blocked:
             raise NotFound("no route for this path")
         exchange.route = route.name

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from yarl import URL
 
 from gateway.config import RouteSettings
 from gateway.errors import InvalidRequest
-from gateway.typedefs import PathParameters, RoutePolicy
+from gateway.typedefs import PathFolding, PathParameters, RoutePolicy
 
 _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -24,6 +26,34 @@ _SLASHES: Final = re.compile(r"/{2,}")
 _PLAIN_PATH: Final = re.compile(r"(?:/(?!\.{1,2}(?:/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*/?")
 _PARAMS: Final = re.compile(r";[^/]*")
 MAX_PATH_LENGTH: Final = 8192
+_SEPARATORS: Final = "./\\;"
+
+
+def _folding_characters() -> dict[str, str]:
+    """Every non-ASCII character whose compatibility form (NFKC) holds ".", "/", "\\" or ";"
+    (fullwidth full stop U+FF0E and solidus U+FF0F, two dot leader U+2025, small reverse
+    solidus U+FE68, ...) → that form, computed from the running Python's Unicode tables."""
+    folded = {}
+    for code in range(0x80, sys.maxunicode + 1):
+        char = chr(code)
+        form = unicodedata.normalize("NFKC", char)
+        if form != char and any(c in form for c in _SEPARATORS):
+            folded[char] = form
+    return folded
+
+
+# SECURITY: a backend that normalizes paths to NFKC reads `/public/．．/admin` (fullwidth
+# full stops, percent-encoded or not) as `/public/../admin`.
+FOLDS_TO_SEPARATOR: Final = _folding_characters()
+# Each such character as it appears in a path: unescaped, or its UTF-8 escaped (upper case
+# hex, as normalization writes escapes).
+_FOLDING_FORMS: Final = {
+    **FOLDS_TO_SEPARATOR,
+    **{quote(c, safe=""): form for c, form in FOLDS_TO_SEPARATOR.items()},
+}
+_FOLDING: Final = re.compile(
+    "|".join(map(re.escape, sorted(_FOLDING_FORMS, key=len, reverse=True)))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +85,15 @@ class RouteTable:
     """Routes sorted longest prefix first."""
 
     def __init__(
-        self, routes: Sequence[Route], *, path_parameters: PathParameters = "match_without"
+        self,
+        routes: Sequence[Route],
+        *,
+        path_parameters: PathParameters = "match_without",
+        path_folding: PathFolding = "fold",
     ):
         self._routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
         self._refuse_parameters = path_parameters == "refuse"
+        self._refuse_folding = path_folding == "refuse"
 
     @classmethod
     def from_settings(
@@ -67,6 +102,7 @@ class RouteTable:
         *,
         blocked: Sequence[str] = (),
         path_parameters: PathParameters = "match_without",
+        path_folding: PathFolding = "fold",
     ) -> RouteTable:
         """Configured routes plus `blocked` prefixes that answer 404 (never proxied)."""
         reserved = [
@@ -74,7 +110,13 @@ class RouteTable:
             for p in blocked
         ]
         configured = [route_from_settings(r) for r in routes]
-        return cls([*reserved, *configured], path_parameters=path_parameters)
+        return cls(
+            [*reserved, *configured], path_parameters=path_parameters, path_folding=path_folding
+        )
+
+    def normalize(self, raw_path: str) -> str:
+        """`normalize_path`, refusing characters that fold to a separator when configured."""
+        return normalize_path(raw_path, refuse_folding=self._refuse_folding)
 
     def resolve(self, path: str) -> tuple[Route | None, str]:
         """(route, path to forward) for a normalized path.
@@ -122,13 +164,14 @@ def is_plain_path(raw_path: str) -> bool:
     return len(raw_path) <= MAX_PATH_LENGTH and _PLAIN_PATH.fullmatch(raw_path) is not None
 
 
-def normalize_path(raw_path: str) -> str:
+def normalize_path(raw_path: str, *, refuse_folding: bool = False) -> str:
     """RFC 3986 §6 normalization, stricter where backends disagree; raises InvalidRequest.
 
     SECURITY: authorization is decided on this path and this path is what the upstream gets,
     so `/public/../admin`, `/public/%2e%2e/admin`, `/public%2f..%2fadmin`, `//admin`,
-    backslashes, `..;` segments and overlong UTF-8 cannot reach a protected route under a
-    public policy.
+    backslashes, `..;` segments, overlong UTF-8 and characters whose compatibility form is a
+    separator (`/public/%EF%BC%8E%EF%BC%8E/admin`: fullwidth dots; folded to it first, or
+    refused with `refuse_folding`) cannot reach a protected route under a public policy.
     """
     if len(raw_path) > MAX_PATH_LENGTH or not raw_path.startswith("/"):
         raise InvalidRequest("invalid request path")
@@ -139,16 +182,20 @@ def normalize_path(raw_path: str) -> str:
     path = _PERCENT.sub(_decode_safe_escape, raw_path) if "%" in raw_path else raw_path
     if "\x00" in path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
         raise InvalidRequest("invalid character in path")
-    _check_utf8(path)
+    if not _check_utf8(path).isascii() and _FOLDING.search(path):
+        if refuse_folding:
+            raise InvalidRequest("path characters that fold to '.', '/', '\\' or ';' are refused")
+        path = _FOLDING.sub(lambda m: _FOLDING_FORMS[m.group()], path)
     path = _SLASHES.sub("/", path.replace("\\", "/"))
     return _remove_dot_segments(path)
 
 
-def _check_utf8(path: str) -> None:
-    """SECURITY: the bytes a path encodes must be UTF-8. Overlong forms such as `%c0%ae`
-    (a "." some decoders accept) or `%c0%af` ("/") would let a backend see another path."""
+def _check_utf8(path: str) -> str:
+    """The decoded path. SECURITY: the bytes a path encodes must be UTF-8. Overlong forms such
+    as `%c0%ae` (a "." some decoders accept) or `%c0%af` ("/") would let a backend see another
+    path."""
     try:
-        unquote_to_bytes(path).decode("utf-8")
+        return unquote_to_bytes(path).decode("utf-8")
     except UnicodeError:
         raise InvalidRequest("invalid UTF-8 in path") from None
 
