@@ -212,6 +212,43 @@ class HeaderPolicy:
         return any(address in network for network in self._trusted)
 
 
+# Cache-Control directives that let a shared cache store a response, or that only shared
+# caches read; a qualified `private="Set-Cookie"` lets them store the rest of it.
+_SHARED_CACHE_DIRECTIVES: Final = frozenset({"public", "s-maxage", "proxy-revalidate", "private"})
+# Fields that speak to one cache in front (a CDN, an nginx cache) rather than to all of them:
+# RFC 9213's CDN-Cache-Control and every *-Cache-Control of its kind, Surrogate-Control
+# (Fastly, Varnish), Edge-Control (Akamai), X-Accel-Expires (nginx's proxy cache).
+_TARGETED_CACHE_FIELDS: Final = frozenset({"surrogate-control", "edge-control", "x-accel-expires"})
+
+
+def keep_private(headers: CIMultiDict[str]) -> None:
+    """Make an upstream answer personal: no shared cache may store it, whatever the upstream
+    said. `Cache-Control` becomes `private` plus the upstream's directives that only concern
+    the browser's own cache (public, s-maxage, proxy-revalidate and a qualified private go),
+    `Vary` names `Cookie`, and cache fields addressed to one cache in front are dropped.
+
+    SECURITY: a CDN or reverse-proxy cache in front of the gateway keys answers on the URL,
+    not on the Cookie header: an answer it stores for one user's session is served to the
+    next user asking for the same URL.
+    """
+    for name in list(headers.keys()):
+        lower = name.lower()
+        if lower in _TARGETED_CACHE_FIELDS or lower.endswith("-cache-control"):
+            headers.popall(name, None)
+    kept = [
+        directive
+        for value in headers.popall("Cache-Control", ())
+        for directive in (d.strip() for d in value.split(","))
+        if directive and directive.partition("=")[0].strip().lower() not in _SHARED_CACHE_DIRECTIVES
+    ]
+    headers["Cache-Control"] = ", ".join(["private", *kept])
+    varied = [v.strip() for value in headers.popall("Vary", ()) for v in value.split(",")]
+    varied = [v for v in varied if v]
+    if "*" not in varied and "cookie" not in (v.lower() for v in varied):
+        varied.append("Cookie")
+    headers["Vary"] = ", ".join(varied)
+
+
 def _named_by_connection(values: list[bytes]) -> frozenset[str]:
     """The lower-case field names listed in Connection header values; `keep-alive` and
     `close` (nearly every message) name nothing that is not hop-by-hop already."""
