@@ -51,6 +51,9 @@ _XFF: Final = "X-Forwarded-For"
 _XFP: Final = "X-Forwarded-Proto"
 _XFH: Final = "X-Forwarded-Host"
 _HEADER_VALUE_SAFE: Final = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+# An item of a list header: as a value, but `,` (the separator) and `%` (so that an encoded
+# item reads one way only) are percent-encoded.
+_LIST_ITEM_SAFE: Final = _HEADER_VALUE_SAFE.replace(",", "").replace("%", "")
 
 
 def canonical(name: str) -> str:
@@ -288,7 +291,7 @@ def header_value(claim: Any) -> str | None:
     elif claim is None or isinstance(claim, dict):
         return None
     elif isinstance(claim, list | tuple):
-        text = ",".join(map(str, claim))
+        return ",".join(map(_list_item, claim))
     elif isinstance(claim, bool):
         text = "true" if claim else "false"
     else:
@@ -297,3 +300,16 @@ def header_value(claim: Any) -> str | None:
     if text.isascii() and text.isprintable():
         return text
     return quote(text, safe=_HEADER_VALUE_SAFE)
+
+
+def _list_item(item: Any) -> str:
+    """One value of a list claim in a comma-separated header.
+
+    SECURITY: values come from outside (a provider's group named `staff,reports`): a `,` in
+    one would add a value the upstream splits out, so it is percent-encoded, and so is `%`
+    (`staff%2Creports` reads one way only), as are control and non-ASCII characters.
+    """
+    text = item if type(item) is str else str(item)
+    if text.isascii() and text.isprintable() and "," not in text and "%" not in text:
+        return text
+    return quote(text, safe=_LIST_ITEM_SAFE)

@@ -212,6 +212,11 @@ def test_configured_identity_mapping() -> None:
         (None, None),
         ({"nested": 1}, None),
         ("line\r\nX-Injected: 1", "line%0D%0AX-Injected: 1"),
+        # a value of a list cannot add a value the upstream splits out
+        (["staff,reports", "user"], "staff%2Creports,user"),
+        (["50%", "a b"], "50%25,a b"),
+        (["caf\u00e9,x"], "caf%C3%A9%2Cx"),
+        ("staff,reports", "staff,reports"),  # one value: the header is not a list
         ("caf\u00e9", "caf%C3%A9"),
     ],
 )

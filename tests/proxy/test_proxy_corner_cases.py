@@ -344,6 +344,16 @@ async def test_identity_headers_any_case_and_underscores(
     assert not [n for n in names if n.startswith(("x-user", "x_user", "x-auth", "x_auth"))]
 
 
+async def test_a_role_with_a_comma_cannot_become_two_roles(
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
+) -> None:
+    token = mint(key_files, roles=["user", "staff,reports", "ops%2Cadmin"])
+    assert (await gateway.get("/api", headers=bearer(token))).status == 200
+    (roles,) = upstream.headers_of()["x-user-roles"]
+    assert [r.strip() for r in roles.split(",")] == ["user", "staff%2Creports", "ops%252Cadmin"]
+    assert (await gateway.get("/reports/q", headers=bearer(token))).status == 403
+
+
 async def test_underscore_and_cgi_names_never_reach_the_upstream(
     gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
 ) -> None:
