@@ -33,6 +33,7 @@ from gateway.authserver.credentials import (
 from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.authserver.federation.grant import ExchangeGrant
 from gateway.authserver.federation.identities import identity_links
+from gateway.authserver.guessing import GuessThrottle, LocalCounts
 from gateway.authserver.introspection import Introspection
 from gateway.authserver.login import LoginService
 from gateway.authserver.revoker import Revoker
@@ -122,6 +123,7 @@ class Resources:
     view: RevocationView
     sync: RevocationSync
     upstream_pool: UpstreamPool
+    guesses: LocalCounts  # wrong secrets counted by the process itself while Redis is away
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
             read_timeout=p.read_timeout,
             keepalive_timeout=min(p.keepalive_timeout, 30),
         ),
+        guesses=LocalCounts(clock),
     )
 
 
@@ -421,6 +424,13 @@ def _auth(
         realm=settings.proxy.realm,
         bodies=bodies,
         clock=r.clock,
+        throttle=GuessThrottle(
+            r.store.limiter,
+            r.guesses,
+            scope="introspect-fail-ip",
+            limit=settings.introspection.failures_per_ip,
+            what="client secrets",
+        ),
     )
     return AuthServices(
         revoker=revoker,
@@ -566,7 +576,16 @@ def _admin(
     bodies: BodyReader,
 ) -> AdminServices:
     actions = AdminActions(auth.revoker, r.store.audit, tokens.verifier, r.clock)
-    keys = AdminKeys(settings.admin.keys)
+    keys = AdminKeys(
+        settings.admin.keys,
+        throttle=GuessThrottle(
+            r.store.limiter,
+            r.guesses,
+            scope="admin-key-fail-ip",
+            limit=settings.admin.key_failures_per_ip,
+            what="admin keys",
+        ),
+    )
     console = None
     if settings.admin.console.enabled:
         pages = Pages()
