@@ -691,6 +691,24 @@ async def test_audit_trail_pages_back(pair: GatewayPair) -> None:
     assert 'id="older"' not in page
 
 
+@pytest.mark.parametrize("before", ["garbage", "99999999999999999999999-0", "1-2-3", "0-0x"])
+async def test_a_malformed_audit_cursor_is_400_not_a_store_outage(
+    pair: GatewayPair, before: str
+) -> None:
+    _, admin = pair
+    await admin.post("/admin/users/alice/revoke", headers=ADMIN)
+    await console_sign_in(admin)
+    resp = await admin.get(f"{CONSOLE}audit", params={"before": before})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_request"
+    page = await admin.get(f"{CONSOLE}audit", params={"before": before}, headers=HTML)
+    assert page.status == 400
+    assert "temporarily" not in await page.text()
+    # the oldest entry's own id pages back to nothing, without a store error
+    resp = await admin.get(f"{CONSOLE}audit", params={"before": "0-0"}, headers=HTML)
+    assert resp.status == 200
+
+
 async def test_revocations_page_lists_the_view(pair: GatewayPair) -> None:
     public, admin = pair
     body = await login(public)
