@@ -29,12 +29,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser(
-        "check-config",
-        help="validate a configuration and print it; with a Sentinel or Cluster redis.url, "
-        "also ask the sentinels (or a cluster node) how many replicas each primary has, and "
-        "warn when redis.min_replicas_ack loses writes (0) or stops them in a failover",
+    check_help = (
+        "validate a configuration and print it (secrets masked); with a Sentinel or Cluster "
+        "redis.url, also ask the sentinels (or a cluster node) how many replicas each primary "
+        "has, and warn when redis.min_replicas_ack loses writes (0) or stops them in a failover"
     )
+    check = sub.add_parser("check-config", help=check_help, description=check_help)
     config_arg(check)
     check.set_defaults(func=cmd_check_config)
 
