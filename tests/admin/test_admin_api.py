@@ -199,7 +199,9 @@ async def test_audit_trail_newest_first(pair: GatewayPair) -> None:
 # ---- a client fault is a 4xx, never a 503 that blames Redis ------------------------------
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
+@pytest.fixture(
+    params=["fakeredis", pytest.param("redis-server", marks=[pytest.mark.redis, pytest.mark.slow])]
+)
 async def any_store_pair(
     request: pytest.FixtureRequest,
     gateway_pair_factory: GatewayPairFactory,

@@ -8,9 +8,11 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 from redis.asyncio import Redis
 
@@ -28,8 +30,6 @@ from tests.support.gateway_settings import on_redis
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.redis_servers import RedisServer
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.redis
 
 # How a record can be unreadable: another Redis type, or a string that is no record.
 Spoiler = Callable[[Redis, str], Awaitable[Any]]
@@ -63,16 +63,44 @@ def sub_key(sub: str) -> str:
     return hashlib.sha256(sub.encode()).hexdigest()[:32]
 
 
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect_redis(redis_server.url, connect_timeout=1, socket_timeout=1, max_connections=4)
-    yield client
-    await client.aclose()
+@dataclass
+class Store:
+    """The Redis a test's gateway runs on, and a client of its own to spoil records with."""
+
+    raw: Redis
+    url: str | None = None  # a real redis-server's; None: fakeredis, shared through `server`
+    server: fakeredis.FakeServer | None = None
+
+    def app(self, settings: Settings, **revocation: Any) -> tuple[Settings, dict[str, Any]]:
+        """Settings and create_app keywords for a gateway on this store."""
+        if revocation:
+            section = settings.revocation.model_copy(update=revocation)
+            settings = settings.model_copy(update={"revocation": section})
+        if self.url is not None:
+            return on_redis(settings, self.url, connect_timeout=0.5, socket_timeout=0.5), {}
+        return settings, {"redis": fakeredis.FakeAsyncRedis(server=self.server)}
 
 
-@pytest.fixture
-def on_server(settings: Settings, redis_server: RedisServer) -> Settings:
-    return on_redis(settings, redis_server.url, connect_timeout=0.5, socket_timeout=0.5)
+@pytest.fixture(
+    params=["fakeredis", pytest.param("redis-server", marks=[pytest.mark.redis, pytest.mark.slow])]
+)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """fakeredis (unit), and a real redis-server (integration)."""
+    if request.param == "fakeredis":
+        server = fakeredis.FakeServer()
+        yield Store(fakeredis.FakeAsyncRedis(server=server), server=server)
+        return
+    redis_server: RedisServer = request.getfixturevalue("redis_server")
+    raw = connect_redis(redis_server.url, connect_timeout=1, socket_timeout=1, max_connections=4)
+    yield Store(raw, url=redis_server.url)
+    await raw.aclose()
+
+
+async def start(
+    factory: GatewayFactory, settings: Settings, store: Store, **revocation: Any
+) -> GatewayClient:
+    configured, kwargs = store.app(settings, **revocation)
+    return await factory(configured, **kwargs)
 
 
 def unreadable_count(gateway: GatewayClient) -> float:
@@ -84,13 +112,13 @@ def unreadable_count(gateway: GatewayClient) -> float:
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda s: s.__name__)
 async def test_unreadable_session_record_at_load_revokes_that_session_only(
     gateway_factory: GatewayFactory,
-    on_server: Settings,
-    raw: Redis,
+    settings: Settings,
+    store: Store,
     key_files: dict[str, Path],
     spoil: Spoiler,
 ) -> None:
-    await spoil(raw, "gw:rev:sid:spoiled-session")
-    gateway = await gateway_factory(on_server)
+    await spoil(store.raw, "gw:rev:sid:spoiled-session")
+    gateway = await start(gateway_factory, settings, store)
     spoiled = mint(key_files, sid="spoiled-session")
     resp = await gateway.get("/api", headers=bearer(spoiled))
     assert resp.status == 401
@@ -104,30 +132,29 @@ async def test_unreadable_session_record_at_load_revokes_that_session_only(
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda s: s.__name__)
 async def test_unreadable_token_record_at_load_revokes_that_token(
     gateway_factory: GatewayFactory,
-    on_server: Settings,
-    raw: Redis,
+    settings: Settings,
+    store: Store,
     key_files: dict[str, Path],
     spoil: Spoiler,
 ) -> None:
-    await spoil(raw, "gw:rev:jti:spoiled-jti")
-    gateway = await gateway_factory(on_server)
-    assert (
-        await gateway.get("/api", headers=bearer(mint(key_files, jti="spoiled-jti")))
-    ).status == 401
+    await spoil(store.raw, "gw:rev:jti:spoiled-jti")
+    gateway = await start(gateway_factory, settings, store)
+    spoiled = mint(key_files, jti="spoiled-jti")
+    assert (await gateway.get("/api", headers=bearer(spoiled))).status == 401
     assert (await gateway.get("/api", headers=bearer(mint(key_files)))).status == 200
 
 
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda s: s.__name__)
 async def test_unreadable_user_record_revokes_the_users_earlier_tokens(
     gateway_factory: GatewayFactory,
-    on_server: Settings,
-    raw: Redis,
+    settings: Settings,
+    store: Store,
     key_files: dict[str, Path],
     spoil: Spoiler,
 ) -> None:
     # the key names the user by a hash: the view matches tokens by the same hash
-    await spoil(raw, f"gw:rev:sub:{sub_key('carol')}")
-    gateway = await gateway_factory(on_server)
+    await spoil(store.raw, f"gw:rev:sub:{sub_key('carol')}")
+    gateway = await start(gateway_factory, settings, store)
     earlier = mint(key_files, sub="carol", iat=int(time.time()) - 5)
     assert (await gateway.get("/api", headers=bearer(earlier))).status == 401
     assert (await gateway.get("/api", headers=bearer(mint(key_files, sub="dave")))).status == 200
@@ -138,16 +165,16 @@ async def test_unreadable_user_record_revokes_the_users_earlier_tokens(
 
 async def test_user_record_under_another_users_key_is_unreadable(
     gateway_factory: GatewayFactory,
-    on_server: Settings,
-    raw: Redis,
+    settings: Settings,
+    store: Store,
     key_files: dict[str, Path],
 ) -> None:
     # a well-formed record for dave stored under carol's key: carol's revocation is lost
     # unless the key counts as unreadable
     now = time.time()
     record = {"kind": "sub", "id": "dave", "until": now + 600, "at": now}
-    await raw.set(f"gw:rev:sub:{sub_key('carol')}", json.dumps(record), ex=600)
-    gateway = await gateway_factory(on_server)
+    await store.raw.set(f"gw:rev:sub:{sub_key('carol')}", json.dumps(record), ex=600)
+    gateway = await start(gateway_factory, settings, store)
     carol = mint(key_files, sub="carol", iat=int(now) - 5)
     assert (await gateway.get("/api", headers=bearer(carol))).status == 401
 
@@ -155,25 +182,21 @@ async def test_user_record_under_another_users_key_is_unreadable(
 async def test_unreadable_record_found_while_running_is_logged_once(
     gateway_factory: GatewayFactory,
     settings: Settings,
-    redis_server: RedisServer,
-    raw: Redis,
+    store: Store,
     key_files: dict[str, Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fast = on_redis(settings, redis_server.url).model_copy(
-        update={"revocation": settings.revocation.model_copy(update={"check_interval": 0.1})}
-    )
-    gateway = await gateway_factory(fast)
+    gateway = await start(gateway_factory, settings, store, check_interval=0.1)
     token = mint(key_files, sid="spoiled-later")
     assert (await gateway.get("/api", headers=bearer(token))).status == 200
     caplog.set_level(logging.WARNING, logger="gateway.revocation")
-    await raw.hset("gw:rev:sid:spoiled-later", "until", "soon")
-    await raw.expire("gw:rev:sid:spoiled-later", 600)
+    await store.raw.hset("gw:rev:sid:spoiled-later", "until", "soon")
+    await store.raw.expire("gw:rev:sid:spoiled-later", 600)
     sync = gateway.app[SERVICES].resources.sync
     # a revocation whose message was lost: the version check reloads, and reloads again
     for _ in range(3):
         reloads = sync.reloads
-        await raw.incr("gw:revocations:version")
+        await store.raw.incr("gw:revocations:version")
         await eventually(lambda: sync.reloads > reloads, what="a reload")  # noqa: B023
     await wait_for_status(gateway, token, 401)
     assert (await gateway.get("/api", headers=bearer(mint(key_files)))).status == 200
@@ -185,20 +208,17 @@ async def test_unreadable_record_found_while_running_is_logged_once(
 async def test_unreadable_message_makes_the_view_catch_up_at_once(
     gateway_factory: GatewayFactory,
     settings: Settings,
-    redis_server: RedisServer,
-    raw: Redis,
+    store: Store,
     key_files: dict[str, Path],
 ) -> None:
     # The version check is far away: only the feed can tell the view that it missed a record.
-    slow = on_redis(settings, redis_server.url).model_copy(
-        update={"revocation": settings.revocation.model_copy(update={"check_interval": 60})}
-    )
-    gateway = await gateway_factory(slow)
+    gateway = await start(gateway_factory, settings, store, check_interval=60)
     token = mint(key_files, jti="sent-unreadably")
     assert (await gateway.get("/api", headers=bearer(token))).status == 200
-    await raw.set("gw:rev:jti:sent-unreadably", repr(time.time() + 600), ex=600)
-    await raw.incr("gw:revocations:version")
-    await raw.publish("gw:revocations", b'{"kind":"jti","id":"sent-unreadably","until":"x"}')
+    await store.raw.set("gw:rev:jti:sent-unreadably", repr(time.time() + 600), ex=600)
+    await store.raw.incr("gw:revocations:version")
+    unreadable = b'{"kind":"jti","id":"sent-unreadably","until":"x"}'
+    await store.raw.publish("gw:revocations", unreadable)
     await wait_for_status(gateway, token, 401, timeout=5)
     assert unreadable_count(gateway) == 1
 
@@ -206,13 +226,11 @@ async def test_unreadable_message_makes_the_view_catch_up_at_once(
 async def test_revoking_a_user_whose_record_is_unreadable_rewrites_it(
     gateway_pair_factory: GatewayPairFactory,
     settings_factory: Callable[..., Settings],
-    redis_server: RedisServer,
-    raw: Redis,
+    store: Store,
 ) -> None:
-    await as_hash(raw, f"gw:rev:sub:{sub_key('erin')}")
-    _, admin = await gateway_pair_factory(
-        on_redis(settings_factory(admin=ADMIN_KEYS), redis_server.url)
-    )
+    await as_hash(store.raw, f"gw:rev:sub:{sub_key('erin')}")
+    configured, kwargs = store.app(settings_factory(admin=ADMIN_KEYS))
+    _, admin = await gateway_pair_factory(configured, **kwargs)
     resp = await admin.post("/admin/users/erin/revoke", headers=ADMIN)
     assert resp.status == 200, await resp.text()
-    assert await raw.type(f"gw:rev:sub:{sub_key('erin')}") == b"string"
+    assert await store.raw.type(f"gw:rev:sub:{sub_key('erin')}") == b"string"
