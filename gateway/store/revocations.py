@@ -66,15 +66,6 @@ def decode(data: bytes | str) -> Revocation | None:
     return Revocation(kind, ident, until, at, version)
 
 
-def _expiry(value: bytes | str) -> float | None:
-    """A jti/sid record's value: its expiry as a finite number, else None (unreadable)."""
-    try:
-        until = float(value)
-    except ValueError:
-        return None
-    return until if math.isfinite(until) else None
-
-
 def stored_value(record: Revocation) -> bytes:
     """The Redis value: the expiry alone for jti/sid (the key names them), JSON for users."""
     if record.kind == "sub":
@@ -232,13 +223,16 @@ class RevocationStore(DurableStore):
                 continue
             kind = key[start : start + 4]
             if kind == b"jti:" or kind == b"sid:":
-                until = _expiry(value)
-                if until is None:
+                try:
+                    until = float(value)
+                except ValueError:
+                    until = math.nan
+                if now < until < math.inf:  # nearly every record (NaN fails it too)
+                    ident = key[start + 4 :].decode(errors="replace")
+                    if ident:
+                        (found.jti if kind == b"jti:" else found.sid)[ident] = until
+                elif not math.isfinite(until):
                     spoiled.append((key, "its value is not an expiry"))
-                    continue
-                ident = key[start + 4 :].decode(errors="replace")
-                if now < until and ident:
-                    (found.jti if kind == b"jti:" else found.sid)[ident] = until
             elif kind == b"sub:":
                 record = decode(value)
                 # SECURITY: a record of another user under this key would lose this one's.
