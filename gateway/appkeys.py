@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import HttpVersion, web
 from aiohttp.typedefs import Middleware
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ PROXY: web.AppKey[ProxyEndpoint] = web.AppKey("proxy")
 
 # Request state.
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")
+# The version a request line claimed when it was neither HTTP/1.0 nor 1.1 (the request itself
+# carries 1.1 then, so that its refusal is answered in HTTP/1.1).
+CLAIMED_VERSION: web.RequestKey[HttpVersion] = web.RequestKey("claimed_version")
 ADMIN_ID: web.RequestKey[str] = web.RequestKey("admin_id")
 # The caller as a browser's cookies identify it, on /auth endpoints that accept them.
 COOKIE_PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("cookie_principal")

@@ -41,6 +41,7 @@ from gateway.authserver.federation.code_redemption import ClientAuthentication, 
 from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.authserver.federation.grant import ExchangeGrant
 from gateway.authserver.federation.identities import identity_links
+from gateway.authserver.guessing import GuessThrottle, LocalCounts
 from gateway.authserver.introspection import Introspection
 from gateway.authserver.login import LoginService
 from gateway.authserver.revoker import Revoker
@@ -146,6 +147,7 @@ class Resources:
     sync: RevocationSync
     upstream_pool: UpstreamPool
     limiter: RouteLimiter  # the routes' rate-limit buckets: a reload keeps their counts
+    guesses: LocalCounts  # wrong secrets counted by the process itself while Redis is away
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
         check_interval=settings.revocation.check_interval,
         max_staleness=settings.revocation.max_staleness,
         fail_mode=settings.revocation.fail_mode,
+        horizon=settings.tokens.refresh_ttl + settings.tokens.access_ttl + settings.tokens.leeway,
     )
     metrics.watch_revocations(sync, view)
     p = settings.proxy
@@ -266,6 +269,7 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
             clock=clock,
             shared=SharedBuckets(store.redis, prefix=settings.redis.prefix),
         ),
+        guesses=LocalCounts(clock),
     )
 
 
@@ -488,6 +492,13 @@ def _auth(
         realm=settings.proxy.realm,
         bodies=bodies,
         clock=r.clock,
+        throttle=GuessThrottle(
+            r.store.limiter,
+            r.guesses,
+            scope="introspect-fail-ip",
+            limit=settings.introspection.failures_per_ip,
+            what="client secrets",
+        ),
     )
     return AuthServices(
         revoker=revoker,
@@ -732,6 +743,7 @@ def _proxy(
         settings.routes,
         blocked=("/admin",) if settings.admin.block_public_path else (),
         path_parameters=p.path_parameters,
+        path_folding=p.path_folding,
         clock=r.clock,
         limiter=r.limiter,
     )
@@ -791,7 +803,16 @@ def _admin(
     bodies: BodyReader,
 ) -> AdminServices:
     actions = AdminActions(auth.revoker, r.store.audit, tokens.verifier, r.clock)
-    keys = AdminKeys(settings.admin.keys)
+    keys = AdminKeys(
+        settings.admin.keys,
+        throttle=GuessThrottle(
+            r.store.limiter,
+            r.guesses,
+            scope="admin-key-fail-ip",
+            limit=settings.admin.key_failures_per_ip,
+            what="admin keys",
+        ),
+    )
     console = None
     if settings.admin.console.enabled:
         pages = Pages()

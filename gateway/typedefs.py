@@ -17,5 +17,8 @@ RoutePolicy: TypeAlias = Literal["public", "optional", "required"]
 PathParameters: TypeAlias = Literal["match_without", "refuse"]
 """How `;params` in path segments are judged: routes matched without them, or refused."""
 
+PathFolding: TypeAlias = Literal["fold", "refuse"]
+"""How path characters whose compatibility form is a separator (`．` → `.`) are judged."""
+
 FailMode: TypeAlias = Literal["closed", "open"]
 """What protected routes do once the revocation view is staler than allowed."""

@@ -28,6 +28,11 @@ JTI_RE: Final = re.compile(r"^[A-Za-z0-9._~:-]{1,128}$")
 CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 CLIENT_SUBJECT_PREFIX: Final = "client:"  # the `sub` of a client's own tokens
 SUB_MAX: Final = 256
+# No access token of the gateway lives this long: a revocation further ahead is a mistake.
+MAX_EXP_AHEAD: Final = 366 * 86400
+# An audit entry id (a Redis stream id): two unsigned 64-bit numbers, ASCII digits only.
+AUDIT_ID_RE: Final = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
+MAX_ID_PART: Final = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +89,18 @@ class AdminActions:
             return principal.jti, principal.exp
         if not isinstance(jti, str) or not JTI_RE.match(jti):
             raise InvalidRequest("jti must be a string of 1-128 URL-safe characters")
-        if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= 0:
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
             raise InvalidRequest("exp must be a Unix time in seconds")
-        return jti, float(exp)
+        try:
+            expiry = float(exp)
+        except OverflowError:
+            expiry = math.inf
+        # NaN fails the comparison too: a client fault, never a store error later
+        if not 0 < expiry <= self._clock() + MAX_EXP_AHEAD:
+            raise InvalidRequest(
+                f"exp must be a Unix time in seconds, at most {MAX_EXP_AHEAD // 86400} days ahead"
+            )
+        return jti, expiry
 
     async def revoke_session(self, actor: Actor, sid: str) -> dict[str, Any]:
         """The session's refresh chain and access tokens die; NotFound for an unknown sid."""
@@ -130,6 +144,10 @@ class AdminActions:
         return await self.revoker.sessions_of(sub)
 
     async def audit_entries(self, count: int, before: str | None = None) -> list[AuditEntry]:
+        """Newest first, older than the entry id `before`; InvalidRequest for a cursor that
+        is no entry id (a client's fault, never sent to Redis to fail there)."""
+        if before is not None:
+            check_audit_id(before)
         return await self.audit.recent(count=count, before=before)
 
     async def console_signed(self, actor: Actor, action: str, handle: str) -> None:
@@ -140,6 +158,12 @@ class AdminActions:
         await self.audit.record(
             actor=actor.name, action=action, target=target, source=actor.source, detail=detail
         )
+
+
+def check_audit_id(ident: str) -> None:
+    match = AUDIT_ID_RE.match(ident)
+    if match is None or max(int(match[1]), int(match[2])) > MAX_ID_PART:
+        raise InvalidRequest("before must be an audit entry id (<milliseconds>-<sequence>)")
 
 
 def check_sub(sub: str) -> None:

@@ -92,7 +92,7 @@ class AdminApi:
     async def audit(self, request: web.Request) -> web.Response:
         """GET /admin/audit?count=N&before=ID: newest first."""
         count = _int_query(request, "count", default=100, maximum=1000)
-        entries = await self._actions.audit_entries(count, request.query.get("before"))
+        entries = await self._actions.audit_entries(count, request.query.get("before") or None)
         return web.json_response({"entries": [e.as_json() for e in entries]})
 
 
@@ -108,6 +108,7 @@ def _int_query(request: web.Request, name: str, *, default: int, maximum: int) -
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ASCII digits only (str.isdigit also takes "²", which int() refuses), and few of them
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= maximum:
         raise InvalidRequest(f"{name} must be an integer from 1 to {maximum}")
     return int(raw)

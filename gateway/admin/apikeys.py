@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.appkeys import ADMIN_ID
+from gateway.authserver.guessing import GuessThrottle
 from gateway.config import AdminKeySettings
 from gateway.errors import InvalidClient
 
@@ -27,9 +28,24 @@ def new_admin_key() -> str:
 class AdminKeys:
     """The configured admin keys: which id, if any, a presented key belongs to."""
 
-    def __init__(self, keys: list[AdminKeySettings]):
+    def __init__(self, keys: list[AdminKeySettings], *, throttle: GuessThrottle | None = None):
         self._digests = [(k.id, bytes.fromhex(k.hash.removeprefix("sha256:"))) for k in keys]
         self.ids = frozenset(k.id for k in keys)
+        self._throttle = throttle
+
+    async def verify(self, key: str, address: str | None) -> str | None:
+        """The id of the key presented from `address`, or None (a failure, counted).
+
+        SECURITY: guessing is throttled (admin.key_failures_per_ip, shared by the admin API
+        and the console sign-in): past the limit, RateLimited before the key is compared.
+        """
+        throttle = self._throttle
+        if throttle is not None:
+            await throttle.check(address)
+        matched = self.match(key)
+        if matched is None and throttle is not None:
+            await throttle.failed(address)
+        return matched
 
     def match(self, key: str) -> str | None:
         """The id of the key, or None; compares every digest in constant time."""
@@ -55,7 +71,7 @@ def admin_auth_middleware(
         scheme, _, key = values[0].partition(" ") if len(values) == 1 else ("", "", "")
         if scheme.lower() != "bearer" or not key.strip():
             raise InvalidClient("an admin API key is required")
-        matched = admin_keys.match(key)
+        matched = await admin_keys.verify(key, request.remote)
         if matched is None:
             raise InvalidClient("invalid admin API key")
         request[ADMIN_ID] = matched

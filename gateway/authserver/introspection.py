@@ -1,10 +1,11 @@
 """Token introspection (RFC 7662) for services that cannot verify the gateway's tokens.
 
 Callers are the configured `introspection.clients`, authenticated with HTTP Basic against
-`sha256:` hashes of their secrets (constant time, no early exit). An access token is judged
-by the same verifier and in-memory revocation view as a proxied request (no Redis); a
-refresh token by one read-only lookup of its session, which never rotates it and never
-counts as reuse. Anything not live is `{"active": false}`, without saying why. While the
+`sha256:` hashes of their secrets (constant time, no early exit); wrong secrets are counted
+per client address, and guessing is throttled (`introspection.failures_per_ip`). An access
+token is judged by the same verifier and in-memory revocation view as a proxied request (no
+Redis); a refresh token by one read-only lookup of its session, which never rotates it and
+never counts as reuse. Anything not live is `{"active": false}`, without saying why. While the
 revocation view is stale past its bound in fail mode `closed`, the answer is 503, never a
 `true` that a revocation might contradict.
 """
@@ -20,6 +21,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.authserver.client_auth import presented_client
+from gateway.authserver.guessing import GuessThrottle
 from gateway.config import IntrospectionClientSettings, RateLimit
 from gateway.edge import NO_STORE
 from gateway.edge.bodies import BodyReader
@@ -61,7 +63,9 @@ class Introspection:
         realm: str,
         bodies: BodyReader,
         clock: Clock,
+        throttle: GuessThrottle | None = None,
     ):
+        self._throttle = throttle
         self._clients = [
             (c.id.encode(), bytes.fromhex(c.hash.removeprefix("sha256:"))) for c in clients
         ]
@@ -82,11 +86,28 @@ class Introspection:
     async def introspect(self, request: web.Request) -> web.Response:
         """POST /auth/introspect: form `token` (and an optional `token_type_hint`)."""
         params = await read_params(self._bodies, request)
-        client_id = self.authenticate(request.headers.getall("Authorization", []), params)
+        client_id = await self.authenticate_from(
+            request.headers.getall("Authorization", []), params, request.remote
+        )
         self.count(client_id)
         token = text_param(params, "token", required=True)
         assert token is not None
         return web.json_response(await self.judge(token), headers=NO_STORE)
+
+    async def authenticate_from(
+        self, values: Sequence[str], params: Mapping[str, Any], address: str | None
+    ) -> str:
+        """`authenticate`, with guessing throttled per client address: RateLimited once the
+        address has used up its failures, before the secret is compared."""
+        throttle = self._throttle
+        if throttle is None or not values:
+            return self.authenticate(values, params)  # no Basic secret presented to guess with
+        await throttle.check(address)
+        try:
+            return self.authenticate(values, params)
+        except BasicClientRejected:
+            await throttle.failed(address)
+            raise
 
     def authenticate(self, values: Sequence[str], params: Mapping[str, Any]) -> str:
         """The client id for `Authorization: Basic …` values; 401 invalid_client otherwise

@@ -2,8 +2,8 @@
 
 Upstream requests keep every other cookie byte for byte and in order, in one Cookie field
 (none when nothing is left), and lose the gateway's cookies (the session's two, the provider
-cookie, login attempts') and `X-CSRF`. Upstream
-responses cannot set the gateway's cookies: such Set-Cookie fields are dropped.
+cookie, login attempts') and `X-CSRF`. Upstream responses cannot set the gateway's cookies:
+Set-Cookie fields that a user agent, lenient or not, could take for one of them are dropped.
 """
 
 from __future__ import annotations
@@ -46,12 +46,41 @@ def without_gateway_cookies(
     return b"; ".join(kept)
 
 
+# Cookie name prefixes (RFC 6265bis §4.1.3), which browsers match in any case: `__Host-gw_at`
+# and `gw_at` name the same cookie as far as an upstream may be concerned.
+_NAME_PREFIXES: Final = ("__host-http-", "__host-", "__secure-", "__http-")
+
+
+def cookie_name_key(name: str) -> str:
+    """A cookie name as loosely as any user agent might read it: no surrounding whitespace
+    or quotes, lower case, without the `__Host-`/`__Secure-`/`__Http-` prefixes."""
+    key = name.strip().strip('"').strip().lower()
+    while key.startswith(_NAME_PREFIXES):
+        key = key[len(next(p for p in _NAME_PREFIXES if key.startswith(p))) :]
+    return key
+
+
 def is_gateway_set_cookie(
-    value: str, lowered_names: frozenset[str], lowered_prefixes: tuple[str, ...] = ()
+    value: str, keys: frozenset[str], key_prefixes: tuple[str, ...] = ()
 ) -> bool:
-    """Whether an upstream Set-Cookie would set one of our cookies (any case of the name)."""
-    name = value.partition("=")[0].strip(" \t").lower()
-    return name in lowered_names or bool(lowered_prefixes and name.startswith(lowered_prefixes))
+    """Whether an upstream Set-Cookie could set one of our cookies (`keys`: our names as
+    `cookie_name_key` reads them; `key_prefixes`: the same for families of names, such as
+    the login attempts' cookies).
+
+    SECURITY: beyond our exact names: any case, whitespace or quotes around the name, the
+    `__Host-`/`__Secure-` prefixes added or left out, an empty name whose value starts with
+    ours (`=gw_at=x`, which a browser sends back as `gw_at=x`), a bare `gw_at`, and a second
+    cookie after a comma (for clients that still split Set-Cookie on commas).
+    """
+    for piece in value.split(","):
+        pair = piece.partition(";")[0]
+        name, eq, rest = pair.partition("=")
+        if not eq or not name.strip():  # an empty name: the value is what is sent back
+            name = (rest if eq else pair).partition("=")[0]
+        key = cookie_name_key(name)
+        if key in keys or (key_prefixes and key.startswith(key_prefixes)):
+            return True
+    return False
 
 
 class CookieHeaderPolicy(HeaderPolicy):
@@ -67,8 +96,8 @@ class CookieHeaderPolicy(HeaderPolicy):
         attempts = browser.login_cookie + "_"
         self._cookie_names = frozenset(n.encode("ascii") for n in names)
         self._cookie_prefixes = (attempts.encode("ascii"),)
-        self._set_cookie_names = frozenset(n.lower() for n in names)
-        self._set_cookie_prefixes = (attempts.lower(),)
+        self._set_cookie_names = frozenset(cookie_name_key(n) for n in names)
+        self._set_cookie_prefixes = (cookie_name_key(attempts),)
         # A browser sends the same Cookie header until a cookie changes: its filtered form
         # is remembered (bounded: the values are client-chosen).
         self._filtered_cookies: dict[bytes, bytes] = {}

@@ -30,11 +30,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser(
-        "check-config",
-        help="validate a configuration (keys, routes' rules and expressions) and print it; "
-        "warns of routes and rules that can never match",
+    check_help = (
+        "validate a configuration (keys, routes' rules and expressions) and print it (secrets "
+        "masked); warn of routes and rules that can never match; with a Sentinel or Cluster "
+        "redis.url, also ask the sentinels (or a cluster node) how many replicas each primary "
+        "has, and warn when redis.min_replicas_ack loses writes (0) or stops them in a failover"
     )
+    check = sub.add_parser("check-config", help=check_help, description=check_help)
     config_arg(check)
     check.set_defaults(func=cmd_check_config)
 
@@ -78,8 +80,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     blocked = ("/admin",) if settings.admin.block_public_path else ()
     for finding in never_matching(settings.routes, blocked=blocked):
         print(f"warning: {finding}", file=sys.stderr)
+    for warning in replica_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     print("configuration OK", file=sys.stderr)
     return 0
+
+
+def replica_warnings(settings: Settings) -> list[str]:
+    """redis.min_replicas_ack against the replicas the topology reports now (asked with the
+    configured timeouts; what is assumed is said when nobody answers)."""
+    import asyncio
+
+    from gateway.store.replicas import ReplicasUnknown, fewest_replicas
+
+    r = settings.redis
+    if r.fails_over is None or r.min_replicas_ack == 0:
+        return r.replica_warnings(None)  # nothing to count
+    try:
+        replicas = asyncio.run(
+            fewest_replicas(
+                r.url, connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout
+            )
+        )
+    except ReplicasUnknown as exc:
+        return r.replica_warnings(None, why=str(exc))
+    return r.replica_warnings(replicas)
 
 
 def cmd_config_reference(_args: argparse.Namespace) -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from gateway.config.fields import HEADER_NAME_RE, PositiveSeconds, Section
 from gateway.config.limit_settings import RouteLimitSettings
 from gateway.config.policy_settings import METHOD_RE, RuleTree, check_host_pattern, one_or_many
-from gateway.typedefs import PathParameters, RoutePolicy
+from gateway.typedefs import PathFolding, PathParameters, RoutePolicy
 
 
 class RouteSettings(Section):
@@ -125,6 +126,26 @@ def _default_stripped_headers() -> list[str]:
         "X-HTTP-Method-Override",
         "X-HTTP-Method",
         "X-Method-Override",
+        # CGI meta-variables (RFC 3875 §4.1) as header names: some WSGI servers take them
+        # from the request (gunicorn reads SCRIPT_NAME), CGI-style apps may confuse them
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "PATH_TRANSLATED",
+        "QUERY_STRING",
+        "REQUEST_METHOD",
+        "REQUEST_URI",
+        "SCRIPT_FILENAME",
+        "DOCUMENT_ROOT",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "SERVER_SOFTWARE",
+        "GATEWAY_INTERFACE",
+        "REMOTE_ADDR",
+        "REMOTE_HOST",
+        "REMOTE_IDENT",
+        "REMOTE_USER",
+        "AUTH_TYPE",
     ]
 
 
@@ -169,15 +190,23 @@ class ProxySettings(Section):
     path_parameters: PathParameters = "match_without"
     """`;params` in path segments (servlet containers serve /a;x=1/b as /a/b): match routes on
     the path without them (the path is forwarded as received), or refuse such paths (400)"""
+    path_folding: PathFolding = "fold"
+    """characters whose Unicode compatibility form (NFKC) holds `.`, `/`, `\\` or `;`
+    (fullwidth `．` `／` `＼`, `‥`, …), which backends that normalize paths read as those:
+    route and forward the path with them folded, or refuse such paths (400)"""
     strip_request_headers: list[str] = Field(default_factory=_default_stripped_headers)
     """client headers removed before forwarding: ones that make some frameworks serve another
-    URL or method than the request line's (any case, `_` for `-`)"""
+    URL or method than the request line's, and CGI meta-variables such as SCRIPT_NAME and
+    PATH_INFO (any case, `_` for `-`)"""
+    underscore_headers: Literal["drop", "forward"] = "drop"
+    """client headers whose names contain `_`: drop them (as nginx does by default; CGI and
+    WSGI backends read `X_User_Id` and `X-User-Id` as one variable) or forward them"""
 
     @field_validator("strip_request_headers")
     @classmethod
     def _stripped_names(cls, value: list[str]) -> list[str]:
         for header in value:
-            if not HEADER_NAME_RE.match(header):
+            if not HEADER_NAME_RE.match(header.replace("_", "-")):
                 raise ValueError(f"{header!r} is not a valid header name")
         return value
 

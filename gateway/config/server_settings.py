@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.config.fields import Port, PositiveSeconds, Section
+from gateway.config.fields import Port, PositiveSeconds, RateLimit, Section
 
 
 class ListenSettings(Section):
@@ -48,6 +48,9 @@ class AdminSettings(Section):
     """port of the admin listener (/admin/*)"""
     keys: list[AdminKeySettings] = Field(default_factory=list)
     """admin API keys, as hashes (`gateway admin-key create`); empty = every admin call refused"""
+    key_failures_per_ip: RateLimit = RateLimit(limit=10, window=300)
+    """wrong admin keys per client address (admin API and console sign-in, counted in Redis);
+    past it every attempt from the address is 429 until the window ends, a right key too"""
     block_public_path: bool = Field(
         default=True, description="answer 404 for /admin/* on the public listener"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.fields import PositiveSeconds, Section
@@ -38,6 +40,46 @@ class RedisSettings(Section):
         check_redis_url(value)
         return value
 
+    @property
+    def fails_over(self) -> str | None:
+        """ "Sentinel" or "Cluster" when the URL names a topology that fails over, else None."""
+        return _FAILOVER.get(urlsplit(self.url).scheme)
+
+    def replica_warnings(self, replicas: int | None, why: str | None = None) -> list[str]:
+        """What `check-config` says of min_replicas_ack behind a Sentinel or Cluster URL,
+        given the fewest replicas a primary has (`replicas`; None when they could not be
+        counted, `why` says why)."""
+        kind, acks = self.fails_over, self.min_replicas_ack
+        if kind is None:
+            return []
+        if acks == 0:
+            return [
+                f"redis.min_replicas_ack is 0 with Redis {kind}: a write the primary "
+                "acknowledged (a session, a refresh, a revocation, an audit entry) is lost "
+                "when the primary fails over before a replica holds it; set it to 1, below the "
+                "number of replicas each primary has (deploy/REDIS.md)"
+            ]
+        if replicas is None:
+            return [
+                f"the replicas could not be counted ({why or 'unknown'}): check-config assumes "
+                f"each primary has more than {acks} (redis.min_replicas_ack); with exactly "
+                f"{acks}, a failover, which promotes one of them, leaves too few and every "
+                "write fails (503) until another replica joins"
+            ]
+        if replicas < acks:
+            return [
+                f"redis.min_replicas_ack is {acks} but a primary has {_replicas(replicas)}: "
+                "every write fails (503) now, waiting for acknowledgements that cannot come"
+            ]
+        if replicas == acks:
+            return [
+                f"redis.min_replicas_ack is {acks} and a primary has {_replicas(replicas)}: "
+                "a failover promotes one of them, and from then every write fails (503) until "
+                f"another replica joins; run {acks + 1} replicas per primary, or set "
+                f"min_replicas_ack to {acks - 1} (0 loses acknowledged writes in a failover)"
+            ]
+        return []
+
     @model_validator(mode="after")
     def _acknowledgement_fits(self) -> RedisSettings:
         if self.min_replicas_ack and is_memory_url(self.url):
@@ -45,6 +87,13 @@ class RedisSettings(Section):
         if self.min_replicas_ack and self.replica_ack_timeout >= self.socket_timeout:
             raise ValueError("replica_ack_timeout must be below socket_timeout")
         return self
+
+
+_FAILOVER = {"redis+sentinel": "Sentinel", "redis+cluster": "Cluster"}
+
+
+def _replicas(count: int) -> str:
+    return f"{count} replica" if count == 1 else f"{count} replicas"
 
 
 class RevocationSettings(Section):

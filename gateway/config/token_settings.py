@@ -159,6 +159,9 @@ class IntrospectionSettings(Section):
     """callers of /auth/introspect (`gateway introspection-client create`); empty = none"""
     rate_limit: RateLimit = RateLimit(limit=1200, window=60)
     """introspections per client and window, counted by each gateway process"""
+    failures_per_ip: RateLimit = RateLimit(limit=10, window=300)
+    """wrong client secrets per client address (counted in Redis); past it every attempt from
+    the address is 429 until the window ends, a right secret too"""
 
     @field_validator("clients")
     @classmethod

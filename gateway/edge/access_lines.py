@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway.edge.record import Exchange
 from gateway.errors import InsufficientScope, InvalidToken, PolicyDenied
+from gateway.observability.logs import log_value
 from gateway.observability.tracecontext import incoming_trace_id
 
 if TYPE_CHECKING:
@@ -97,15 +98,17 @@ def _principal_fields(principal: Principal) -> str:
 
 
 def text_line(request: web.Request, exchange: Exchange, status: int, seconds: float) -> str:
-    parts = [
-        f"{request.remote} {request.method} {request.rel_url.raw_path[:512]} {status} "
-        f"{seconds * 1000:.3f}ms"
-    ]
+    """The access line as text: `remote method path status duration`, then `key=value`
+    fields; values from outside (the path, sub, sid) are quoted when they are not one plain
+    token, so they can never end the line or add a field (`log_value`)."""
+    path = log_value(request.rel_url.raw_path[:512])
+    parts = [f"{request.remote} {request.method} {path} {status} {seconds * 1000:.3f}ms"]
     if exchange.upstream_status is not None:
         upstream_ms = exchange.upstream_seconds * 1000
         parts.append(f"upstream={exchange.upstream_status} {upstream_ms:.3f}ms")
     if exchange.principal is not None:
-        parts.append(f"sub={exchange.principal.sub} sid={exchange.principal.sid}")
+        principal = exchange.principal
+        parts.append(f"sub={log_value(principal.sub)} sid={log_value(principal.sid)}")
     if exchange.principal is not None or exchange.auth_method is not None:
         parts.append(f"auth={exchange.auth_method or 'bearer'}")
     error = exchange.error

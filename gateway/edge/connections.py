@@ -9,6 +9,9 @@
   Retry-After and close, before any byte is read.
 * Requests the parser refuses are answered with the gateway's JSON error, never with
   aiohttp's text page, which quotes the offending bytes (a token among them).
+* Refusals speak HTTP/1.1: a request line claiming another version than 1.0 or 1.1 is
+  handed on as 1.1 (the version it claimed noted for the edge middleware, which refuses it),
+  and so is a request the parser refused (aiohttp would answer those in HTTP/1.0).
 
 One periodic sweep per server checks every connection's deadlines, instead of timers armed
 and cancelled on every request.
@@ -23,12 +26,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import LineTooLong
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import ERROR, RequestHandler
 
+from gateway.appkeys import CLAIMED_VERSION
 from gateway.config import ProxySettings
-from gateway.edge.middleware import NO_STORE
+from gateway.edge.middleware import HTTP_VERSIONS, NO_STORE
 
 log = logging.getLogger("gateway.edge")
 
@@ -118,7 +122,16 @@ class EdgeServer(web.Server):
 
         def make_request(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
             protocol.head_complete()
-            return factory(message, payload, protocol, *args)
+            claimed = message.version
+            if claimed in HTTP_VERSIONS and message is not ERROR:
+                return factory(message, payload, protocol, *args)
+            # SECURITY: aiohttp writes a response's status line in the request's version: a
+            # refusal echoing `HTTP/2.0` or `HTTP/0.9` is read as another protocol by whatever
+            # sits in front. The request goes on as 1.1; the edge refuses what it claimed.
+            request = factory(message._replace(version=HttpVersion11), payload, protocol, *args)
+            if message is not ERROR:
+                request[CLAIMED_VERSION] = claimed
+            return request
 
         return make_request
 

@@ -15,7 +15,7 @@ from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
-from gateway.appkeys import EXCHANGE
+from gateway.appkeys import CLAIMED_VERSION, EXCHANGE
 from gateway.edge.record import Exchange, request_id_from
 from gateway.errors import (
     ExpectationFailed,
@@ -144,8 +144,9 @@ def edge_middleware(
             except GatewayError as exc:
                 exchange.error = exc
                 response = answer(request, exc)
-                if "Expect" in request.headers:
-                    # refused before its body was asked for: the client will not send it
+                if "Expect" in request.headers or CLAIMED_VERSION in request:
+                    # refused before its body was asked for: the client will not send it;
+                    # or in another protocol than the client speaks: nothing else to say
                     response.force_close()
             except web.HTTPException as exc:  # the router's own 404/405, body limits
                 if exc.status < 400:
@@ -175,7 +176,7 @@ def check_request_line(request: web.BaseRequest, known_hosts: set[str]) -> None:
     parser already refuses two Host fields, and a missing one in HTTP/1.1). SECURITY: an
     odd version or Host is where two servers in a chain start to read a request differently.
     """
-    if request.version not in HTTP_VERSIONS:
+    if request.version not in HTTP_VERSIONS or CLAIMED_VERSION in request:
         raise InvalidRequest("unsupported HTTP version")
     headers = request.headers
     expect = headers.get("Expect")

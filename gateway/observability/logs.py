@@ -6,13 +6,48 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections import deque
+from collections.abc import Mapping
 from typing import Final
 
 access_log = logging.getLogger("gateway.access")
 FLUSH_INTERVAL: Final = 0.2  # seconds an access line may wait in memory
 FLUSH_BYTES: Final = 64 * 1024
+# Printable ASCII but space, `"`, `=` and `\`: a value that is one field of a line as it is.
+_PLAIN_VALUE: Final = re.compile(r"[!#-<>-\[\]-~]+").fullmatch
+
+
+def log_value(value: str) -> str:
+    """A value for a `key=value` log line: as it is when it is one plain token, else quoted
+    with JSON's escapes. SECURITY: values from outside (a sub, a path) cannot end a line or
+    add a field of their own (`alice auth=cookie`, a newline and a whole forged line)."""
+    return value if _PLAIN_VALUE(value) else json.dumps(value)
+
+
+def with_quoted_args(record: logging.LogRecord) -> logging.LogRecord:
+    """The record with its string arguments as `log_value` writes them (a copy when any
+    changes: other handlers see the record as it was)."""
+    args = record.args
+    if not args:
+        return record
+    if isinstance(args, Mapping):
+        quoted: object = {k: log_value(v) if isinstance(v, str) else v for k, v in args.items()}
+    else:
+        quoted = tuple(log_value(a) if isinstance(a, str) else a for a in args)
+    if quoted == args:
+        return record
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.args = quoted  # type: ignore[assignment]
+    return copy
+
+
+class TextFormatter(logging.Formatter):
+    """Text event lines whose string arguments cannot forge fields (`log_value`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(with_quoted_args(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,6 +56,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.name == access_log.name:
             return record.getMessage()
+        record = with_quoted_args(record)
         entry = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
@@ -84,7 +120,7 @@ def configure_logging(*, level: str, json_format: bool, access: bool) -> None:
     formatter: logging.Formatter = (
         JsonFormatter()
         if json_format
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)

@@ -273,6 +273,14 @@ class RevocationCollector(Collector):
 
     def collect(self) -> list[Metric]:
         staleness = self._sync.staleness()
+        unreadable = CounterMetricFamily(
+            "gateway_revocation_unreadable",
+            "Revocation records (each key once; treated as revoked) and channel messages "
+            "that could not be read",
+            labels=["source"],
+        )
+        unreadable.add_metric(["record"], self._sync.unreadable_records)
+        unreadable.add_metric(["message"], self._sync.unreadable_messages)
         return [
             CounterMetricFamily(
                 "gateway_revocation_events",
@@ -284,6 +292,7 @@ class RevocationCollector(Collector):
                 "Full reloads of the revocation view",
                 value=self._sync.reloads,
             ),
+            unreadable,
             GaugeMetricFamily(
                 "gateway_revocation_staleness_seconds",
                 "Seconds since the revocation view was last known current (-1: never loaded)",

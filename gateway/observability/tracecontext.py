@@ -4,8 +4,9 @@
 * passthrough (default) — both headers reach the upstream exactly as the client sent them;
   the gateway does nothing per request (no TracePolicy is built).
 * participate — the trace continues through the gateway: same trace id and flags, the
-  gateway's own parent id (its request span's when OpenTelemetry export is on). An invalid
-  or missing `traceparent` starts a new trace, and its `tracestate` is dropped.
+  gateway's own parent id (its request span's when OpenTelemetry export is on), and the
+  client's `tracestate` as §3.3 has a vendor pass it on (`tracestate_to_forward`). An
+  invalid or missing `traceparent` starts a new trace, and its `tracestate` is dropped.
 * restart — clients are not trusted to choose trace ids: every forwarded request starts a
   new trace; the client's headers are dropped.
 """
@@ -32,7 +33,18 @@ _VERSION_00: Final = re.compile(
 ).fullmatch
 _ZERO_TRACE: Final = "0" * 32
 _ZERO_PARENT: Final = "0" * 16
-MAX_TRACESTATE: Final = 512  # W3C §3.3.1.5: 32 members, at least 512 characters kept
+MAX_TRACESTATE: Final = 512  # W3C §3.3.1.5: at least 512 characters kept; we keep 512
+MAX_MEMBERS: Final = 32  # W3C §3.3.1.1
+LONG_MEMBER: Final = 128  # §3.3.1.5: members longer than this are dropped first
+# §3.3.1.3: key "=" value. A key is a simple key (lower-case letter or digit first, as
+# Level 2 allows) or tenant@system; a value is printable ASCII but "," and "=", not ending
+# in a space.
+_KEY_CHAR: Final = r"[a-z0-9_\-*/]"
+_VALUE_CHAR: Final = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]"
+_MEMBER: Final = re.compile(
+    rf"(?:[a-z0-9]{_KEY_CHAR}{{0,255}}|[a-z0-9]{_KEY_CHAR}{{0,240}}@[a-z]{_KEY_CHAR}{{0,13}})"
+    rf"={_VALUE_CHAR}{{0,255}}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+).fullmatch
 CurrentSpan = Callable[[], "tuple[str, str, str] | None"]  # (trace id, span id, flags)
 
 
@@ -74,6 +86,34 @@ def incoming_trace_id(headers: Mapping[str, str]) -> str | None:
     return parsed.trace_id if parsed is not None else None
 
 
+def tracestate_to_forward(values: list[str]) -> str | None:
+    """The `tracestate` a participant passes on, from the client's fields (W3C Trace Context
+    §3.3), or None to send none.
+
+    The fields are one list; whitespace around members and empty members are skipped. More
+    than 32 members, a member off the grammar or a key twice discards the whole list (as the
+    W3C test suite expects of a participant). Above 512 characters, members over 128
+    characters are dropped first, then members from the right (§3.3.1.5).
+    """
+    members: list[str] = []
+    keys: set[str] = set()
+    for value in values:
+        for raw in value.split(","):
+            member = raw.strip(" \t")
+            if not member:
+                continue
+            key = member.partition("=")[0]
+            if _MEMBER(member) is None or key in keys or len(members) == MAX_MEMBERS:
+                return None
+            keys.add(key)
+            members.append(member)
+    size = sum(map(len, members)) + len(members) - 1
+    while size > MAX_TRACESTATE:
+        long = next((i for i, m in enumerate(members) if len(m) > LONG_MEMBER), len(members) - 1)
+        size -= len(members.pop(long)) + 1
+    return ",".join(members) or None
+
+
 def new_trace_id() -> str:
     return f"{random.getrandbits(128) or 1:032x}"  # ids, not secrets (W3C §3.2.2.3)
 
@@ -111,7 +151,7 @@ class TracePolicy:
         exchange.trace_id = parent.trace_id
         fields = [(b"traceparent", parent.header().encode("ascii"))]
         if incoming is not None and incoming.trace_id == parent.trace_id:
-            state = ",".join(headers.getall("tracestate", []))
-            if state and len(state) <= MAX_TRACESTATE and state.isascii() and state.isprintable():
+            state = tracestate_to_forward(headers.getall("tracestate", []))
+            if state is not None:
                 fields.append((b"tracestate", state.encode("ascii")))
         return fields

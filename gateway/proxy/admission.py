@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.edge import Exchange
 from gateway.errors import NotFound
 from gateway.proxy.route_policy import bearer_principal, issuer_principal
-from gateway.proxy.routing import Route, RouteTable, normalize_path
+from gateway.proxy.routing import Route, RouteTable
 from gateway.tokens.bearer import Authenticator
 from gateway.tokens.route_issuers import RouteIssuers
 from gateway.tokens.verifier import Principal
@@ -55,7 +55,8 @@ class Admission:
         Raises NotFound, the credential's refusal (401), the policy's (403) or a rate
         limit's (429)."""
         method, host = request.method, request.host
-        route, path = self._routes.resolve(normalize_path(request.rel_url.raw_path), method, host)
+        routes = self._routes
+        route, path = routes.resolve(routes.normalize(request.rel_url.raw_path), method, host)
         if route is None or route.blocked:
             raise NotFound("no route for this path")
         exchange.route = route.name

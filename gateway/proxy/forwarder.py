@@ -30,7 +30,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.outbound.http_client import SharedClientSession
-from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.headers import HeaderPolicy, keep_private
 from gateway.proxy.routing import Route
 from gateway.proxy.upstream import (
     UpstreamError,
@@ -151,6 +151,8 @@ class Forwarder:
         has_body = has_body and status not in NO_BODY_STATUSES
         out_headers = self._policy.downstream_response_headers(upstream.raw_headers)
         out_headers["X-Request-Id"] = exchange.request_id
+        if exchange.auth_method == "cookie":  # a browser session's answer is personal
+            keep_private(out_headers)
         if exchange.set_cookies:  # a browser session's refreshed cookie (gateway.browser)
             add_cookies(out_headers, exchange.set_cookies)
         reason = upstream.reason or None

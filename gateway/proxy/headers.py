@@ -51,6 +51,9 @@ _XFF: Final = "X-Forwarded-For"
 _XFP: Final = "X-Forwarded-Proto"
 _XFH: Final = "X-Forwarded-Host"
 _HEADER_VALUE_SAFE: Final = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+# An item of a list header: as a value, but `,` (the separator) and `%` (so that an encoded
+# item reads one way only) are percent-encoded.
+_LIST_ITEM_SAFE: Final = _HEADER_VALUE_SAFE.replace(",", "").replace("%", "")
 
 
 def canonical(name: str) -> str:
@@ -66,6 +69,7 @@ class HeaderPolicy:
         self._identity_names = frozenset(canonical(h) for _, h in self.identity)
         self._identity_prefixes = tuple(canonical(p) for p in settings.identity_header_prefixes)
         self._stripped = frozenset(canonical(h) for h in settings.strip_request_headers)
+        self._drop_underscores = settings.underscore_headers == "drop"
         self._forward_authorization = settings.forward_authorization
         self._trust = ProxyTrust(settings.trusted_proxies)
         self._identity_bytes = tuple((claim, h.encode("ascii")) for claim, h in self.identity)
@@ -93,6 +97,9 @@ class HeaderPolicy:
                 # SECURITY: headers that make frameworks serve another URL or method than
                 # the one authorized (X-Original-URL, X-HTTP-Method-Override, ...)
                 or key in self._stripped
+                # SECURITY: CGI and WSGI backends read `X_User_Id` as `X-User-Id` (both are
+                # HTTP_X_USER_ID to them): a name the gateway judges one way, they another
+                or (self._drop_underscores and "_" in text)
                 or self.is_identity_header(text)
                 or (lower == "authorization" and not self._forward_authorization)
                 or lower in self._trace_dropped
@@ -258,6 +265,43 @@ def _is_address(value: str) -> bool:
     return True
 
 
+# Cache-Control directives that let a shared cache store a response, or that only shared
+# caches read; a qualified `private="Set-Cookie"` lets them store the rest of it.
+_SHARED_CACHE_DIRECTIVES: Final = frozenset({"public", "s-maxage", "proxy-revalidate", "private"})
+# Fields that speak to one cache in front (a CDN, an nginx cache) rather than to all of them:
+# RFC 9213's CDN-Cache-Control and every *-Cache-Control of its kind, Surrogate-Control
+# (Fastly, Varnish), Edge-Control (Akamai), X-Accel-Expires (nginx's proxy cache).
+_TARGETED_CACHE_FIELDS: Final = frozenset({"surrogate-control", "edge-control", "x-accel-expires"})
+
+
+def keep_private(headers: CIMultiDict[str]) -> None:
+    """Make an upstream answer personal: no shared cache may store it, whatever the upstream
+    said. `Cache-Control` becomes `private` plus the upstream's directives that only concern
+    the browser's own cache (public, s-maxage, proxy-revalidate and a qualified private go),
+    `Vary` names `Cookie`, and cache fields addressed to one cache in front are dropped.
+
+    SECURITY: a CDN or reverse-proxy cache in front of the gateway keys answers on the URL,
+    not on the Cookie header: an answer it stores for one user's session is served to the
+    next user asking for the same URL.
+    """
+    for name in list(headers.keys()):
+        lower = name.lower()
+        if lower in _TARGETED_CACHE_FIELDS or lower.endswith("-cache-control"):
+            headers.popall(name, None)
+    kept = [
+        directive
+        for value in headers.popall("Cache-Control", ())
+        for directive in (d.strip() for d in value.split(","))
+        if directive and directive.partition("=")[0].strip().lower() not in _SHARED_CACHE_DIRECTIVES
+    ]
+    headers["Cache-Control"] = ", ".join(["private", *kept])
+    varied = [v.strip() for value in headers.popall("Vary", ()) for v in value.split(",")]
+    varied = [v for v in varied if v]
+    if "*" not in varied and "cookie" not in (v.lower() for v in varied):
+        varied.append("Cookie")
+    headers["Vary"] = ", ".join(varied)
+
+
 def _named_by_connection(values: list[bytes]) -> frozenset[str]:
     """The lower-case field names listed in Connection header values; `keep-alive` and
     `close` (nearly every message) name nothing that is not hop-by-hop already."""
@@ -297,7 +341,7 @@ def header_value(claim: Any) -> str | None:
     elif claim is None or isinstance(claim, dict):
         return None
     elif isinstance(claim, list | tuple):
-        text = ",".join(map(str, claim))
+        return ",".join(map(_list_item, claim))
     elif isinstance(claim, bool):
         text = "true" if claim else "false"
     else:
@@ -306,3 +350,16 @@ def header_value(claim: Any) -> str | None:
     if text.isascii() and text.isprintable():
         return text
     return quote(text, safe=_HEADER_VALUE_SAFE)
+
+
+def _list_item(item: Any) -> str:
+    """One value of a list claim in a comma-separated header.
+
+    SECURITY: values come from outside (a provider's group named `staff,reports`): a `,` in
+    one would add a value the upstream splits out, so it is percent-encoded, and so is `%`
+    (`staff%2Creports` reads one way only), as are control and non-ASCII characters.
+    """
+    text = item if type(item) is str else str(item)
+    if text.isascii() and text.isprintable() and "," not in text and "%" not in text:
+        return text
+    return quote(text, safe=_LIST_ITEM_SAFE)

@@ -4,11 +4,13 @@ matched on the normalized path, which is also what is forwarded."""
 from __future__ import annotations
 
 import re
+import sys
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from yarl import URL
 
@@ -17,7 +19,7 @@ from gateway.errors import InvalidRequest
 from gateway.policy.access import AccessPolicy
 from gateway.policy.host_names import normalize_host
 from gateway.proxy.route_limits import RouteLimiter, RouteLimits
-from gateway.typedefs import Clock, PathParameters, RoutePolicy
+from gateway.typedefs import Clock, PathFolding, PathParameters, RoutePolicy
 
 _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -29,6 +31,34 @@ _SLASHES: Final = re.compile(r"/{2,}")
 _PLAIN_PATH: Final = re.compile(r"(?:/(?!\.{1,2}(?:/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*/?")
 _PARAMS: Final = re.compile(r";[^/]*")
 MAX_PATH_LENGTH: Final = 8192
+_SEPARATORS: Final = "./\\;"
+
+
+def _folding_characters() -> dict[str, str]:
+    """Every non-ASCII character whose compatibility form (NFKC) holds ".", "/", "\\" or ";"
+    (fullwidth full stop U+FF0E and solidus U+FF0F, two dot leader U+2025, small reverse
+    solidus U+FE68, ...) → that form, computed from the running Python's Unicode tables."""
+    folded = {}
+    for code in range(0x80, sys.maxunicode + 1):
+        char = chr(code)
+        form = unicodedata.normalize("NFKC", char)
+        if form != char and any(c in form for c in _SEPARATORS):
+            folded[char] = form
+    return folded
+
+
+# SECURITY: a backend that normalizes paths to NFKC reads `/public/．．/admin` (fullwidth
+# full stops, percent-encoded or not) as `/public/../admin`.
+FOLDS_TO_SEPARATOR: Final = _folding_characters()
+# Each such character as it appears in a path: unescaped, or its UTF-8 escaped (upper case
+# hex, as normalization writes escapes).
+_FOLDING_FORMS: Final = {
+    **FOLDS_TO_SEPARATOR,
+    **{quote(c, safe=""): form for c, form in FOLDS_TO_SEPARATOR.items()},
+}
+_FOLDING: Final = re.compile(
+    "|".join(map(re.escape, sorted(_FOLDING_FORMS, key=len, reverse=True)))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +122,11 @@ class RouteTable:
     group most specific prefix first; reserved (blocked) prefixes before all of them."""
 
     def __init__(
-        self, routes: Sequence[Route], *, path_parameters: PathParameters = "match_without"
+        self,
+        routes: Sequence[Route],
+        *,
+        path_parameters: PathParameters = "match_without",
+        path_folding: PathFolding = "fold",
     ):
         ordered = sorted(routes, key=lambda r: (not r.blocked, r.specificity()))
         self._routes = ordered
@@ -108,6 +142,7 @@ class RouteTable:
                     self._exact.setdefault(host, []).append(route)
         self._by_host = bool(self._exact or self._wildcard)
         self._refuse_parameters = path_parameters == "refuse"
+        self._refuse_folding = path_folding == "refuse"
 
     @classmethod
     def from_settings(
@@ -116,6 +151,7 @@ class RouteTable:
         *,
         blocked: Sequence[str] = (),
         path_parameters: PathParameters = "match_without",
+        path_folding: PathFolding = "fold",
         clock: Clock = time.time,
         limiter: RouteLimiter | None = None,
     ) -> RouteTable:
@@ -126,7 +162,13 @@ class RouteTable:
             for p in blocked
         ]
         configured = [route_from_settings(r, clock=clock, limiter=limiter) for r in routes]
-        return cls([*reserved, *configured], path_parameters=path_parameters)
+        return cls(
+            [*reserved, *configured], path_parameters=path_parameters, path_folding=path_folding
+        )
+
+    def normalize(self, raw_path: str) -> str:
+        """`normalize_path`, refusing characters that fold to a separator when configured."""
+        return normalize_path(raw_path, refuse_folding=self._refuse_folding)
 
     def resolve(self, path: str, method: str, host: str | None) -> tuple[Route | None, str]:
         """(route, path to forward) for a normalized path, the request's method and Host.
@@ -195,13 +237,14 @@ def is_plain_path(raw_path: str) -> bool:
     return len(raw_path) <= MAX_PATH_LENGTH and _PLAIN_PATH.fullmatch(raw_path) is not None
 
 
-def normalize_path(raw_path: str) -> str:
+def normalize_path(raw_path: str, *, refuse_folding: bool = False) -> str:
     """RFC 3986 §6 normalization, stricter where backends disagree; raises InvalidRequest.
 
     SECURITY: authorization is decided on this path and this path is what the upstream gets,
     so `/public/../admin`, `/public/%2e%2e/admin`, `/public%2f..%2fadmin`, `//admin`,
-    backslashes, `..;` segments and overlong UTF-8 cannot reach a protected route under a
-    public policy.
+    backslashes, `..;` segments, overlong UTF-8 and characters whose compatibility form is a
+    separator (`/public/%EF%BC%8E%EF%BC%8E/admin`: fullwidth dots; folded to it first, or
+    refused with `refuse_folding`) cannot reach a protected route under a public policy.
     """
     if len(raw_path) > MAX_PATH_LENGTH or not raw_path.startswith("/"):
         raise InvalidRequest("invalid request path")
@@ -212,16 +255,20 @@ def normalize_path(raw_path: str) -> str:
     path = _PERCENT.sub(_decode_safe_escape, raw_path) if "%" in raw_path else raw_path
     if "\x00" in path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
         raise InvalidRequest("invalid character in path")
-    _check_utf8(path)
+    if not _check_utf8(path).isascii() and _FOLDING.search(path):
+        if refuse_folding:
+            raise InvalidRequest("path characters that fold to '.', '/', '\\' or ';' are refused")
+        path = _FOLDING.sub(lambda m: _FOLDING_FORMS[m.group()], path)
     path = _SLASHES.sub("/", path.replace("\\", "/"))
     return _remove_dot_segments(path)
 
 
-def _check_utf8(path: str) -> None:
-    """SECURITY: the bytes a path encodes must be UTF-8. Overlong forms such as `%c0%ae`
-    (a "." some decoders accept) or `%c0%af` ("/") would let a backend see another path."""
+def _check_utf8(path: str) -> str:
+    """The decoded path. SECURITY: the bytes a path encodes must be UTF-8. Overlong forms such
+    as `%c0%ae` (a "." some decoders accept) or `%c0%af` ("/") would let a backend see another
+    path."""
     try:
-        unquote_to_bytes(path).decode("utf-8")
+        return unquote_to_bytes(path).decode("utf-8")
     except UnicodeError:
         raise InvalidRequest("invalid UTF-8 in path") from None
 

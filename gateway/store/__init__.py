@@ -17,11 +17,19 @@ from gateway.store.keyspace import (
     new_sid,
     parse_refresh_token,
     refresh_token_hash,
+    sub_key,
 )
 from gateway.store.one_time_ids import OneTimeIds
 from gateway.store.provider_sessions import ProviderSessionIndex
 from gateway.store.ratelimit import RateLimiter
-from gateway.store.revocations import Feed, Revocation, RevocationBatch, RevocationStore
+from gateway.store.revocations import (
+    Feed,
+    Revocation,
+    RevocationBatch,
+    RevocationStore,
+    UnreadableMessage,
+    UnreadableRecord,
+)
 from gateway.store.sessions import CreateResult, RotateResult, Session, SessionStore
 from gateway.store.shared_buckets import Shared, SharedBuckets, Usage
 from gateway.store.writes import Durability
@@ -49,6 +57,8 @@ __all__ = [
     "SessionStore",
     "Shared",
     "SharedBuckets",
+    "UnreadableMessage",
+    "UnreadableRecord",
     "Usage",
     "code_digest",
     "connect_redis",
@@ -58,4 +68,5 @@ __all__ = [
     "new_sid",
     "parse_refresh_token",
     "refresh_token_hash",
+    "sub_key",
 ]

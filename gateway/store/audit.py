@@ -94,6 +94,8 @@ class AuditLog:
     @translated
     async def recent(self, *, count: int = 100, before: str | None = None) -> list[AuditEntry]:
         """Newest first; `before` pages back from an entry id (exclusive)."""
+        if before == "0-0":
+            return []  # nothing is older (and Redis refuses an exclusive bound below 0-0)
         upper = f"({before}" if before else "+"
         rows: Any = await self._redis.xrevrange(self._key, max=upper, min="-", count=count)
         return [_entry(entry_id, fields) for entry_id, fields in rows or []]

@@ -3,6 +3,10 @@
 Each revocation: SET the record with an expiry no earlier than the token it blocks, INCR the
 version, PUBLISH the record with that version. Instances detect a lost message as a version
 they never received, and reload.
+
+A key under the revocation prefix whose value is no record (another Redis type, garbage, an
+expiry that is not a finite number) is reported as an UnreadableRecord with the id its key
+names, never skipped: whoever loads it must treat that id as revoked.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, get_args
+from typing import Any, Final, cast, get_args
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from gateway.safejson import parse_json
 from gateway.store.boundary import FOREIGN_ERRORS, store_errors, translated
@@ -68,14 +73,36 @@ def stored_value(record: Revocation) -> bytes:
     return repr(record.until).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableRecord:
+    """A revocation key whose value cannot be read: the id its key names must count as
+    revoked. A user's key names a hash of the sub (keyspace.sub_key), so `ident` is that hash
+    for kind "sub"."""
+
+    key: str
+    kind: RevocationKind
+    ident: str
+    problem: str  # what is wrong with it, for the log
+    ttl: float | None  # seconds the key has left; None when it never expires
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableMessage:
+    """A message on the revocation channel that is no record."""
+
+    size: int
+
+
 @dataclass(slots=True)
 class RevocationBatch:
     """Live records from one full-load batch: jti and sid as id → until (no object per
-    record: a million of them load in seconds), user watermarks as records."""
+    record: a million of them load in seconds), user watermarks as records, and the keys
+    whose value could not be read."""
 
     jti: dict[str, float] = field(default_factory=dict)
     sid: dict[str, float] = field(default_factory=dict)
     users: list[Revocation] = field(default_factory=list)
+    unreadable: list[UnreadableRecord] = field(default_factory=list)
 
     def records(self) -> list[Revocation]:
         return [
@@ -91,8 +118,9 @@ class Feed:
     def __init__(self, pubsub: PubSub):
         self._pubsub = pubsub
 
-    async def get(self, timeout: float) -> Revocation | None:
-        """The next record, or None after `timeout` seconds (or on a malformed message)."""
+    async def get(self, timeout: float) -> Revocation | UnreadableMessage | None:
+        """The next record (UnreadableMessage for one that is no record), or None after
+        `timeout` seconds."""
         with store_errors("Feed.get"):
             message = await self._pubsub.get_message(
                 ignore_subscribe_messages=True, timeout=timeout
@@ -100,7 +128,10 @@ class Feed:
         if not message or message.get("type") != "message":
             return None
         data = message.get("data")
-        return decode(data) if isinstance(data, bytes | str) else None
+        record = decode(data) if isinstance(data, bytes | str) else None
+        if record is None:
+            return UnreadableMessage(len(data) if isinstance(data, bytes | str) else 0)
+        return record
 
 
 class RevocationStore(DurableStore):
@@ -126,7 +157,12 @@ class RevocationStore(DurableStore):
 
     @translated
     async def _get(self, key: str) -> bytes | None:
-        value = await self._redis.get(key)
+        try:
+            value = await self._redis.get(key)
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            return None  # an unreadable record: the new one replaces it (SET takes any type)
         return value.encode() if isinstance(value, str) else value
 
     @translated
@@ -179,23 +215,64 @@ class RevocationStore(DurableStore):
         now = self._clock()
         found = RevocationBatch()
         start = len(prefix)
+        missing: list[bytes] = []  # expired between SCAN and MGET, or not a string
+        spoiled: list[tuple[bytes, str]] = []
         for key, value in zip(keys, values, strict=True):
-            if value is None:  # expired between SCAN and MGET
+            if value is None:
+                missing.append(key)
                 continue
             kind = key[start : start + 4]
             if kind == b"jti:" or kind == b"sid:":
                 try:
                     until = float(value)
                 except ValueError:
-                    continue
-                ident = key[start + 4 :].decode(errors="replace")
-                if now < until < math.inf and ident:  # NaN fails the comparison too
-                    (found.jti if kind == b"jti:" else found.sid)[ident] = until
+                    until = math.nan
+                if now < until < math.inf:  # nearly every record (NaN fails it too)
+                    ident = key[start + 4 :].decode(errors="replace")
+                    if ident:
+                        (found.jti if kind == b"jti:" else found.sid)[ident] = until
+                elif not math.isfinite(until):
+                    spoiled.append((key, "its value is not an expiry"))
             elif kind == b"sub:":
                 record = decode(value)
-                if record is not None and record.until > now:
+                # SECURITY: a record of another user under this key would lose this one's.
+                if record is None or sub_key(record.id).encode() != key[start + 4 :]:
+                    spoiled.append((key, "its value is not this user's record"))
+                elif record.until > now:
                     found.users.append(record)
+        if missing or spoiled:
+            await self._unreadable(found, missing, spoiled, start)
         return found
+
+    async def _unreadable(
+        self,
+        found: RevocationBatch,
+        missing: list[bytes],
+        spoiled: list[tuple[bytes, str]],
+        start: int,
+    ) -> None:
+        """Add the keys that hold no readable record (rare: a key at a time)."""
+        for key in missing:
+            held: Any = await self._redis.type(key)
+            held = held.decode() if isinstance(held, bytes) else str(held)
+            if held != "none":  # "none": it expired meanwhile
+                spoiled.append((key, f"it holds a Redis {held}"))
+        for key, problem in spoiled:
+            kind, colon, ident = key[start:].decode(errors="replace").partition(":")
+            if kind not in KINDS or not colon:  # not a record's key
+                continue
+            ttl_ms = await self._redis.pttl(key)
+            if ttl_ms == -2:  # gone meanwhile
+                continue
+            found.unreadable.append(
+                UnreadableRecord(
+                    key=key.decode(errors="replace"),
+                    kind=cast(RevocationKind, kind),
+                    ident=ident,
+                    problem=problem,
+                    ttl=ttl_ms / 1000 if ttl_ms >= 0 else None,
+                )
+            )
 
     @asynccontextmanager
     async def subscription(self) -> AsyncIterator[Feed]:

@@ -2,6 +2,12 @@
 subscribing, pub/sub deltas, a cheap periodic version check that triggers a full reload when
 a message was lost, a full reload after every reconnect, and a watchdog that applies the
 fail mode when the view is staler than allowed.
+
+A record that cannot be read never un-revokes anything (fail closed): the id its key names is
+revoked in the view for as long as the key lives (a key without an expiry: `horizon`, the
+longest any token lives, from each load that still finds it), counted, and logged once. A
+message that cannot be read makes the sync check the store's version at once, so a record
+lost with it is loaded now rather than at the next check.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import logging
 import time
 
 from gateway.errors import StoreUnavailable
-from gateway.store import RevocationStore
+from gateway.store import RevocationStore, UnreadableMessage, UnreadableRecord
 from gateway.tokens.revocation_view import RevocationView
 from gateway.typedefs import Clock, FailMode
 
@@ -30,6 +36,7 @@ class RevocationSync:
         check_interval: float,
         max_staleness: float,
         fail_mode: FailMode,
+        horizon: float = 31 * 86400,
         retry_delay: float = 0.2,
         max_retry_delay: float = 5.0,
     ):
@@ -39,6 +46,7 @@ class RevocationSync:
         self._check_interval = check_interval
         self._max_staleness = max_staleness
         self._fail_mode = fail_mode
+        self._horizon = horizon  # the longest a token lives: refresh + access TTL + leeway
         self._retry_delay = retry_delay
         self._max_retry_delay = max_retry_delay
         self.connected = False
@@ -49,6 +57,11 @@ class RevocationSync:
         self._base = 0  # store version fully reflected by the view
         self._seen: set[int] = set()  # versions of feed messages applied above _base
         self._suspect_gap = False
+        # key → when a load first found it unreadable (its user watermark; logged then)
+        self._unreadable: dict[str, float] = {}
+        self.unreadable_records = 0
+        self.unreadable_messages = 0
+        self._message_logged_at: float | None = None
 
     def staleness(self) -> float:
         """Seconds since the view was last known current (inf before the first load)."""
@@ -81,7 +94,13 @@ class RevocationSync:
             next_check = time.monotonic() + self._check_interval
             while True:
                 record = await feed.get(timeout=self._check_interval)
-                if record is not None:
+                if isinstance(record, UnreadableMessage):
+                    self._unreadable_message(record)
+                    # SECURITY: it may have been a revocation: if the store's version says a
+                    # message is missing, reload now instead of after the next interval.
+                    self._suspect_gap = True
+                    next_check = time.monotonic()
+                elif record is not None:
                     self._view.apply_record(record)
                     self.events_received += 1
                     if record.version > self._base:
@@ -93,8 +112,12 @@ class RevocationSync:
     async def reload(self) -> None:
         """Full load from the store (merge: revocations only ever end by expiring)."""
         version = await self._store.version()
+        unreadable: dict[str, float] = {}
         async for batch in self._store.batches():
             self._view.apply_batch(batch)
+            for spoiled in batch.unreadable:
+                unreadable[spoiled.key] = self._fail_closed(spoiled)
+        self._unreadable = unreadable  # keys no longer unreadable are forgotten (and re-logged)
         self._view.prune()
         self._base = version
         self._seen = {v for v in self._seen if v > version}
@@ -102,6 +125,39 @@ class RevocationSync:
         self.loaded = True
         self.reloads += 1
         self.fresh_at = self._clock()
+
+    def _fail_closed(self, record: UnreadableRecord) -> float:
+        """Revoke what an unreadable record's key names; returns when it was first found."""
+        now = self._clock()
+        first = self._unreadable.get(record.key)
+        if first is None:
+            first = now
+            self.unreadable_records += 1
+            log.error(
+                "revocation record %s cannot be read (%s): its %s is treated as revoked",
+                record.key,
+                record.problem,
+                "user" if record.kind == "sub" else record.kind,
+            )
+        # A key that never expires keeps its id revoked for a token's whole life past every
+        # load that still finds it (revocations in the view only ever end by expiring).
+        lifetime = record.ttl if record.ttl is not None else self._horizon
+        # A user's watermark: the instant it was first found, which is no earlier than any
+        # watermark the record could have held, and stays put across reloads.
+        self._view.apply_unreadable(record.kind, record.ident, at=first, until=now + lifetime)
+        return first
+
+    def _unreadable_message(self, message: UnreadableMessage) -> None:
+        self.unreadable_messages += 1
+        now = time.monotonic()
+        if self._message_logged_at is None or now - self._message_logged_at >= 60:
+            self._message_logged_at = now
+            log.error(
+                "unreadable message on the revocation channel (%d bytes; %d so far): "
+                "checking the store's version now",
+                message.size,
+                self.unreadable_messages,
+            )
 
     async def _check_version(self) -> None:
         """One GET: every version between the last load and the store's must have arrived."""

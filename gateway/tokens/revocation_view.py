@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.errors import InvalidToken, RevocationStale
-from gateway.store import Revocation, RevocationBatch
+from gateway.store import Revocation, RevocationBatch, sub_key
 from gateway.tokens.verifier import Principal
 from gateway.typedefs import Clock, RevocationKind
 
@@ -30,6 +30,10 @@ class RevocationView:
         self._sid: dict[str, float] = {}
         self._sub: dict[str, float] = {}  # sub → watermark
         self._sub_until: dict[str, float] = {}
+        # Users known only by the hash their unreadable record's key names (keyspace.sub_key):
+        # hash → watermark, and until when. Empty unless a record could not be read.
+        self._hashed_sub: dict[str, float] = {}
+        self._hashed_sub_until: dict[str, float] = {}
         self.refusing = False  # set by the sync when stale past the bound in fail mode "closed"
 
     def apply(
@@ -46,6 +50,19 @@ class RevocationView:
             instant = float(int(at if at is not None else until))
             self._sub[ident] = max(instant, self._sub.get(ident, 0.0))
             self._sub_until[ident] = max(until, self._sub_until.get(ident, 0.0))
+
+    def apply_unreadable(
+        self, kind: RevocationKind, ident: str, *, at: float, until: float
+    ) -> None:
+        """Fail closed for a record that could not be read: its jti or sid is revoked until
+        `until`; for a user (`ident` is the hash of the sub its key names), tokens issued
+        before `at` are."""
+        if kind != "sub":
+            self.apply(kind, ident, until=until)
+            return
+        instant = float(int(at))
+        self._hashed_sub[ident] = max(instant, self._hashed_sub.get(ident, 0.0))
+        self._hashed_sub_until[ident] = max(until, self._hashed_sub_until.get(ident, 0.0))
 
     def apply_record(self, record: Revocation) -> None:
         self.apply(record.kind, record.id, until=record.until, at=record.at)
@@ -76,6 +93,10 @@ class RevocationView:
             # auth_time too: a token minted just after a revoke-all from an older session dies.
             if watermark is not None and min(principal.iat, principal.auth_time) < watermark:
                 raise InvalidToken("the access token has been revoked", reason="revoked")
+        if self._hashed_sub:
+            watermark = self._hashed_sub.get(sub_key(principal.sub))
+            if watermark is not None and min(principal.iat, principal.auth_time) < watermark:
+                raise InvalidToken("the access token has been revoked", reason="revoked")
 
     def sid_revoked(self, sid: str) -> bool:
         """True when the session id is revoked (known before anything else of the session)."""
@@ -86,25 +107,41 @@ class RevocationView:
         if session.sid in self._sid:
             return True
         watermark = self._sub.get(session.sub)
-        return watermark is not None and session.created_at < watermark
+        if watermark is not None and session.created_at < watermark:
+            return True
+        if self._hashed_sub:
+            watermark = self._hashed_sub.get(sub_key(session.sub))
+            return watermark is not None and session.created_at < watermark
+        return False
 
     def prune(self) -> int:
         """Forget entries whose protected tokens have all expired; returns how many."""
         now = self._clock()
         removed = 0
-        for table in (self._jti, self._sid, self._sub_until):
+        for table in (self._jti, self._sid):
             dead = [ident for ident, until in table.items() if until <= now]
             for ident in dead:
                 del table[ident]
-                if table is self._sub_until:
-                    self._sub.pop(ident, None)
+            removed += len(dead)
+        users = ((self._sub_until, self._sub), (self._hashed_sub_until, self._hashed_sub))
+        for untils, watermarks in users:
+            dead = [ident for ident, until in untils.items() if until <= now]
+            for ident in dead:
+                del untils[ident]
+                watermarks.pop(ident, None)
             removed += len(dead)
         return removed
 
     def entries(self, limit: int) -> list[tuple[str, str, float]]:
         """Up to `limit` (kind, id, until) rows, for the admin API."""
         rows: list[tuple[str, str, float]] = []
-        for kind, table in (("jti", self._jti), ("sid", self._sid), ("sub", self._sub_until)):
+        tables = (
+            ("jti", self._jti),
+            ("sid", self._sid),
+            ("sub", self._sub_until),
+            ("sub", self._hashed_sub_until),  # an unreadable user record: the sub's hash
+        )
+        for kind, table in tables:
             for ident, until in table.items():
                 if len(rows) >= limit:
                     return rows
@@ -112,4 +149,4 @@ class RevocationView:
         return rows
 
     def __len__(self) -> int:
-        return len(self._jti) + len(self._sid) + len(self._sub)
+        return len(self._jti) + len(self._sid) + len(self._sub) + len(self._hashed_sub)

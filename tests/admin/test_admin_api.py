@@ -15,6 +15,7 @@ from gateway.config import Settings
 from tests.support.admin_access import ADMIN, ADMIN_KEY, ADMIN_KEYS
 from tests.support.clock import FakeClock
 from tests.support.gateway_client import GatewayPair, GatewayPairFactory, login
+from tests.support.gateway_settings import on_redis
 from tests.support.jwt_tokens import bearer, mint
 from tests.support.recording_upstream import Upstream
 
@@ -193,3 +194,96 @@ async def test_audit_trail_newest_first(pair: GatewayPair) -> None:
     assert entries[1]["target"] == body["session_id"]
     assert entries[0]["source"] == "127.0.0.1"
     assert body["access_token"] not in await resp.text()
+
+
+# ---- a client fault is a 4xx, never a 503 that blames Redis ------------------------------
+
+
+@pytest.fixture(
+    params=["fakeredis", pytest.param("redis-server", marks=[pytest.mark.redis, pytest.mark.slow])]
+)
+async def any_store_pair(
+    request: pytest.FixtureRequest,
+    gateway_pair_factory: GatewayPairFactory,
+    admin_settings: Settings,
+) -> GatewayPair:
+    """(public, admin) of one gateway on fakeredis, and on a real redis-server."""
+    if request.param == "fakeredis":
+        return await gateway_pair_factory(admin_settings, redis=fakeredis.FakeAsyncRedis())
+    server = request.getfixturevalue("redis_server")
+    return await gateway_pair_factory(on_redis(admin_settings, server.url))
+
+
+BAD_CURSORS = [
+    "garbage",
+    "1-2-3",
+    "-1-0",
+    "18446744073709551616-0",  # past 64 bits: Redis refuses it
+    "99999999999999999999999-0",
+    "1-18446744073709551616",
+    "1 -0",
+    "",
+    "\u0661-0",  # a digit, but not an ASCII one
+    "1796683828969",  # milliseconds alone: the trail's ids are whole
+]
+
+
+@pytest.mark.parametrize("before", BAD_CURSORS)
+async def test_a_malformed_audit_cursor_is_400(any_store_pair: GatewayPair, before: str) -> None:
+    _, admin = any_store_pair
+    await admin.post("/admin/users/alice/revoke", headers=ADMIN)
+    resp = await admin.get("/admin/audit", params={"before": before}, headers=ADMIN)
+    if before == "":  # no cursor: the newest entries
+        assert resp.status == 200
+        return
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"] == "invalid_request"
+
+
+async def test_well_formed_cursors_page_back(any_store_pair: GatewayPair) -> None:
+    _, admin = any_store_pair
+    for sub in ("a", "b", "c"):
+        await admin.post(f"/admin/users/{sub}/revoke", headers=ADMIN)
+    entries = (await (await admin.get("/admin/audit", headers=ADMIN)).json())["entries"]
+    older = await admin.get("/admin/audit", params={"before": entries[0]["id"]}, headers=ADMIN)
+    assert [e["target"] for e in (await older.json())["entries"]] == ["b", "a"]
+    for before in ("0-0", "18446744073709551615-18446744073709551615", entries[-1]["id"]):
+        resp = await admin.get("/admin/audit", params={"before": before}, headers=ADMIN)
+        assert resp.status == 200, before
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/admin/audit", "count"), ("/admin/revocations", "limit")],
+)
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661", "9" * 5000, "0", "-1", "1e3", " 5"])
+async def test_an_out_of_range_number_is_400(
+    pair: GatewayPair, path: str, name: str, value: str
+) -> None:
+    _, admin = pair
+    resp = await admin.get(path, params={name: value}, headers=ADMIN)
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jti": "x", "exp": 1e999}',
+        b'{"jti": "x", "exp": Infinity}',
+        b'{"jti": "x", "exp": NaN}',
+        b'{"jti": "x", "exp": 1e300}',
+        b'{"jti": "x", "exp": 1' + b"0" * 400 + b"}",
+        b'{"jti": "x", "exp": 99999999999999}',
+    ],
+)
+async def test_an_out_of_range_expiry_is_400(any_store_pair: GatewayPair, body: bytes) -> None:
+    _, admin = any_store_pair
+    resp = await admin.post(
+        "/admin/revoke/token", data=body, headers={**ADMIN, "Content-Type": "application/json"}
+    )
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"] == "invalid_request"
+    # nothing was written: the trail has no revocation
+    entries = (await (await admin.get("/admin/audit", headers=ADMIN)).json())["entries"]
+    assert entries == []

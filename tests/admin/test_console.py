@@ -155,6 +155,73 @@ async def test_a_wrong_key_in_a_browser_gets_the_form_again_with_the_reason(
     assert 'name="key"' in page
 
 
+@pytest.fixture
+async def guarded_pair(
+    gateway_pair_factory: GatewayPairFactory,
+    settings_factory: Callable[..., Settings],
+    users_file: Path,
+    fake_server: fakeredis.FakeServer,
+    clock: FakeClock,
+) -> GatewayPair:
+    """A gateway whose admin keys take 3 failed checks per address and 5 minutes."""
+    admin = {**ADMIN_KEYS, "key_failures_per_ip": {"limit": 3, "window": 300}}
+    settings = settings_factory(auth=auth_section(users_file), admin=admin)
+    redis = fakeredis.FakeAsyncRedis(server=fake_server)
+    return await gateway_pair_factory(settings, redis=redis, clock=clock)
+
+
+async def assert_throttled(resp: Any) -> None:
+    assert resp.status == 429
+    assert 1 <= int(resp.headers["Retry-After"]) <= 300
+    if resp.content_type == "application/json":
+        assert (await resp.json())["error"] == "rate_limited"
+
+
+async def test_guessing_admin_keys_at_the_console_sign_in_is_throttled(
+    guarded_pair: GatewayPair, clock: FakeClock
+) -> None:
+    _, admin = guarded_pair
+    for _ in range(3):
+        resp = await admin.post(f"{CONSOLE}signin", data={"key": "guess"}, allow_redirects=False)
+        assert resp.status == 401
+    # from then on even the right key is refused, before it is compared
+    for form in ({"key": "guess"}, {"key": ADMIN_KEY}):
+        resp = await admin.post(f"{CONSOLE}signin", data=form, allow_redirects=False)
+        await assert_throttled(resp)
+    page = await admin.post(f"{CONSOLE}signin", data={"key": ADMIN_KEY}, headers=HTML)
+    await assert_throttled(page)
+    assert "text/html" in page.headers["Content-Type"]
+    # the admin API checks the same keys: the same count
+    await assert_throttled(await admin.get("/admin/revocations", headers=ADMIN))
+    clock.now += 300
+    resp = await admin.post(f"{CONSOLE}signin", data={"key": ADMIN_KEY}, allow_redirects=False)
+    assert resp.status == 303
+
+
+async def test_guessing_admin_keys_at_the_api_is_throttled(
+    guarded_pair: GatewayPair, fake_server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    _, admin = guarded_pair
+    assert (await admin.get("/admin/revocations", headers=ADMIN)).status == 200
+    for key in ("guess-1", "guess-2", "guess-3"):
+        wrong = {"Authorization": f"Bearer {key}"}
+        assert (await admin.get("/admin/revocations", headers=wrong)).status == 401
+    await assert_throttled(await admin.get("/admin/revocations", headers=ADMIN))
+    resp = await admin.post(f"{CONSOLE}signin", data={"key": ADMIN_KEY}, allow_redirects=False)
+    await assert_throttled(resp)
+    clock.now += 300
+    assert (await admin.get("/admin/revocations", headers=ADMIN)).status == 200
+    # with Redis away the count goes on in the process: guessing is never unthrottled
+    fake_server.connected = False
+    try:
+        for key in ("guess-4", "guess-5", "guess-6"):
+            wrong = {"Authorization": f"Bearer {key}"}
+            assert (await admin.get("/admin/revocations", headers=wrong)).status == 401
+        await assert_throttled(await admin.get("/admin/revocations", headers=ADMIN))
+    finally:
+        fake_server.connected = True
+
+
 async def test_the_console_cookie_is_no_admin_api_key_and_the_api_is_unchanged(
     pair: GatewayPair,
 ) -> None:
@@ -622,6 +689,24 @@ async def test_audit_trail_pages_back(pair: GatewayPair) -> None:
         f"u{i}" for i in range(9, -1, -1)
     ]
     assert 'id="older"' not in page
+
+
+@pytest.mark.parametrize("before", ["garbage", "99999999999999999999999-0", "1-2-3", "0-0x"])
+async def test_a_malformed_audit_cursor_is_400_not_a_store_outage(
+    pair: GatewayPair, before: str
+) -> None:
+    _, admin = pair
+    await admin.post("/admin/users/alice/revoke", headers=ADMIN)
+    await console_sign_in(admin)
+    resp = await admin.get(f"{CONSOLE}audit", params={"before": before})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_request"
+    page = await admin.get(f"{CONSOLE}audit", params={"before": before}, headers=HTML)
+    assert page.status == 400
+    assert "temporarily" not in await page.text()
+    # the oldest entry's own id pages back to nothing, without a store error
+    resp = await admin.get(f"{CONSOLE}audit", params={"before": "0-0"}, headers=HTML)
+    assert resp.status == 200
 
 
 async def test_revocations_page_lists_the_view(pair: GatewayPair) -> None:

@@ -220,6 +220,38 @@ async def test_rate_limited_per_client(
     assert (await introspect(gateway, token)).status == 200
 
 
+async def test_guessing_client_secrets_is_throttled(
+    gateway_factory: GatewayFactory, introspection_settings: Settings, clock: FakeClock
+) -> None:
+    guarded = {"clients": CLIENTS, "failures_per_ip": {"limit": 3, "window": 120}}
+    settings = introspection_settings.model_copy(
+        update={"introspection": Settings(introspection=guarded).introspection}  # type: ignore[arg-type]
+    )
+    server = fakeredis.FakeServer()
+    gateway = await gateway_factory(
+        settings, redis=fakeredis.FakeAsyncRedis(server=server), clock=clock
+    )
+    token = (await login(gateway))["access_token"]
+    for guess in ("guess-1", "guess-2", "guess-3"):
+        resp = await introspect(gateway, token, **basic("svc", guess))
+        assert resp.status == 401
+    for headers in (basic("svc", "guess-4"), basic(), basic("other", OTHER_SECRET)):
+        resp = await introspect(gateway, token, **headers)
+        assert resp.status == 429
+        assert (await resp.json())["error"] == "rate_limited"
+        assert 1 <= int(resp.headers["Retry-After"]) <= 120
+    clock.now += 120
+    assert (await introspect(gateway, token)).status == 200
+    # with Redis away the count goes on in the process
+    server.connected = False
+    try:
+        for guess in ("guess-5", "guess-6", "guess-7"):
+            assert (await introspect(gateway, token, **basic("svc", guess))).status == 401
+        assert (await introspect(gateway, token)).status == 429
+    finally:
+        server.connected = True
+
+
 @pytest.mark.slow  # waits for the revocation watchdog's real interval
 async def test_stale_revocations_fail_closed_never_a_stale_true(
     gateway: GatewayClient, fake_server: fakeredis.FakeServer, clock: FakeClock

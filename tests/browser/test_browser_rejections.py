@@ -552,6 +552,157 @@ async def test_an_upstream_cannot_set_the_gateways_cookies(
         await evil.close()
 
 
+# Header fields the cache upstream answers with (query `h` = "Name: value", repeated).
+CACHE_HEADERS_FROM_QUERY = "h"
+
+
+async def answers_with_query_headers(request: web.Request) -> web.Response:
+    response = web.Response(text="personal page for " + request.headers.get("X-User-Id", "-"))
+    for item in request.query.getall(CACHE_HEADERS_FROM_QUERY, []):
+        name, _, value = item.partition(": ")
+        response.headers.add(name, value)
+    return response
+
+
+@pytest.fixture
+async def caching_upstream() -> Any:
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answers_with_query_headers)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield f"http://127.0.0.1:{server.port}"
+    await server.close()
+
+
+async def cached_client(
+    gateway_factory: GatewayFactory,
+    browser_settings_factory: Callable[..., Settings],
+    clock: FakeClock,
+    upstream_url: str,
+) -> GatewayClient:
+    import aiohttp
+
+    routes = [{"prefix": "/", "upstream": upstream_url, "policy": "optional"}]
+    return await gateway_factory(
+        browser_settings_factory(routes=routes), clock=clock, cookie_jar=aiohttp.DummyCookieJar()
+    )
+
+
+def directives(resp: ClientResponse) -> list[str]:
+    return [
+        d.strip().lower() for v in resp.headers.getall("Cache-Control", []) for d in v.split(",")
+    ]
+
+
+def varies(resp: ClientResponse) -> list[str]:
+    return [d.strip().lower() for v in resp.headers.getall("Vary", []) for d in v.split(",")]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (["Cache-Control: public, max-age=600"], ["max-age=600"]),
+        (["Cache-Control: max-age=600"], ["max-age=600"]),
+        (["Cache-Control: s-maxage=3600, max-age=60, proxy-revalidate"], ["max-age=60"]),
+        (['Cache-Control: private="Set-Cookie", max-age=600'], ["max-age=600"]),
+        (["Cache-Control: public", "Cache-Control: max-age=600"], ["max-age=600"]),
+        (["Cache-Control: no-store"], ["no-store"]),
+        ([], []),  # nothing said: a shared cache may guess a lifetime (RFC 9111 §4.2.2)
+        (["Expires: Thu, 01 Jan 2099 00:00:00 GMT"], []),
+    ],
+)
+async def test_a_cookie_authenticated_answer_is_private(
+    gateway_factory: GatewayFactory,
+    browser_settings_factory: Callable[..., Settings],
+    clock: FakeClock,
+    caching_upstream: str,
+    sent: list[str],
+    kept: list[str],
+) -> None:
+    client = await cached_client(gateway_factory, browser_settings_factory, clock, caching_upstream)
+    query = [(CACHE_HEADERS_FROM_QUERY, h) for h in sent]
+    jar, _ = await browser_login(client)
+    resp = await client.get("/page", params=query, headers=jar.header())
+    assert resp.status == 200
+    assert "Set-Cookie" not in resp.headers  # a valid access cookie: nothing set
+    assert directives(resp) == ["private", *kept]
+    assert "cookie" in varies(resp)
+    # the same upstream answer to a request without a browser session is not ours to change
+    anonymous = await client.get("/page", params=query)
+    assert anonymous.headers.getall("Cache-Control", []) == [
+        h.split(": ", 1)[1] for h in sent if h.startswith("Cache-Control")
+    ]
+
+
+async def test_targeted_cache_fields_are_dropped_and_vary_kept(
+    gateway_factory: GatewayFactory,
+    browser_settings_factory: Callable[..., Settings],
+    clock: FakeClock,
+    caching_upstream: str,
+) -> None:
+    client = await cached_client(gateway_factory, browser_settings_factory, clock, caching_upstream)
+    sent = [
+        "CDN-Cache-Control: max-age=86400",
+        "Cloudflare-CDN-Cache-Control: max-age=86400",
+        "Akamai-Cache-Control: max-age=86400",
+        "Surrogate-Control: max-age=86400",
+        "Edge-Control: cache-maxage=86400",
+        "X-Accel-Expires: 86400",
+        "Vary: Accept-Encoding",
+        "X-Custom: kept",
+    ]
+    query = [(CACHE_HEADERS_FROM_QUERY, h) for h in sent]
+    jar, _ = await browser_login(client)
+    spoiled = {"Cookie": f"{ACCESS_COOKIE}=spoiled; {REFRESH_COOKIE}={jar.cookies[REFRESH_COOKIE]}"}
+    for headers in (jar.header(), spoiled):  # the second one's access cookie is refreshed
+        resp = await client.get("/page", params=query, headers=headers)
+        assert resp.status == 200
+        for name in (
+            "CDN-Cache-Control",
+            "Cloudflare-CDN-Cache-Control",
+            "Akamai-Cache-Control",
+            "Surrogate-Control",
+            "Edge-Control",
+            "X-Accel-Expires",
+        ):
+            assert name not in resp.headers, name
+        assert varies(resp) == ["accept-encoding", "cookie"]
+        assert resp.headers["X-Custom"] == "kept"
+    # an answer that sets a cookie is not stored by any cache
+    assert [c.split("=")[0] for c in resp.headers.getall("Set-Cookie")] == [ACCESS_COOKIE]
+    assert directives(resp) == ["private", "no-store"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{ACCESS_COOKIE}=evil",
+        f" {ACCESS_COOKIE} =evil",
+        f"\t{ACCESS_COOKIE.upper()}=evil; Path=/",
+        f'"{ACCESS_COOKIE}"=evil',
+        f"={ACCESS_COOKIE}=evil",  # an empty name: the browser sends back `gw_at=evil`
+        f"={REFRESH_COOKIE}",
+        f"{REFRESH_COOKIE}",  # no `=`: an empty name whose value is our name
+        f"__Host-{ACCESS_COOKIE}=evil; Path=/; Secure",
+        f"__Secure-{REFRESH_COOKIE}=evil; Secure",
+        f"__HOST-{ACCESS_COOKIE}=evil; Path=/; Secure",
+        f"__Host-Http-{ACCESS_COOKIE}=evil; Path=/; Secure",
+        f"theme=dark, {ACCESS_COOKIE}=evil",  # two cookies in one field, for who splits on ","
+    ],
+)
+async def test_upstream_set_cookie_lookalikes_are_dropped(
+    gateway_factory: GatewayFactory,
+    browser_settings_factory: Callable[..., Settings],
+    clock: FakeClock,
+    caching_upstream: str,
+    value: str,
+) -> None:
+    client = await cached_client(gateway_factory, browser_settings_factory, clock, caching_upstream)
+    sent = [f"Set-Cookie: {value}", "Set-Cookie: theme=dark; Path=/"]
+    resp = await client.get("/page", params=[(CACHE_HEADERS_FROM_QUERY, h) for h in sent])
+    assert resp.headers.getall("Set-Cookie") == ["theme=dark; Path=/"]
+
+
 # ---- WebSocket handshakes -----------------------------------------------------------------
 
 

@@ -113,6 +113,14 @@ def test_upstream_cookie_header(values: list[bytes], expected: bytes | None) -> 
         (" gw_at =x", True),
         ("gw_at2=x", False),
         ("session=gw_at", False),
+        ("=gw_at=x", True),
+        ("__Host-gw_at=x; Secure; Path=/", True),
+        ("__secure-GW_RT=x", True),
+        ('"gw_at"=x', True),
+        ("a=1, gw_at=x", True),
+        ("a=1; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Path=/", False),
+        ("__Host-gw_atx=1", False),
+        ("=session", False),
     ],
 )
 def test_upstream_set_cookie_for_our_names(value: str, ours: bool) -> None:

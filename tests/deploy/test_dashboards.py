@@ -136,6 +136,20 @@ ALERT_CASES: list[tuple[dict[str, str], list[tuple[int, str, str | None]]]] = [
     ),
     (
         {
+            'gateway_revocation_unreadable_total{instance="a",source="record"}': "0 0 0 1 1 1",
+            'gateway_revocation_unreadable_total{instance="a",source="message"}': "0 0 0 0 0 0",
+        },
+        [
+            (2, "GatewayRevocationRecordUnreadable", None),
+            (
+                4,
+                "GatewayRevocationRecordUnreadable",
+                "a: unreadable revocation records or messages",
+            ),
+        ],
+    ),
+    (
+        {
             'gateway_refresh_total{instance="a",outcome="reuse_detected"}': "0 0 0 5 10 20 30",
             'gateway_refresh_total{instance="a",outcome="rotated"}': "0+100x6",
             'gateway_worker_restarts_total{instance="a"}': "0 1 2 3 3 3 3",

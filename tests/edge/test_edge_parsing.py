@@ -76,6 +76,48 @@ async def test_other_http_versions_are_refused(
 
 
 @pytest.mark.parametrize(
+    "version", ["HTTP/2.0", "HTTP/0.9", "HTTP/1.2", "HTTP/3.0", "HTTP/1.9", "HTTP/9.9"]
+)
+@pytest.mark.parametrize("path", ["/public/x", "/auth/login", "/public/%2e%2e/x"])
+async def test_refusal_of_another_version_answers_in_http_1_1(
+    gateway: GatewayClient, upstream: Upstream, version: str, path: str
+) -> None:
+    """The refusal speaks HTTP/1.1, never the version the client claimed (a client or proxy
+    in front reading `HTTP/2.0 400` over a text connection could take it for another
+    protocol); and the connection is closed after it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.server.port)
+    try:
+        writer.write(request_bytes(f"GET {path} {version}", "Host: gw"))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # the gateway closes it
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400 "), status_line
+    assert b"HTTP/" not in rest.partition(b"\r\n\r\n")[2]  # one answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"] == "invalid_request"
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize(
+    "line", ["get /public/x HTTP/1.1", "GET /public/\x01 HTTP/1.1", "GET /public/x HTTP/1.0 x"]
+)
+async def test_parse_errors_answer_in_http_1_1(
+    gateway: GatewayClient, upstream: Upstream, line: str
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.server.port)
+    try:
+        writer.write(request_bytes(line, "Host: gw"))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:40]
+    assert b"Connection: close" in answer
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         request_bytes("get /public/x HTTP/1.1", "Host: gw"),  # lowercase method

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,98 @@ def test_json_access_line_is_valid_json_whatever_the_path(path: str) -> None:
     assert '"upstream_ms":2.100' in rendered
     assert (line["upstream_status"], line["bytes_in"], line["bytes_out"]) == (200, 0, 17)
     assert (line["error"], line["reason"], line["route"]) == ("invalid_token", "expired", "/api/")
+
+
+# ---- values from outside cannot forge fields of a text line -------------------------------
+
+FORGING_SUB = 'mallory auth=cookie error=none id=forged\nGET /admin 200 0.1ms sub="root"'
+
+
+def fields_of(line: str) -> list[str]:
+    """A text line's fields as a shell would split them (quoted values stay one field)."""
+    import shlex
+
+    return shlex.split(line)
+
+
+def test_text_access_line_quotes_values_that_could_forge_fields() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.edge import Exchange
+    from gateway.edge.access_lines import text_line
+    from gateway.tokens.verifier import Principal
+
+    request = make_mocked_request("GET", "/api/x")
+    exchange = Exchange("req-12345678", route="/api/")
+    exchange.principal = Principal(
+        sub=FORGING_SUB,
+        sid="s=1 x",
+        jti="j",
+        iat=0,
+        exp=1,
+        auth_time=0,
+        roles=(),
+        scopes=(),
+        claims={},
+    )
+    line = text_line(request, exchange, 200, 0.001)
+    assert "\n" not in line
+    fields = fields_of(line)
+    assert [f for f in fields if f.startswith("sub=")] == [f"sub={json_text(FORGING_SUB)}"]
+    assert [f for f in fields if f.startswith("sid=")] == ["sid=s=1 x"]
+    assert ' sid="s=1 x" ' in line
+    assert [f for f in fields if f.startswith("auth=")] == ["auth=bearer"]
+    assert [f for f in fields if f.startswith("id=")] == ["id=req-12345678"]
+    assert not [f for f in fields if f.startswith("error=")]
+    # plain values are written as they are
+    exchange.principal = Principal(
+        sub="alice", sid="s1", jti="j", iat=0, exp=1, auth_time=0, roles=(), scopes=(), claims={}
+    )
+    assert " sub=alice sid=s1 auth=bearer " in text_line(request, exchange, 200, 0.001)
+
+
+def json_text(value: str) -> str:
+    """How a quoted value reads once the shell-style split removed its quotes."""
+    import json
+
+    return json.dumps(value)[1:-1].replace('\\"', '"')
+
+
+async def test_text_access_line_of_a_forging_subject_through_the_gateway(
+    gateway_factory: Any,
+    settings_factory: Any,
+    key_files: dict[str, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.support.jwt_tokens import mint
+
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    client = await gateway_factory(settings_factory(logging={"format": "text"}))
+    resp = await client.get("/api", headers=bearer(mint(key_files, sub=FORGING_SUB)))
+    assert resp.status == 200
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    assert "\n" not in line
+    assert len([f for f in fields_of(line) if f.startswith(("auth=", "sub=", "id="))]) == 3
+
+
+def test_event_log_values_cannot_forge_fields() -> None:
+    from gateway.observability.logs import JsonFormatter, TextFormatter
+
+    record = logging.LogRecord(
+        "gateway.admin", logging.INFO, __file__, 1, "user revoked sub=%s sessions=%d", None, None
+    )
+    record.args = (FORGING_SUB, 2)
+    text = TextFormatter("%(levelname)s %(message)s").format(record)
+    assert "\n" not in text
+    fields = fields_of(text)
+    assert [f for f in fields if f.startswith("sessions=")] == ["sessions=2"]
+    assert [f for f in fields if f.startswith("sub=")] == [f"sub={json_text(FORGING_SUB)}"]
+    import json
+
+    entry = json.loads(JsonFormatter().format(record))
+    assert [f for f in fields_of(entry["msg"]) if f.startswith("sessions=")] == ["sessions=2"]
+    # the record itself is unchanged for other handlers
+    assert record.getMessage() == f"user revoked sub={FORGING_SUB} sessions=2"
+    # plain values stay as they are
+    record.args = ("alice", 1)
+    assert TextFormatter("%(message)s").format(record) == "user revoked sub=alice sessions=1"

@@ -13,7 +13,11 @@ import pytest
 
 from gateway.config import Settings, TracingSettings
 from gateway.observability.telemetry import Telemetry
-from gateway.observability.tracecontext import incoming_trace_id, parse_traceparent
+from gateway.observability.tracecontext import (
+    incoming_trace_id,
+    parse_traceparent,
+    tracestate_to_forward,
+)
 from tests.support.gateway_client import GatewayClient, GatewayFactory, login
 from tests.support.jwt_tokens import bearer
 from tests.support.recording_upstream import Upstream
@@ -191,6 +195,78 @@ async def test_restart_never_continues_a_client_trace(
     assert parsed is not None and parsed.trace_id != TRACE_ID
     assert "tracestate" not in seen
     assert access_lines(caplog)[-1]["trace_id"] == parsed.trace_id
+
+
+# ---- tracestate as W3C Trace Context §3.3 has it ------------------------------------------
+
+
+def members(count: int, width: int = 1) -> str:
+    return ",".join(f"k{i}={'v' * width}" for i in range(count))
+
+
+BIG = "big=" + "x" * 200  # a member over 128 characters
+
+
+@pytest.mark.parametrize(
+    ("values", "forwarded"),
+    [
+        ([TRACESTATE], TRACESTATE),
+        ([members(32)], members(32)),  # the most there may be
+        ([members(33)], None),  # more: the whole list is discarded
+        ([members(20), members(13).replace("k", "j")], None),  # counted over every field
+        (["foo=1,bar=2"], "foo=1,bar=2"),
+        (["foo=1", "bar=2"], "foo=1,bar=2"),  # several fields are one list
+        (["foo=1 , ,\tbar=2,"], "foo=1,bar=2"),  # whitespace and empty members
+        (["foo=1,foo=2"], None),  # a key twice
+        (["Foo=1"], None),  # upper case
+        (["foo bar=1"], None),
+        (["foo=bar=1"], None),
+        (["foo="], None),  # an empty value
+        (["foo=caf\u00e9"], None),
+        (["foo=a b"], "foo=a b"),  # a space inside a value is allowed
+        (["tenant@vendor=1"], "tenant@vendor=1"),
+        (["tenant@=1"], None),
+        (["t@" + "v" * 15 + "=1"], None),  # a system id over 14 characters
+        (["k" * 256 + "=1"], "k" * 256 + "=1"),
+        (["k" * 257 + "=1"], None),
+        (["k=" + "v" * 257], None),
+        # above 512 characters: members over 128 go first, then members from the right
+        ([f"a=1,{BIG},b=2," + members(20, 20)], "a=1,b=2," + members(20, 20)),
+        ([members(5, 120)], members(4, 120)),
+        ([""], None),
+    ],
+)
+def test_tracestate_sent_on(values: list[str], forwarded: str | None) -> None:
+    assert tracestate_to_forward(values) == forwarded
+    if forwarded is not None:
+        assert len(forwarded) <= 512
+
+
+@pytest.mark.parametrize(
+    ("state", "forwarded"),
+    [
+        (members(33), None),
+        ("congo=1,congo=2", None),
+        ("congo=1,Rojo=2", None),
+        (members(32), members(32)),
+        (f"{BIG},congo=1," + members(20, 20), "congo=1," + members(20, 20)),
+    ],
+    ids=["33_members", "duplicate", "bad_key", "32_members", "truncated"],
+)
+async def test_participate_forwards_tracestate_as_the_spec_says(
+    gateway_factory: GatewayFactory,
+    traced_settings: Callable[[str], Settings],
+    upstream: Upstream,
+    state: str,
+    forwarded: str | None,
+) -> None:
+    client = await gateway_factory(traced_settings("participate"))
+    await client.get("/public/x", headers={"traceparent": TRACEPARENT, "tracestate": state})
+    seen = upstream.headers_of()
+    (sent,) = seen["traceparent"]
+    parsed = parse_traceparent(sent)
+    assert parsed is not None and parsed.trace_id == TRACE_ID  # the trace goes on
+    assert seen.get("tracestate") == (None if forwarded is None else [forwarded])
 
 
 # ---- OpenTelemetry ----------------------------------------------------------------------

@@ -88,6 +88,25 @@ DROPPED_OR_KEPT = [
     ("X-Auth-Token", False),
     ("X-Session-Id", False),
     ("X_Session_Id", False),
+    # names a CGI/WSGI backend folds into the same variable as their `-` spelling, and
+    # nginx drops by default: proxy.underscore_headers
+    ("X_Custom", False),
+    ("x_forwarded_user", False),
+    ("Accept_Language", False),
+    # CGI meta-variables as header names (gunicorn takes SCRIPT_NAME from one), in any
+    # spelling: proxy.strip_request_headers
+    ("SCRIPT_NAME", False),
+    ("Script-Name", False),
+    ("PATH_INFO", False),
+    ("path-info", False),
+    ("QUERY_STRING", False),
+    ("REQUEST_METHOD", False),
+    ("REQUEST_URI", False),
+    ("REMOTE_USER", False),
+    ("Remote-User", False),
+    ("REMOTE_ADDR", False),
+    ("SERVER_NAME", False),
+    ("AUTH_TYPE", False),
 ]
 
 
@@ -95,6 +114,29 @@ DROPPED_OR_KEPT = [
 def test_client_header_crosses_or_not(name: str, kept: bool) -> None:
     fields = forwarded([(name, "client-value")])
     assert ("client-value" in [v for _, v in fields]) is kept, fields
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("X_Custom", True),
+        ("Accept_Language", True),
+        ("X_User_Id", False),  # an identity header's spelling is never forwarded
+        ("X_Forwarded_For", False),  # nor one the gateway sets
+        ("X_Original_URL", False),  # nor a URL override
+        ("SCRIPT_NAME", False),  # nor a CGI meta-variable
+        ("Path_Info", False),
+    ],
+)
+def test_underscores_forwarded_when_configured(name: str, kept: bool) -> None:
+    settings = ProxySettings(underscore_headers="forward")
+    fields = forwarded([(name, "client-value")], settings=settings)
+    assert ("client-value" in [v for _, v in fields]) is kept, fields
+
+
+def test_cgi_names_are_configurable() -> None:
+    settings = ProxySettings(strip_request_headers=["X-Original-URL"], underscore_headers="forward")
+    assert ("SCRIPT_NAME", "/x") in forwarded([("SCRIPT_NAME", "/x")], settings=settings)
 
 
 def test_gateway_fields_are_set_once_and_win() -> None:
@@ -170,6 +212,11 @@ def test_configured_identity_mapping() -> None:
         (None, None),
         ({"nested": 1}, None),
         ("line\r\nX-Injected: 1", "line%0D%0AX-Injected: 1"),
+        # a value of a list cannot add a value the upstream splits out
+        (["staff,reports", "user"], "staff%2Creports,user"),
+        (["50%", "a b"], "50%25,a b"),
+        (["caf\u00e9,x"], "caf%C3%A9%2Cx"),
+        ("staff,reports", "staff,reports"),  # one value: the header is not a list
         ("caf\u00e9", "caf%C3%A9"),
     ],
 )

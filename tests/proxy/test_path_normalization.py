@@ -11,7 +11,13 @@ from yarl import URL
 
 from gateway.config import RouteSettings
 from gateway.errors import InvalidRequest
-from gateway.proxy.routing import Route, RouteTable, is_plain_path, normalize_path
+from gateway.proxy.routing import (
+    FOLDS_TO_SEPARATOR,
+    Route,
+    RouteTable,
+    is_plain_path,
+    normalize_path,
+)
 
 NORMALIZED = [
     # already normal: returned as they are
@@ -44,6 +50,20 @@ NORMALIZED = [
     ("/a%3fb", "/a%3Fb"),
     ("/a%23b", "/a%23b"),
     ("/caf%c3%a9", "/caf%C3%A9"),
+    # characters whose compatibility form (NFKC) is ".", "/", "\\" or ";", which some backends
+    # fold into it, are folded first: fullwidth full stop, solidus and reverse solidus, ...
+    ("/public/%EF%BC%8E%EF%BC%8E/api", "/api"),
+    ("/public/%ef%bc%8e%ef%bc%8e/api", "/api"),
+    ("/public%EF%BC%8F..%EF%BC%8Fapi", "/api"),
+    ("/public/..%EF%BC%BCapi", "/api"),
+    ("/public/\uff0e\uff0e/api", "/api"),  # the same characters unescaped
+    ("/public/%E2%80%A5/api", "/api"),  # two dot leader: ".."
+    ("/public/%EF%B9%92%EF%B9%92/api", "/api"),  # small full stop
+    ("/public/..%EF%B9%A8api", "/api"),  # small reverse solidus
+    ("/docs/report%EF%BC%8Epdf", "/docs/report.pdf"),
+    ("/reports%EF%BC%9Bx=1/q", "/reports;x=1/q"),  # fullwidth semicolon: a path parameter
+    # other characters stay as they are (circled one folds to "1", no separator)
+    ("/caf%C3%A9/%E2%91%A0", "/caf%C3%A9/%E2%91%A0"),
 ]
 
 
@@ -91,6 +111,25 @@ def test_plain_paths_are_left_alone(raw: str, plain: bool) -> None:
     assert is_plain_path(raw) is plain
     if plain:
         assert normalize_path(raw) == raw
+
+
+def test_the_folding_set_is_every_character_that_folds_to_a_separator() -> None:
+    folding = set(FOLDS_TO_SEPARATOR)
+    for char in "\uff0e\uff0f\uff3c\u2024\u2025\u2026\ufe52\ufe68\uff1b\u2488":
+        assert char in folding, hex(ord(char))
+    assert not folding & set(map(chr, range(128)))
+    assert "\u2215" not in folding  # division slash: its own compatibility form
+
+
+@pytest.mark.parametrize(
+    "raw", ["/public/%EF%BC%8E%EF%BC%8E/api", "/a%EF%BC%8Fb", "/\uff3c", "/x%E2%80%A5"]
+)
+def test_folding_characters_can_be_refused(raw: str) -> None:
+    routes = RouteTable.from_settings([], path_folding="refuse")
+    with pytest.raises(InvalidRequest):
+        routes.normalize(raw)
+    assert routes.normalize("/caf%C3%A9/%2e") == "/caf%C3%A9/"
+    assert RouteTable.from_settings([]).normalize(raw) == normalize_path(raw)
 
 
 def table() -> RouteTable:

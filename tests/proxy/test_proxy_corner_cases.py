@@ -33,6 +33,11 @@ TRICKS = [
     "/public/..;/api",
     "/public\\..\\api",
     "/public/./../api",
+    # fullwidth (and other compatibility) forms of ".", "/" and "\\", which some backends fold
+    "/public/%EF%BC%8E%EF%BC%8E/api",
+    "/public%EF%BC%8F..%EF%BC%8Fapi",
+    "/public/..%EF%BC%BCapi",
+    "/public/%E2%80%A5/api",
 ]
 
 
@@ -49,6 +54,31 @@ async def test_path_tricks_cannot_borrow_the_public_policy(
     assert status == 200
     # the upstream gets exactly the path the decision was made on
     assert [r.path for r in upstream.received] == ["/api"]
+
+
+async def test_unescaped_fullwidth_dots_cannot_borrow_the_public_policy(
+    gateway: GatewayClient, upstream: Upstream
+) -> None:
+    raw = "GET /public/\uff0e\uff0e/api HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    status, _, body = await raw_request(gateway, raw.encode())
+    assert status == 400, body  # the parser takes only ASCII in a request target
+    assert upstream.received == []
+
+
+async def test_folding_characters_can_be_refused(
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    upstream: Upstream,
+    key_files: dict[str, Path],
+) -> None:
+    client = await gateway_factory(settings_factory(proxy={"path_folding": "refuse"}))
+    token = f"Authorization: Bearer {mint(key_files)}"
+    status, _, body = await raw_request(client, get("/public/%EF%BC%8E%EF%BC%8E/api", token))
+    assert status == 400
+    assert json.loads(body)["error"] == "invalid_request"
+    status, _, _ = await raw_request(client, get("/public/caf%C3%A9", token))
+    assert status == 200
+    assert [r.path for r in upstream.received] == ["/public/caf%C3%A9"]
 
 
 @pytest.mark.parametrize("path", ["/a%00b", "/a%zzb", "/a%2", "/%00"])
@@ -312,6 +342,37 @@ async def test_identity_headers_any_case_and_underscores(
     await gateway.get("/public/x", headers=forged)
     names = [n.lower() for n, _ in upstream.received[-1].headers]
     assert not [n for n in names if n.startswith(("x-user", "x_user", "x-auth", "x_auth"))]
+
+
+async def test_a_role_with_a_comma_cannot_become_two_roles(
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
+) -> None:
+    token = mint(key_files, roles=["user", "staff,reports", "ops%2Cadmin"])
+    assert (await gateway.get("/api", headers=bearer(token))).status == 200
+    (roles,) = upstream.headers_of()["x-user-roles"]
+    assert [r.strip() for r in roles.split(",")] == ["user", "staff%2Creports", "ops%252Cadmin"]
+    assert (await gateway.get("/reports/q", headers=bearer(token))).status == 403
+
+
+async def test_underscore_and_cgi_names_never_reach_the_upstream(
+    gateway: GatewayClient, upstream: Upstream, key_files: dict[str, Path]
+) -> None:
+    sent = [
+        ("SCRIPT_NAME", "/admin"),
+        ("PATH_INFO", "/admin/users"),
+        ("Path-Info", "/admin/users"),
+        ("REMOTE_USER", "root"),
+        ("X_Forwarded_User", "root"),
+        ("X_Custom", "1"),
+        ("X-Custom", "2"),
+    ]
+    for path, headers in (("/public/x", sent), ("/api", [*sent, *bearer(mint(key_files)).items()])):
+        resp = await gateway.get(path, headers=headers)
+        assert resp.status == 200
+        seen = [(n.lower(), v) for n, v in upstream.received[-1].headers]
+        assert not [n for n, _ in seen if "_" in n]
+        assert "path-info" not in dict(seen)
+        assert ("x-custom", "2") in seen
 
 
 async def _ws_echo(request: web.Request) -> web.WebSocketResponse:

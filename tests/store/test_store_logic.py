@@ -21,7 +21,8 @@ from gateway.store import (
     parse_refresh_token,
     refresh_token_hash,
 )
-from gateway.store.revocations import Revocation, decode, encode
+from gateway.store.keyspace import sub_key
+from gateway.store.revocations import Revocation, UnreadableMessage, decode, encode
 from tests.support.clock import FakeClock
 from tests.support.stored_sessions import open_session, rotate_session
 
@@ -230,7 +231,38 @@ async def test_publish_and_listen(redis: Any, clock: FakeClock) -> None:
             record = await feed.get(timeout=0.05)
             if record is not None:
                 break
-        assert record is not None and record.id == "x" and record.version == 1
+        assert isinstance(record, Revocation) and record.id == "x" and record.version == 1
+
+
+async def test_unreadable_message_is_reported_not_dropped(redis: Any, clock: FakeClock) -> None:
+    store = RevocationStore(redis, clock=clock)
+    async with store.subscription() as feed:
+        await redis.publish("gw:revocations", b'{"kind":"sid","id":"x","until":"never"}')
+        record = None
+        for _ in range(50):
+            record = await feed.get(timeout=0.05)
+            if record is not None:
+                break
+        assert record == UnreadableMessage(39)
+
+
+async def test_unreadable_records_are_reported_with_the_id_their_key_names(
+    redis: Any, clock: FakeClock
+) -> None:
+    store = RevocationStore(redis, clock=clock)
+    await store.revoke_jti("fine", exp=clock.now + 100, leeway=0)
+    await redis.set("gw:rev:jti:garbage", b"\xffnot a number", ex=50)
+    await redis.hset("gw:rev:sid:a-hash", "until", "1")
+    await redis.set(f"gw:rev:sub:{sub_key('carol')}", b"{}")
+    await redis.set("gw:rev:other:x", b"not ours")
+    found = [batch async for batch in store.batches()]
+    assert [r.id for b in found for r in b.records()] == ["fine"]
+    unreadable = {(u.kind, u.ident): u for b in found for u in b.unreadable}
+    assert set(unreadable) == {("jti", "garbage"), ("sid", "a-hash"), ("sub", sub_key("carol"))}
+    assert unreadable["jti", "garbage"].ttl is not None
+    assert 0 < unreadable["jti", "garbage"].ttl <= 50
+    assert unreadable["sid", "a-hash"].ttl is None
+    assert "hash" in unreadable["sid", "a-hash"].problem
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ class ConsoleSignIn:
         key = request[CONSOLE_FORM].get("key")
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH:
             return self._refuse(request, InvalidRequest("type an admin API key"), 400)
-        key_id = self._keys.match(key)
+        key_id = await self._keys.verify(key, request.remote)  # RateLimited: 429
         if key_id is None:
             log.warning("console sign-in refused: invalid admin key from %s", request.remote)
             return self._refuse(request, InvalidClient("invalid admin API key"), 401)
