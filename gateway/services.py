@@ -49,7 +49,7 @@ from gateway.browser.refresh import BrowserSessions
 from gateway.browser.seal import cookie_seal
 from gateway.browser.upstream_cookies import CookieHeaderPolicy
 from gateway.config import Settings
-from gateway.config.redis_url import is_memory_url
+from gateway.config.redis_url import MEMORY_SCHEME, is_memory_url
 from gateway.edge.bodies import BodyReader
 from gateway.errors import ConfigError
 from gateway.observability.counter_history import CounterHistory
@@ -88,6 +88,7 @@ log = logging.getLogger("gateway")
 
 T = TypeVar("T")
 OPERATOR_POOL_SIZE = 4  # Redis connections of one operator CLI command
+MEMORY_URL = f"{MEMORY_SCHEME}://"  # an in-process store: what a configuration check runs on
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,22 @@ def build_services(settings: Settings, **injected: Unpack[Injected]) -> Services
     """Every component, connected to nothing yet."""
     resources = build_resources(settings, **injected)
     return configure(settings, resources, environ=injected.get("environ"))
+
+
+def check_configuration(settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+    """Everything `configure` checks, over throwaway resources that connect to nothing: the
+    files the settings name (keys, users, seal keys, …) are read and judged. ConfigError
+    says what is wrong, in the words `gateway check-config` prints and a reload refuses with.
+    """
+    r = settings.redis
+    throwaway = connect_redis(
+        MEMORY_URL,
+        connect_timeout=r.connect_timeout,
+        socket_timeout=r.socket_timeout,
+        max_connections=1,
+    )
+    resources = build_resources(settings, redis=throwaway, telemetry=Telemetry())
+    configure(settings, resources, environ=environ)
 
 
 def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resources:

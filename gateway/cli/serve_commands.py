@@ -12,7 +12,6 @@ from urllib.parse import urlsplit, urlunsplit
 from gateway.cli.arguments import config_arg
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
-from gateway.tokens.keys import load_keyring
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +28,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check-config", help="validate a configuration and print it")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a configuration and the files it names (keys, users, seal keys), "
+        "and print it",
+    )
     config_arg(check)
     check.set_defaults(func=cmd_check_config)
 
@@ -62,11 +65,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    load_keyring(settings.keys)
+    settings = check_configuration(args.config)
     print(json.dumps(masked(settings), indent=2, default=str))
     print("configuration OK", file=sys.stderr)
     return 0
+
+
+def check_configuration(path: str) -> Settings:
+    """The settings in `path`, built as a gateway would build them (files read, nothing
+    connected); ConfigError with the message a reload of it would be refused with."""
+    from gateway.services import check_configuration as check
+
+    settings = load_settings(path)
+    check(settings)
+    return settings
 
 
 def cmd_config_reference(_args: argparse.Namespace) -> int:
