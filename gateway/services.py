@@ -123,6 +123,9 @@ class Resources:
     view: RevocationView
     sync: RevocationSync
     upstream_pool: UpstreamPool
+    # Counts that must outlive a reloaded configuration: introspections per client in the
+    # current window (introspection.rate_limit, counted in this process)
+    introspection_windows: dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,7 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
             read_timeout=p.read_timeout,
             keepalive_timeout=min(p.keepalive_timeout, 30),
         ),
+        introspection_windows={},
     )
 
 
@@ -437,6 +441,7 @@ def _auth(
         realm=settings.proxy.realm,
         bodies=bodies,
         clock=r.clock,
+        windows=r.introspection_windows,
     )
     return AuthServices(
         revoker=revoker,
@@ -482,8 +487,7 @@ def _federation(settings: Settings, tokens: TokenService, r: Resources) -> Feder
         links=identity_links(load_user_file(users)) if users is not None else {},
         record=r.metrics.record_federated_login,
     )
-    r.metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
-    return federation
+    return federation  # its key state is exported while it serves (runtime.lifetimes)
 
 
 def _cookie_gate(

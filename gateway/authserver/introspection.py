@@ -63,6 +63,7 @@ class Introspection:
         realm: str,
         bodies: BodyReader,
         clock: Clock,
+        windows: dict[str, tuple[int, int]] | None = None,
     ):
         self._clients = [
             (c.id.encode(), bytes.fromhex(c.hash.removeprefix("sha256:"))) for c in clients
@@ -76,7 +77,9 @@ class Introspection:
         self._realm = realm
         self._bodies = bodies
         self._clock = clock
-        self._windows: dict[str, tuple[int, int]] = {}  # client → (window index, count)
+        # client → (window index, count); the process's own when given, so that the counts
+        # outlive a reloaded configuration
+        self._windows: dict[str, tuple[int, int]] = {} if windows is None else windows
 
     def routes(self) -> list[web.RouteDef]:
         return own_routes(("POST", "/auth/introspect", self.introspect))
