@@ -80,19 +80,11 @@ async def _clean_up(runners: Mapping[str, web.AppRunner]) -> None:
 
 
 def settle_garbage_collector() -> None:
-    """Move everything built so far (settings, keys, libraries, the apps) out of the
-    collector's reach: full collections then scan only what requests created, instead of
-    pausing the event loop for tens of milliseconds at a time (tail latency)."""
+    """Move what the process built to last (libraries, settings, its Resources) out of the
+    collector's reach: full collections then scan only what configurations and requests
+    created, instead of pausing the event loop for tens of milliseconds at a time (tail
+    latency). Done before the first configuration is built: a configuration (about a
+    thousand objects) must stay collectable, or a reload could never free the one it
+    retires (unfreezing all to collect it pauses the loop for a full collection)."""
     gc.collect()
     gc.freeze()
-
-
-def resettle_garbage_collector() -> None:
-    """After a configuration was retired: what it built was moved out of the collector's
-    reach at start (or at the reload that made it), so it is given back, collected, and
-    what serves now settled again. Only where the process settled it before (gateway serve;
-    never under a test runner)."""
-    if gc.get_freeze_count() == 0:
-        return
-    gc.unfreeze()
-    settle_garbage_collector()

@@ -28,7 +28,7 @@ from gateway.app import admin_app, public_app
 from gateway.config import Settings
 from gateway.config.restart_only import restart_changes, restart_refusal
 from gateway.errors import ConfigError, ReloadUnavailable
-from gateway.runtime.generations import AppBuilder, Generation, resettle_garbage_collector
+from gateway.runtime.generations import AppBuilder, Generation
 from gateway.runtime.listeners import Listener
 from gateway.services import Resources, configure
 
@@ -207,7 +207,7 @@ class Reloader:
             await old.close()
         except Exception:
             log.exception("configuration %d did not close cleanly", old.number)
-        resettle_garbage_collector()
+        log.info("configuration %d retired", old.number)
 
     # -- shutdown ----------------------------------------------------------------------------
 
@@ -217,9 +217,12 @@ class Reloader:
         self._closing = True
         if self._running is not None:
             await asyncio.gather(self._running, return_exceptions=True)
+        shutting_down = ReloadOutcome(
+            reloaded=False, generation=self.current.number, refusal="the gateway is shutting down"
+        )
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_result(self._refused(self.current, "the gateway is shutting down"))
+                waiter.set_result(shutting_down)
         await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._current is not None:
             await self._current.close()

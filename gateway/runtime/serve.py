@@ -42,16 +42,21 @@ async def gateway_running(
     config: Path | str | None = None,
     reuse_port: bool = False,
     supervisor_pid: int | None = None,
+    settle_garbage: bool = False,
 ) -> AsyncIterator[Gateway]:
     """The process's Resources started once, the first configuration's applications, the
     listeners; on the way out: stop accepting, drain in-flight requests up to
     `proxy.drain_timeout`, wait for their last bytes to leave, then close the configurations
     and the Resources (store, clients). Reloads read `config` (None: there is nothing to
-    reload from)."""
+    reload from). `settle_garbage`: what the process built before its first configuration
+    is moved out of the garbage collector's reach (gateway serve; never under a test runner).
+    """
     shutdown_timeout = settings.proxy.drain_timeout
     resources = build_resources(settings)
     source = None if config is None else partial(load_settings, config)
     async with running(resource_lifetimes(resources)):
+        if settle_garbage:
+            settle_garbage_collector()
         reloader = Reloader(resources, source=source, supervisor_pid=supervisor_pid)
         await reloader.start(settings)  # (no reference kept: a reload retires it)
         public = admin = None
@@ -100,7 +105,11 @@ async def serve(
     """Serve until SIGINT/SIGTERM (or, for a worker, until its supervisor is gone), then
     stop accepting and drain in-flight requests. SIGHUP reloads `config`."""
     async with gateway_running(
-        settings, config=config, reuse_port=reuse_port, supervisor_pid=parent_pid
+        settings,
+        config=config,
+        reuse_port=reuse_port,
+        supervisor_pid=parent_pid,
+        settle_garbage=True,
     ) as gateway:
         log.info(
             "gateway listening on http://%s:%d (%d routes, environment %s); admin on http://%s:%d",
@@ -113,7 +122,6 @@ async def serve(
         )
         if not settings.admin.keys:
             log.warning("admin.keys is empty: every admin API call will be refused")
-        settle_garbage_collector()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
