@@ -14,6 +14,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -39,6 +40,7 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_START_TIMEOUT: Final = 30.0
 RESTART_DELAY: Final = 1.0
 SUPERVISE_INTERVAL: Final = 0.2  # how often workers are checked (signals are handled at once)
+CHECK_THREAD: Final = "config-check"
 # The aiohttp releases the gateway is tested with, [from, below): it overrides aiohttp
 # internals (AppRunner._make_server in runtime/runner.py, web_protocol.RequestHandler in
 # edge/connections.py) that a minor release may change. pyproject.toml bounds it the same.
@@ -161,6 +163,9 @@ class Supervisor:
         self._reload_requested = False
         self._restarts = 0
         self._wakeup = -1  # read end of the signal wakeup pipe, while `run` runs
+        # Reloaded configurations are checked on a thread of their own, in order.
+        self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=CHECK_THREAD)
+        self._checks: list[Future[Settings | None]] = []
 
     def run(self) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
@@ -177,6 +182,8 @@ class Supervisor:
         self._wakeup = wakeup
         previous_wakeup = signal.set_wakeup_fd(wakeup_writer)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        quiet_checks = _NotFrom(CHECK_THREAD)  # the workers say what a configuration lacks
+        log.addFilter(quiet_checks)
         try:
             if not self._start_all():
                 self._stop_all()
@@ -185,6 +192,8 @@ class Supervisor:
             self._supervise()
             return 0 if self._stop_all() else 1
         finally:
+            self._checker.shutdown(wait=False, cancel_futures=True)
+            log.removeFilter(quiet_checks)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             signal.set_wakeup_fd(previous_wakeup)
@@ -213,25 +222,21 @@ class Supervisor:
 
     def _reload(self) -> None:
         """SIGHUP: every worker reloads itself (and logs how it went); a worker started
-        from now on (after a crash) gets the new configuration when it is valid."""
+        from now on (after a crash) gets the new configuration once it is found valid."""
         self._reload_requested = False
         workers = [p.pid for p in self._workers if p.is_alive() and p.pid is not None]
         for pid in workers:
             os.kill(pid, signal.SIGHUP)
         log.info("SIGHUP: %d workers reload their configuration", len(workers))
-        if self._config is None:
-            return
-        logging.disable(logging.WARNING)  # the workers say what the configuration lacks
-        try:
-            settings = load_settings(self._config)
-            if restart_changes(self._settings, settings):
-                return  # the workers refuse it, naming the settings
-            check_configuration(settings)
-        except ConfigError:
-            return  # the workers refuse it and say why
-        finally:
-            logging.disable(logging.NOTSET)
-        self._settings = settings
+        if self._config is not None:  # checked aside: the next signal is passed on at once
+            self._checks.append(self._checker.submit(_checked_settings, self._config))
+
+    def _adopt_checked(self) -> None:
+        """The settings of every finished check, in order, that a worker would take."""
+        while self._checks and self._checks[0].done():
+            settings = self._checks.pop(0).result()
+            if settings is not None and not restart_changes(self._settings, settings):
+                self._settings = settings
 
     def _start_all(self) -> bool:
         started = [self._spawn() for _ in range(self._count)]
@@ -269,6 +274,7 @@ class Supervisor:
             self._nap(SUPERVISE_INTERVAL)
             if self._reload_requested:
                 self._reload()
+            self._adopt_checked()
             for index, process in enumerate(self._workers):
                 if process.is_alive() or self._stopping:
                     continue
@@ -326,3 +332,24 @@ def _sighup_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _checked_settings(config: Path) -> Settings | None:
+    """The configuration in `config` if it passes check-config's checks, else None."""
+    try:
+        settings = load_settings(config)
+        check_configuration(settings)
+    except ConfigError:
+        return None
+    return settings
+
+
+class _NotFrom(logging.Filter):
+    """Drops the records of threads whose names start with `prefix`."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self._prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName or "").startswith(self._prefix)
