@@ -67,6 +67,8 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("ERRORS %d %d %d %d %d\\n", e.connect, e.read, e.write, e.status,
     e.timeout))
+  io.write(string.format("LATENCY %d %d %d\\n", latency:percentile(50),
+    latency:percentile(99), latency.max))
 end
 """
 SERIES: Final = re.compile(r'^(gateway_[a-z_]+)\{pid="(\d+)"\} (\S+)$', re.MULTILINE)
@@ -84,13 +86,17 @@ class Row:
     number: int
     change: str
     outcome: str  # "ok" or "refused"
-    seconds: float  # SIGHUP → every worker serves it (or has refused it)
+    seconds: float  # SIGHUP → every worker serves it (or has refused it), as clients see it
     checks: list[str] = field(default_factory=list)
+    # SIGHUP to the supervisor → each worker swapped it in (or refused it): the gateway's log
+    in_workers: list[float] = field(default_factory=list)
 
     def line(self) -> str:
         checks = "; ".join(self.checks)
+        workers = ", ".join(f"{s:.3f} s" for s in self.in_workers) or "—"
         return (
-            f"| {self.number} | {self.change} | {self.outcome} | {self.seconds:.2f} s | {checks} |"
+            f"| {self.number} | {self.change} | {self.outcome} | {self.seconds:.2f} s | "
+            f"{workers} | {checks} |"
         )
 
 
@@ -99,6 +105,8 @@ class Report:
     rows: list[Row]
     statuses: Counter[int]
     socket_errors: dict[str, int]
+    latency_ms: dict[str, float]  # wrk's p50, p99 and max
+    baseline_ms: dict[str, float]  # the same without reloads, when measured
     wrk_seconds: float
     log: list[str]
 
@@ -256,9 +264,10 @@ async def jwks(http: aiohttp.ClientSession, base: str) -> set[str]:
         return {key["kid"] for key in (await resp.json())["keys"]}
 
 
-async def until(condition: Any, what: str) -> float:
-    """Seconds until `condition()` holds (polled every 20 ms), within NEW_CONFIG_DEADLINE."""
-    started = time.monotonic()
+async def until(condition: Any, what: str, since: float | None = None) -> float:
+    """Seconds from `since` (now) until `condition()` holds, polled every 20 ms, within
+    NEW_CONFIG_DEADLINE."""
+    started = time.monotonic() if since is None else since
     while not await condition():
         if time.monotonic() - started > NEW_CONFIG_DEADLINE:
             raise DrillError(f"not within {NEW_CONFIG_DEADLINE:g} s: {what}")
@@ -271,7 +280,7 @@ async def until(condition: Any, what: str) -> float:
 
 async def wrk_run(
     wrk: str, base: str, token: str, seconds: float, workdir: Path
-) -> tuple[Counter[int], dict[str, int]]:
+) -> tuple[Counter[int], dict[str, int], dict[str, float]]:
     script = workdir / "status.lua"
     script.write_text(STATUS_LUA)
     process = await asyncio.create_subprocess_exec(
@@ -292,6 +301,7 @@ async def wrk_run(
     out, _ = await asyncio.wait_for(process.communicate(), seconds + 60)
     counts: Counter[int] = Counter()
     errors: dict[str, int] = {}
+    latency: dict[str, float] = {}
     for line in out.decode().splitlines():
         if line.startswith("STATUS "):
             _, code, count = line.split()
@@ -299,18 +309,23 @@ async def wrk_run(
         elif line.startswith("ERRORS "):
             names = ("connect", "read", "write", "status", "timeout")
             errors = dict(zip(names, map(int, line.split()[1:]), strict=True))
+        elif line.startswith("LATENCY "):
+            micros = map(int, line.split()[1:])
+            latency = {k: v / 1000 for k, v in zip(("p50", "p99", "max"), micros, strict=True)}
     errors.pop("status", None)  # non-2xx answers: counted by status above
-    return counts, errors
+    return counts, errors, latency
 
 
-async def drill(workdir: Path, *, interval: float = 1.5, reloads: int = RELOADS) -> Report:
+async def drill(
+    workdir: Path, *, interval: float = 1.5, reloads: int = RELOADS, baseline: bool = False
+) -> Report:
     """The drill in `workdir`; raises DrillError when something cannot run or a reload did not
-    do what it should (failed requests are reported, not raised)."""
+    do what it should (failed requests are reported, not raised). `baseline`: first the same
+    load as long without reloads, for the latencies to compare with."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise DrillError("wrk is not installed (apt-get install wrk)")
     processes: list[subprocess.Popen[bytes]] = []
-    log: list[str] = []
     backend_port = free_port()
     backend = await upstream(backend_port)
     try:
@@ -343,6 +358,9 @@ async def drill(workdir: Path, *, interval: float = 1.5, reloads: int = RELOADS)
             if token is None:
                 raise DrillError(f"the drill's login failed ({code})")
             load_seconds = interval * (reloads + 2)
+            quiet: dict[str, float] = {}
+            if baseline:
+                _, _, quiet = await wrk_run(wrk, base, token, load_seconds, workdir)
             load = asyncio.ensure_future(wrk_run(wrk, base, token, load_seconds, workdir))
             started = time.monotonic()
             await asyncio.sleep(interval)
@@ -359,8 +377,8 @@ async def drill(workdir: Path, *, interval: float = 1.5, reloads: int = RELOADS)
                     async def both_refused(before: float = refused_before) -> bool:
                         return refused(await scrape(http, base)) >= before + WORKERS
 
-                    await until(both_refused, f"reload {number} refused by every worker")
-                    row.seconds = time.monotonic() - sent
+                    what = f"reload {number} refused by every worker"
+                    row.seconds = await until(both_refused, what, since=sent)
                     await check_still_serving(http, base, stage, number, row)
                     stage.users.remove(f"user{number}")  # the next reload writes a sound file
                     del stage.routes[f"/r{number}/"]
@@ -368,22 +386,30 @@ async def drill(workdir: Path, *, interval: float = 1.5, reloads: int = RELOADS)
                     generation += 1
                     target = generation
 
-                    async def served(prefix: str = f"/r{number}/", at: int = target) -> bool:
-                        return (
-                            await all_workers_at(at)
-                            and await status(http, f"{base}{prefix}x") == 200
-                        )
+                    async def answered(url: str = f"{base}/r{number}/x") -> bool:
+                        return await status(http, url) == 200
 
-                    await until(served, f"reload {number} served by every worker")
-                    row.seconds = time.monotonic() - sent
+                    async def reported(at: int = target) -> bool:
+                        return await all_workers_at(at)
+
+                    # probed side by side: the new route answers, and every worker reports
+                    # the new configuration (either alone could be one worker's doing)
+                    probes = await asyncio.gather(
+                        until(answered, f"reload {number}: the new route answers", since=sent),
+                        until(reported, f"reload {number}: every worker reloaded", since=sent),
+                    )
+                    row.seconds = max(probes)
                     await check_reloaded(http, base, stage, number, row)
                 rows.append(row)
-                log.append(row.line())
                 print(row.line(), flush=True)
                 await asyncio.sleep(max(0.0, interval - (time.monotonic() - sent)))
-            statuses, socket_errors = await load
+            statuses, socket_errors, latency = await load
             wrk_seconds = time.monotonic() - started
-        return Report(rows, statuses, socket_errors, wrk_seconds, log)
+        swaps = swap_times(workdir / "gateway.log")
+        for row, swapped in zip(rows, swaps, strict=False):
+            row.in_workers = swapped
+        log = [row.line() for row in rows]
+        return Report(rows, statuses, socket_errors, latency, quiet, wrk_seconds, log)
     finally:
         await backend.cleanup()
         stop_processes(processes)
@@ -420,8 +446,30 @@ async def check_still_serving(
     row.checks.append("refused by every worker; the previous configuration serves on")
 
 
+def swap_times(log: Path) -> list[list[float]]:
+    """Per SIGHUP the supervisor passed on, the seconds until each worker logged its reload
+    swapped in or refused (the gateway's JSON log lines)."""
+    found: list[list[float]] = []
+    sighup: float | None = None
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        message = entry.get("msg", "")
+        if message.startswith("SIGHUP:"):
+            sighup = entry["ts"]
+            found.append([])
+        elif sighup is not None and message.startswith(
+            ("configuration reloaded", "configuration reload refused")
+        ):
+            found[-1].append(round(entry["ts"] - sighup, 3))
+    return [sorted(times) for times in found]
+
+
 def report(result: Report, *, measured_at: str, interval: float) -> str:
     slowest = max(row.seconds for row in result.rows)
+    slowest_swap = max((max(row.in_workers, default=0.0) for row in result.rows), default=0.0)
     statuses = ", ".join(f"{code}: {n:,}" for code, n in sorted(result.statuses.items()))
     errors = ", ".join(f"{k} {v}" for k, v in result.socket_errors.items() if v) or "none"
     lines = [
@@ -429,15 +477,27 @@ def report(result: Report, *, measured_at: str, interval: float) -> str:
         f"wrk -t2 -c16 for {result.wrk_seconds:.0f} s on a protected route, a SIGHUP every "
         f"{interval:g} s.",
         "",
-        "| reload | change | outcome | until every worker serves it | checked |",
-        "|---:|---|---|---:|---|",
+        "| reload | change | outcome | every worker serves it (clients) | swapped in per "
+        "worker (log) | checked |",
+        "|---:|---|---|---:|---:|---|",
         *(row.line() for row in result.rows),
         "",
         f"* Requests: {result.requests:,} ({statuses}); socket errors: {errors}.",
+        f"* Latency: {_latencies(result.latency_ms)}"
+        + (
+            f" (the same load without reloads: {_latencies(result.baseline_ms)})."
+            if result.baseline_ms
+            else "."
+        ),
         f"* Failed requests: {result.failed}. Slowest reload until every worker served it: "
-        f"{slowest:.2f} s.",
+        f"{slowest:.2f} s as clients saw it (probed every 20 ms on new connections); "
+        f"{slowest_swap:.3f} s from the SIGHUP to the last worker's swap in the gateway's log.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _latencies(latency: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.1f} ms" for name, ms in latency.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     interval = 0.75 if args.quick else 1.5
     workdir = Path(tempfile.mkdtemp(prefix="gateway-reload-"))
     try:
-        result = asyncio.run(drill(workdir, interval=interval))
+        result = asyncio.run(drill(workdir, interval=interval, baseline=True))
     except DrillError as exc:
         print(f"reload drill: {exc}", file=sys.stderr)
         return 2
