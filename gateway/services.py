@@ -1,7 +1,9 @@
 """Every long-lived component of one gateway process, built once from settings: the one place
 that wires the planes together, plane by plane from the bottom up. `gateway serve`, the
 operator CLI and the tests all build through here. Nothing is connected or started: the
-lifetimes (gateway.runtime.lifetimes) do that when the public app starts.
+lifetimes (gateway.runtime.lifetimes) do that when the gateway starts: those of the Resources
+once per process, those of a configuration with its applications (a reload builds another
+configuration over the same Resources).
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ RESTART_DELAY: Final = 1.0
 SUPERVISE_INTERVAL: Final = 0.2  # how often workers are checked (signals are handled at once)
 CHECK_THREAD: Final = "config-check"
 # The aiohttp releases the gateway is tested with, [from, below): it overrides aiohttp
-# internals (AppRunner._make_server in runtime/runner.py, web_protocol.RequestHandler in
-# edge/connections.py) that a minor release may change. pyproject.toml bounds it the same.
+# internals (AppRunner._make_server in runtime/runner.py, web_protocol.RequestHandler and
+# web.Server's connection arguments in edge/connections.py) that a minor release may change.
+# pyproject.toml bounds it the same.
 AIOHTTP_TESTED: Final = ((3, 14, 1), (3, 15))
 
 

@@ -3,6 +3,7 @@ the only ones the process's long-lived Resources are built from."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway.config.restart_only import (
 )
 from gateway.services import build_resources
 from tests.support.gateway_settings import base_settings
+from tests.support.repository import DOCS
 
 
 def test_the_marked_keys() -> None:
@@ -27,6 +29,13 @@ def test_the_marked_keys() -> None:
         assert not is_restart_only(reloadable), reloadable
     assert is_restart_only("listen.workers") and is_restart_only("redis.url")
     assert not is_restart_only("listening")  # whole segments only
+
+
+def test_the_reload_page_lists_them() -> None:
+    page = (DOCS / "reload.md").read_text()
+    block = page.split("<!-- restart-only:begin")[1].split("<!-- restart-only:end -->")[0]
+    listed = re.findall(r"`([a-z_.]+)`", block.split("-->", 1)[1])
+    assert listed == list(restart_only_keys())
 
 
 def test_changes_are_named_leaf_by_leaf() -> None:
