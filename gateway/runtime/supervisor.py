@@ -225,16 +225,23 @@ class Supervisor:
         """SIGHUP: every worker reloads itself (and logs how it went); a worker started
         from now on (after a crash) gets the new configuration once it is found valid."""
         self._reload_requested = False
+        loaded: Settings | None = None
+        if self._config is not None:  # read as the workers read it, a moment later
+            try:
+                loaded = load_settings(self._config)
+            except ConfigError:
+                loaded = None  # the workers refuse it and say why
         workers = [p.pid for p in self._workers if p.is_alive() and p.pid is not None]
         for pid in workers:
             os.kill(pid, signal.SIGHUP)
         log.info("SIGHUP: %d workers reload their configuration", len(workers))
-        if self._config is not None:  # checked aside: the next signal is passed on at once
-            self._checks.append(self._checker.submit(_checked_settings, self._config))
+        if loaded is not None:  # checked aside: the next signal is passed on at once
+            self._checks.append(self._checker.submit(_checked, loaded))
 
-    def _adopt_checked(self) -> None:
-        """The settings of every finished check, in order, that a worker would take."""
-        while self._checks and self._checks[0].done():
+    def _adopt_checked(self, *, wait: bool = False) -> None:
+        """The settings of every finished check (with `wait`, of every check), in order,
+        that a worker would take."""
+        while self._checks and (wait or self._checks[0].done()):
             settings = self._checks.pop(0).result()
             if settings is not None and not restart_changes(self._settings, settings):
                 self._settings = settings
@@ -283,6 +290,7 @@ class Supervisor:
                 self._forget_metrics(process)
                 self._count_restart()
                 time.sleep(RESTART_DELAY)
+                self._adopt_checked(wait=True)  # a reload just before: the worker gets it
                 process, ready = self._spawn()
                 ready.close()
                 self._workers[index] = process
@@ -335,10 +343,9 @@ def _sighup_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _checked_settings(config: Path) -> Settings | None:
-    """The configuration in `config` if it passes check-config's checks, else None."""
+def _checked(settings: Settings) -> Settings | None:
+    """The settings if they pass check-config's checks (the files they name), else None."""
     try:
-        settings = load_settings(config)
         check_configuration(settings)
     except ConfigError:
         return None
