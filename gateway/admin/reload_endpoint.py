@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.admin.actions import Actor, AdminActions
 from gateway.appkeys import ADMIN_ID
 from gateway.edge.own_routes import post_only
-from gateway.errors import ConfigurationRefused
+from gateway.errors import ConfigurationRefused, ReloadUnavailable
 
 log = logging.getLogger("gateway.admin")
 
@@ -25,6 +25,7 @@ class ReloadOutcome:
     reloaded: bool
     generation: int  # the configuration serving after it (1 at start, one more per reload)
     refusal: str | None = None  # why nothing was reloaded, as `gateway check-config` says it
+    shutting_down: bool = False  # nothing was tried: the process is stopping
 
 
 class ConfigReload(Protocol):
@@ -38,7 +39,8 @@ class ConfigReload(Protocol):
 class ReloadEndpoint:
     """POST /admin/reload: 200 {"reloaded": true, "generation": N}, or 400
     invalid_configuration with check-config's message (the running configuration keeps
-    serving). Audited either way."""
+    serving), or 503 when the gateway is stopping or the reload did not report back. Audited
+    once it ran."""
 
     def __init__(self, reload: ConfigReload, actions: AdminActions):
         self._reload = reload
@@ -49,6 +51,8 @@ class ReloadEndpoint:
 
     async def reload(self, request: web.Request) -> web.Response:
         outcome = await self._reload.reload_everywhere()
+        if outcome.shutting_down:
+            raise ReloadUnavailable("the gateway is shutting down; nothing was reloaded")
         key_id = request[ADMIN_ID]
         await self._actions.config_reloaded(
             Actor(f"admin-key:{key_id}", request.remote),

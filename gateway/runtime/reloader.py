@@ -98,6 +98,8 @@ class Reloader:
 
     async def reload(self) -> ReloadOutcome:
         """Reload this process (after any reload already running) and return the outcome."""
+        if self._closing:
+            return self._shutting_down()
         waiter = self._wait_for_next()
         self.trigger()
         return await waiter
@@ -105,7 +107,7 @@ class Reloader:
     async def reload_everywhere(self) -> ReloadOutcome:
         """Every worker reloads; the outcome of this process's own reload. Under a supervisor
         the reload comes back as the SIGHUP it passes on to every worker, this one included."""
-        if self._supervisor is None:
+        if self._supervisor is None or self._closing:
             return await self.reload()
         waiter = self._wait_for_next()
         try:
@@ -155,7 +157,7 @@ class Reloader:
             )
         if self._closing:  # shutting down meanwhile: never swapped in
             await generation.close()
-            return self._refused(running, "the gateway is shutting down")
+            return self._shutting_down()
         for listener in self._listeners.values():
             listener.serve(generation)
         self._current = generation
@@ -217,12 +219,17 @@ class Reloader:
         self._closing = True
         if self._running is not None:
             await asyncio.gather(self._running, return_exceptions=True)
-        shutting_down = ReloadOutcome(
-            reloaded=False, generation=self.current.number, refusal="the gateway is shutting down"
-        )
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_result(shutting_down)
+                waiter.set_result(self._shutting_down())
         await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._current is not None:
             await self._current.close()
+
+    def _shutting_down(self) -> ReloadOutcome:
+        return ReloadOutcome(
+            reloaded=False,
+            generation=self.current.number,
+            refusal="the gateway is shutting down",
+            shutting_down=True,
+        )

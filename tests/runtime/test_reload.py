@@ -355,3 +355,11 @@ async def test_post_admin_reload(
         entries = [e for e in (await resp.json())["entries"] if e["action"] == "reload_config"]
     assert [e["detail"]["reloaded"] for e in entries] == [False, True]  # newest first
     assert entries[0]["actor"] == "admin-key:ops"
+
+
+async def test_no_reload_once_the_gateway_stops(config: Config, tmp_path: Path) -> None:
+    async with reloadable_gateway(config, tmp_path / "stopping.yaml") as running:
+        reloader = running.gateway.reloader
+    outcome = await reloader.reload()  # (POST /admin/reload answers 503 for it)
+    assert outcome.shutting_down and not outcome.reloaded
+    assert outcome.generation == 1
