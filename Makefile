@@ -13,7 +13,7 @@ DEMO_KEY := .demo/keys/demo-ed25519.pem
 DEMO_SEAL_KEY := .demo/keys/cookie-seal.key
 DEMO_OP_SECRET := .demo/keys/demo-op-client-secret
 
-.PHONY: help install lock lock-upgrade lock-check demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos clean
+.PHONY: help install lock lock-upgrade lock-check demo test test-fast lint fmt docs screenshots bench bench-quick bench-plot chaos reload-drill clean
 
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench  - benchmark: direct, reference and naive proxies, gateway, nginx in alternating rounds; then the chart"
 	@echo "make bench-quick - the same, short (3 rounds of 3 s)"
 	@echo "make chaos  - fault drill: Redis paused/killed, upstream refusing/stalling/resetting under load"
+	@echo "make reload-drill - ten configuration reloads by SIGHUP under wrk load, --workers 2"
 	@echo "make bench-plot - draw the latest results to docs/bench.png"
 	@echo "make install - the .venv from uv.lock (every target above does this first)"
 	@echo "make lock   - after editing pyproject.toml: resolve uv.lock again, keeping every other pin"
@@ -102,6 +103,9 @@ bench-quick: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python -m bench.drills.chaos
+
+reload-drill: $(STAMP)
+	$(BIN)/python -m bench.drills.reload
 
 bench-plot: $(STAMP)
 	$(BIN)/python -m bench.plot

@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config.yaml"
+PID_FILE = ROOT / ".demo" / "gateway.pid"  # for `gateway reload --pid-file`
 GATEWAY = "http://127.0.0.1:8080"
 ADMIN = "http://127.0.0.1:8081"
 IDP = "http://127.0.0.1:9100"
@@ -122,6 +123,13 @@ OAuth 2.1 drops it, and apps sign users in with the authorization code flow inst
   IDP_ACCESS=$(curl -s -X POST {idp}/token -d username=carol | field access_token)
   curl -s -H "Authorization: Bearer $IDP_ACCESS" {gw}/api/orders
 
+  # reload without a restart: edit config.yaml (a route, a key) or deploy/demo-users.yaml,
+  # then either (an invalid file is refused and the running configuration keeps serving)
+  .venv/bin/gateway reload --pid-file {pid_file} --config config.yaml
+  curl -s -X POST -H 'Authorization: Bearer demo-admin-key' {admin}/admin/reload
+  # the steps of a signing-key rotation by reloads, with their earliest times
+  .venv/bin/gateway keys rotate --config config.yaml
+
 Browser sessions (cookie mode; the demo's cookies are plain-http, demo-only settings):
 open {gw}/app/ in a browser. You are sent to the sign-in page; sign in as alice / wonderland
 and land on the "legacy web app", which shows the identity headers the upstream received
@@ -188,11 +196,16 @@ def main() -> int:
             print("demo: the demo OpenID provider did not start (make install: oidc-provider-mock)")
             return 1
         command = [sys.executable, "-m", "gateway", "serve", "--config", str(CONFIG)]
+        command += ["--pid-file", str(PID_FILE)]
         gateway = subprocess.Popen(command, env=env)
         if not wait_for_port(8080):
             print("demo: the gateway did not start (see the log above)")
             return 1
-        print(WALKTHROUGH.format(gw=GATEWAY, admin=ADMIN, idp=IDP, op=OP), flush=True)
+        pid_file = PID_FILE.relative_to(ROOT)
+        print(
+            WALKTHROUGH.format(gw=GATEWAY, admin=ADMIN, idp=IDP, op=OP, pid_file=pid_file),
+            flush=True,
+        )
         return gateway.wait()
     except KeyboardInterrupt:
         return 0

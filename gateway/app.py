@@ -12,19 +12,16 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.admin.apikeys import admin_auth_middleware
-from gateway.appkeys import EDGE, PROXY, SERVICES
+from gateway.admin.reload_endpoint import ConfigReload, ReloadEndpoint
+from gateway.appkeys import EDGE, IN_FLIGHT, PROXY, SERVICES
 from gateway.config import Settings
 from gateway.edge import edge_middleware
 from gateway.edge.bodies import OWN_BODY_LIMIT
-from gateway.edge.observer import RequestObserver
+from gateway.edge.observer import InFlight, RequestObserver
 from gateway.runtime.lifetimes import (
-    clients_lifetime,
-    federation_lifetime,
-    keys_lifetime,
-    limits_lifetime,
-    sampling_lifetime,
-    store_lifetime,
-    telemetry_lifetime,
+    cleanup_context,
+    configuration_lifetimes,
+    resource_lifetimes,
 )
 from gateway.services import Injected, Services, build_services
 
@@ -45,13 +42,16 @@ def create_app(settings: Settings, **injected: Unpack[Injected]) -> web.Applicat
     return public_app(build_services(settings, **injected))
 
 
-def public_app(s: Services) -> web.Application:
-    """The public listener's application: proxied routes, /auth/*, /.well-known/*, health."""
+def public_app(s: Services, *, run_resources: bool = True) -> web.Application:
+    """The public listener's application: proxied routes, /auth/*, /.well-known/*, health.
+    It runs its configuration's lifetimes and, unless `run_resources` is false (a gateway
+    that reloads runs them once itself), those of the process's Resources."""
     settings = s.settings
+    observer = RequestObserver(s.resources.metrics, json_logs=settings.logging.format == "json")
     edge = edge_middleware(
         realm=settings.proxy.realm,
         max_header_size=settings.proxy.max_header_size,
-        observer=RequestObserver(s.resources.metrics, json_logs=settings.logging.format == "json"),
+        observer=observer,
         render=None if s.browser is None else s.browser.render_error,  # provider sign-in pages
     )
     edge = s.resources.telemetry.wrap_edge(edge)  # itself unless OpenTelemetry export is on
@@ -59,18 +59,10 @@ def public_app(s: Services) -> web.Application:
     app[SERVICES] = s
     app[EDGE] = edge
     app[PROXY] = s.proxy.endpoint
-    r = s.resources
-    app.cleanup_ctx.append(clients_lifetime(r.http, r.upstream_pool))
-    app.cleanup_ctx.append(store_lifetime(r.store.redis, r.sync, owned=r.store.owned))
-    app.cleanup_ctx.append(telemetry_lifetime(r.telemetry))
-    app.cleanup_ctx.append(sampling_lifetime(r.metrics, r.history))
-    app.cleanup_ctx.append(limits_lifetime(r.limiter))
-    if s.auth.federation is not None:
-        app.cleanup_ctx.append(federation_lifetime(s.auth.federation))
-    # registered clients' keys fetched from their jwks_uri; providers' keys for routes on a
-    # gateway without the token exchange: fetches in flight cancelled on the way out
-    providers = () if s.auth.federation is not None else s.auth.providers
-    app.cleanup_ctx.append(keys_lifetime(s.auth.clients.registry, [p.keys for p in providers]))
+    app[IN_FLIGHT] = observer
+    lifetimes = resource_lifetimes(s.resources) if run_resources else []
+    for lifetime in lifetimes + configuration_lifetimes(s):
+        app.cleanup_ctx.append(cleanup_context(lifetime))
     auth = s.auth
     token_routes: list[web.RouteDef] = []
     for endpoints in (auth.token_endpoints, auth.session_endpoints):
@@ -90,19 +82,25 @@ def public_app(s: Services) -> web.Application:
     return app
 
 
-def admin_app(s: Services) -> web.Application:
+def admin_app(s: Services, *, reload: ConfigReload | None = None) -> web.Application:
     """The admin API and the console, on their own listener, over the public app's services
-    (which the public app starts and stops)."""
+    (which the public app starts and stops); POST /admin/reload where the process reloads."""
     console = s.admin.console
+    in_flight = InFlight()
     middlewares: list[Middleware] = [
         edge_middleware(
-            realm=ADMIN_REALM, render=None if console is None else console.render_error
+            realm=ADMIN_REALM,
+            render=None if console is None else console.render_error,
+            observer=in_flight,
         ),
         admin_auth_middleware(s.admin.keys, exempt=None if console is None else console.serves),
     ]
     app = web.Application(middlewares=middlewares, client_max_size=OWN_BODY_LIMIT)
     app[SERVICES] = s
+    app[IN_FLIGHT] = in_flight
     app.add_routes(s.admin.api.routes())
+    if reload is not None:
+        app.add_routes(ReloadEndpoint(reload, s.admin.actions).routes())
     if console is not None:
         console.mount(app)
     return app

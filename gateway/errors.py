@@ -27,6 +27,7 @@
     │   ├── RequestTimeout            408 request_timeout (a body or head that stalls)
     │   ├── PayloadTooLarge           413 payload_too_large
     │   ├── ExpectationFailed         417 expectation_failed
+    │   ├── ConfigurationRefused      400 invalid_configuration (a reload: check-config's words)
     │   ├── RateLimited               429 rate_limited (+ Retry-After, RateLimit fields)
     │   └── HeadersTooLarge           431 request_header_fields_too_large
     ├── ServiceFault (5xx)            our side, Redis or the upstream failed (503s: Retry-After)
@@ -39,9 +40,12 @@
     │   │   └── ProviderTimeout       504 gateway_timeout
     │   ├── UpstreamUnavailable       502 bad_gateway
     │   ├── UpstreamTimeout           504 gateway_timeout
-    │   └── LoginBackendUnavailable   503 temporarily_unavailable (auth.backend failed)
+    │   ├── LoginBackendUnavailable   503 temporarily_unavailable (auth.backend failed)
+    │   └── ReloadUnavailable         503 temporarily_unavailable (a reload did not report back)
 
-    ConfigError                       start-up only, not an HTTP error: never reaches a client
+    ConfigError                       start-up, check-config and reloads: never reaches a
+                                      client as such (a refused reload answers with
+                                      ConfigurationRefused)
 
 `edge_middleware` in `gateway.edge` is the one place that turns GatewayErrors into responses:
 the JSON error body (or, where a listener asks for it, an HTML page from the renderer it
@@ -293,6 +297,14 @@ class ExpectationFailed(ClientFault):
     default_description = "only 'Expect: 100-continue' is supported"
 
 
+class ConfigurationRefused(ClientFault):
+    """POST /admin/reload found the configuration invalid (or changing a restart-only
+    setting): the description is what `gateway check-config` prints; nothing was reloaded."""
+
+    code = "invalid_configuration"
+    default_description = "the configuration was refused; the running one keeps serving"
+
+
 class RateLimited(ClientFault):
     status = 429
     code = "rate_limited"
@@ -392,8 +404,16 @@ class LoginBackendUnavailable(ServiceFault):
     default_description = "the login backend is unavailable"
 
 
+class ReloadUnavailable(ServiceFault):
+    """A reload asked of every worker did not report back in time (the supervisor is gone or
+    busy): whether it ran is in the gateway's log."""
+
+    default_description = "the reload did not complete in time; see the gateway's log"
+    retry_after = 5
+
+
 class ConfigError(Exception):
-    """The configuration is invalid; raised at start-up (or by `check-config`) only.
+    """The configuration is invalid; raised at start-up, by `check-config` and by a reload.
 
     Not a GatewayError: it has no HTTP face, because it never answers a request.
     """

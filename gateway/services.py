@@ -1,7 +1,9 @@
 """Every long-lived component of one gateway process, built once from settings: the one place
 that wires the planes together, plane by plane from the bottom up. `gateway serve`, the
 operator CLI and the tests all build through here. Nothing is connected or started: the
-lifetimes (gateway.runtime.lifetimes) do that when the public app starts.
+lifetimes (gateway.runtime.lifetimes) do that when the gateway starts: those of the Resources
+once per process, those of a configuration with its applications (a reload builds another
+configuration over the same Resources).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from gateway.browser.refresh import BrowserSessions
 from gateway.browser.seal import AesGcmSeal, cookie_seal, load_seal_keys
 from gateway.browser.upstream_cookies import CookieHeaderPolicy
 from gateway.config import Settings
-from gateway.config.redis_url import is_memory_url
+from gateway.config.redis_url import MEMORY_SCHEME, is_memory_url
 from gateway.edge.bodies import BodyReader
 from gateway.errors import ConfigError
 from gateway.observability.counter_history import CounterHistory
@@ -110,6 +112,7 @@ OPERATOR_POOL_SIZE = 4  # Redis connections of one operator CLI command
 ASSERTION_MAX_LIFETIME = (
     3600  # seconds a private_key_jwt assertion may live (authlib signs for 1 h)
 )
+MEMORY_URL = f"{MEMORY_SCHEME}://"  # an in-process store: what a configuration check runs on
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ class Resources:
     upstream_pool: UpstreamPool
     limiter: RouteLimiter  # the routes' rate-limit buckets: a reload keeps their counts
     guesses: LocalCounts  # wrong secrets counted by the process itself while Redis is away
+    # Counts that must outlive a reloaded configuration: introspections per client in the
+    # current window (introspection.rate_limit, counted in this process)
+    introspection_windows: dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,22 @@ def build_services(settings: Settings, **injected: Unpack[Injected]) -> Services
     return configure(settings, resources, environ=injected.get("environ"))
 
 
+def check_configuration(settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
+    """Everything `configure` checks, over throwaway resources that connect to nothing: the
+    files the settings name (keys, users, seal keys, …) are read and judged. ConfigError
+    says what is wrong, in the words `gateway check-config` prints and a reload refuses with.
+    """
+    r = settings.redis
+    throwaway = connect_redis(
+        MEMORY_URL,
+        connect_timeout=r.connect_timeout,
+        socket_timeout=r.socket_timeout,
+        max_connections=1,
+    )
+    resources = build_resources(settings, redis=throwaway, telemetry=Telemetry())
+    configure(settings, resources, environ=environ)
+
+
 def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resources:
     """The process's long-lived resources, connected to nothing yet."""
     clock = injected.get("clock", time.time)
@@ -270,6 +292,7 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
             shared=SharedBuckets(store.redis, prefix=settings.redis.prefix),
         ),
         guesses=LocalCounts(clock),
+        introspection_windows={},
     )
 
 
@@ -499,6 +522,7 @@ def _auth(
             limit=settings.introspection.failures_per_ip,
             what="client secrets",
         ),
+        windows=r.introspection_windows,
     )
     return AuthServices(
         revoker=revoker,
@@ -560,8 +584,7 @@ def _providers(settings: Settings, r: Resources) -> list[Provider]:
         clock=r.clock,
         record_fetch=r.metrics.record_jwks_fetch,
     )
-    r.metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
-    return providers
+    return providers  # their key state is exported while they serve (runtime.lifetimes)
 
 
 def _credential_checker(settings: Settings, http: SharedClientSession) -> CredentialChecker:
@@ -590,7 +613,7 @@ def _federation(
         links=identity_links(load_user_file(users)) if users is not None else {},
         record=r.metrics.record_federated_login,
     )
-    return federation
+    return federation  # its key state is exported while it serves (runtime.lifetimes)
 
 
 def _provider_logins(

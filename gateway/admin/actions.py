@@ -150,6 +150,15 @@ class AdminActions:
             check_audit_id(before)
         return await self.audit.recent(count=count, before=before)
 
+    async def config_reloaded(
+        self, actor: Actor, *, reloaded: bool, generation: int, refusal: str | None
+    ) -> None:
+        """A reload asked for through the admin API, and how it ended in this process."""
+        detail: dict[str, Any] = {"reloaded": reloaded, "generation": generation}
+        if refusal is not None:
+            detail["refusal"] = refusal
+        await self._record(actor, "reload_config", f"configuration {generation}", detail)
+
     async def console_signed(self, actor: Actor, action: str, handle: str) -> None:
         """A console sign-in or sign-out (`handle`: a short, non-secret name of it)."""
         await self._record(actor, action, handle, {"console_session": handle})

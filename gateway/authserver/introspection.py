@@ -64,6 +64,7 @@ class Introspection:
         bodies: BodyReader,
         clock: Clock,
         throttle: GuessThrottle | None = None,
+        windows: dict[str, tuple[int, int]] | None = None,
     ):
         self._throttle = throttle
         self._clients = [
@@ -78,7 +79,9 @@ class Introspection:
         self._realm = realm
         self._bodies = bodies
         self._clock = clock
-        self._windows: dict[str, tuple[int, int]] = {}  # client → (window index, count)
+        # client → (window index, count); the process's own when given, so that the counts
+        # outlive a reloaded configuration
+        self._windows: dict[str, tuple[int, int]] = {} if windows is None else windows
 
     def routes(self) -> list[web.RouteDef]:
         return own_routes(("POST", "/auth/introspect", self.introspect))

@@ -16,8 +16,9 @@ from gateway.edge.own_routes import own_routes
 from gateway.tokens.client_keys import ASSERTION_ALGORITHMS
 from gateway.tokens.keys import KeyRing
 
-# How long verifiers may cache the key set: well under the wait docs/endpoints.md asks for between
-# publishing a new key and signing with it (10 minutes), so every cache has seen it by then.
+# How long verifiers may cache the key set: a rotation publishes a new key at least this long
+# (plus tokens.leeway) before it signs with it, so every cache has seen it by then
+# (gateway.authserver.key_rotation, `gateway keys rotate`).
 JWKS_MAX_AGE: Final = 300
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+import textwrap
 from pathlib import Path
 
-from gateway.cli.arguments import config_arg
+from gateway.cli.arguments import UsageError, config_arg
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.tokens.keys import generate_key_material, load_keyring, write_secret_file
@@ -38,6 +39,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     cookie_generate.set_defaults(func=cmd_cookie_key_generate)
 
+    rotate = keys.add_parser(
+        "rotate",
+        help="print the steps of a signing-key rotation by reloads, with their earliest times "
+        "(from tokens.access_ttl, tokens.leeway and the JWKS cache max-age); with --out, "
+        "write the new key first",
+        description="A signing key is rotated by three reloads and no restart: publish the "
+        "new key, sign with it once every verifier can know it, drop the old one once no token "
+        "it signed is still accepted. No token is refused on the way. The times printed "
+        "assume step 1 is reloaded now and each later step as early as it may be; each wait "
+        "counts from the previous step's reload on the last instance.",
+    )
+    config_arg(rotate)
+    rotate.add_argument(
+        "--alg",
+        choices=["EdDSA", "ES256", "RS256", "HS256"],
+        default=None,
+        help="algorithm of the new key (default: the active key's)",
+    )
+    rotate.add_argument("--kid", default=None, help="key id of the new key (default: generated)")
+    rotate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the new key here (mode 0600, never overwritten); else the plan says how",
+    )
+    rotate.set_defaults(func=cmd_keys_rotate)
+
     token = sub.add_parser("token", help="development tools for tokens").add_subparsers(
         dest="token_command", required=True, metavar="ACTION"
     )
@@ -67,6 +95,69 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     print(f"wrote {args.alg} key to {out} (mode 0600). Add to keys.items:")
     print(f"  - {{kid: {kid}, alg: {args.alg}, {source}: {out}}}")
     return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from gateway.authserver.key_rotation import (
+        duration,
+        rotation_plan,
+        signing_keys_besides_active,
+    )
+
+    settings = load_settings(args.config)
+    keys = settings.keys
+    active = next((item for item in keys.items if item.kid == keys.active), None)
+    alg = args.alg or (active.alg if active is not None else "EdDSA")
+    kid = args.kid or f"{alg.lower()}-{secrets.token_hex(4)}"
+    if any(item.kid == kid for item in keys.items):
+        raise UsageError(f"keys.items already has a key {kid!r}")
+    source = "secret_file" if alg == "HS256" else "private_key_file"
+    out: Path = args.out if args.out is not None else Path(f"keys/{kid}.{_suffix(alg)}")
+    if args.out is not None:
+        if out.exists():
+            raise UsageError(f"{out} exists; refusing to overwrite a key")
+        write_secret_file(out, generate_key_material(alg))
+    entry = f"- {{kid: {kid}, alg: {alg}, {source}: {out}}}"
+    plan = rotation_plan(keys, settings.tokens, new_kid=kid, new_alg=alg, entry=entry)
+    print(f"Signing key rotation {keys.active or '(no active key)'} → {kid} ({alg}): three")
+    print("reloads of every instance (gateway reload --pid-file FILE, SIGHUP, or")
+    print("POST /admin/reload), no restart, no token refused on the way.")
+    if args.out is not None:
+        print(f"Wrote the new {alg} key to {out} (mode 0600).")
+    else:
+        print(f"First: gateway keys generate --alg {alg} --out {out}")
+    besides = signing_keys_besides_active(keys)
+    if besides:
+        note = (
+            f"Note: keys.items already holds signing keys besides the active one "
+            f"({', '.join(besides)}): a rotation in progress continues at step 2 (to sign "
+            "with a published key) or step 3 (to drop the previous one), with the waits below."
+        )
+        print(textwrap.fill(note, width=88))
+    print()
+    for step in plan:
+        when = step.earliest.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        if step.number == 1:
+            timing = f"now ({when})"
+        else:
+            timing = f"not before {when}, {duration(step.wait)} after step {step.number - 1}"
+        print(f"{step.number}. {step.title.capitalize()}: {timing}")
+        print(f"   {step.change}")
+        print("   Then reload every instance.")
+        print(
+            textwrap.fill(
+                step.because,
+                88,
+                initial_indent="   ",
+                subsequent_indent="   ",
+                break_on_hyphens=False,
+            )
+        )
+    return 0
+
+
+def _suffix(alg: str) -> str:
+    return "key" if alg == "HS256" else "pem"
 
 
 def cmd_cookie_key_generate(args: argparse.Namespace) -> int:

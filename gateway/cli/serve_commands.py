@@ -1,19 +1,19 @@
-"""`gateway serve`, `check-config` and `config-reference`: running the gateway and checking
-what it will run with."""
+"""`gateway serve`, `reload`, `check-config` and `config-reference`: running the gateway,
+reloading its configuration, and checking what it will run with."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import signal
 import sys
-import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gateway.cli.arguments import config_arg
+from gateway.cli.arguments import UsageError, config_arg
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
-from gateway.tokens.keys import load_keyring
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,13 +28,49 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="processes sharing the port via SO_REUSEPORT, each with its own revocation view "
         "(default: listen.workers, 0 = one per usable CPU; memory:// allows only 1)",
     )
+    serve.add_argument(
+        "--pid-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the gateway's process id here while it runs (the supervisor's under "
+        "--workers), for `gateway reload --pid-file FILE`",
+    )
     serve.set_defaults(func=cmd_serve)
 
+    reload = sub.add_parser(
+        "reload",
+        help="make a running gateway re-read its configuration and the files it names "
+        "(SIGHUP to the process in --pid-file: every worker reloads)",
+        description="Send SIGHUP to the gateway whose pid file is given. Every worker re-reads "
+        "the configuration file it was started with, and the files that names (keys, users, "
+        "seal keys, ...), and swaps it in for new requests; requests in flight finish on the "
+        "old one. An invalid configuration, or one that changes a setting read only at start "
+        "(listen and admin addresses, workers, redis.*, ...), is refused and the running one "
+        "keeps serving: the gateway's log and gateway_config_reloads_total say which. "
+        "POST /admin/reload does the same and answers with the outcome.",
+    )
+    reload.add_argument(
+        "--pid-file",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the pid file of `gateway serve --pid-file FILE`",
+    )
+    reload.add_argument(
+        "--config",
+        default=None,
+        help="check this configuration first, as check-config does, and signal only if it "
+        "passes (the gateway itself reads the file it was started with)",
+    )
+    reload.set_defaults(func=cmd_reload)
+
     check_help = (
-        "validate a configuration (keys, routes' rules and expressions) and print it (secrets "
-        "masked); warn of routes and rules that can never match; with a Sentinel or Cluster "
-        "redis.url, also ask the sentinels (or a cluster node) how many replicas each primary "
-        "has, and warn when redis.min_replicas_ack loses writes (0) or stops them in a failover"
+        "validate a configuration and the files it names (keys, users, seal keys; routes' "
+        "rules and expressions compiled) and print it (secrets masked); warn of routes and "
+        "rules that can never match; with a Sentinel or Cluster redis.url, also ask the "
+        "sentinels (or a cluster node) how many replicas each primary has, and warn when "
+        "redis.min_replicas_ack loses writes (0) or stops them in a failover"
     )
     check = sub.add_parser("check-config", help=check_help, description=check_help)
     config_arg(check)
@@ -49,6 +85,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # A SIGHUP before the gateway can reload is held back for it, never fatal (the default
+    # action); the gateway handles it once it serves (gateway.runtime.supervisor.run).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     from gateway.observability.logs import configure_logging
     from gateway.runtime.supervisor import run, worker_count
 
@@ -65,17 +104,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("gateway").warning(
             "environment=%s: demo/development settings, not for production", settings.environment
         )
-    return run(settings, workers=workers)
+    return run(settings, workers=workers, config=Path(args.config), pid_path=args.pid_file)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from gateway.runtime.pid_file import PidFileError, signal_reload
+
+    if args.config is not None:
+        check_configuration(args.config)
+    try:
+        pid = signal_reload(args.pid_file)
+    except PidFileError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"sent SIGHUP to the gateway (pid {pid}): every worker reloads its configuration; "
+        "the outcome is in its log and in gateway_config_reloads_total"
+    )
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.policy.access import AccessPolicy
     from gateway.policy.shadowing import never_matching
 
-    settings = load_settings(args.config)
-    load_keyring(settings.keys)
-    for route in settings.routes:  # compiles the rules: a bad expression or pattern is an error
-        AccessPolicy.from_settings(route, clock=time.time)
+    settings = check_configuration(args.config)  # builds it all: keys, users, rules
     print(json.dumps(masked(settings), indent=2, default=str))
     blocked = ("/admin",) if settings.admin.block_public_path else ()
     for finding in never_matching(settings.routes, blocked=blocked):
@@ -105,6 +156,16 @@ def replica_warnings(settings: Settings) -> list[str]:
     except ReplicasUnknown as exc:
         return r.replica_warnings(None, why=str(exc))
     return r.replica_warnings(replicas)
+
+
+def check_configuration(path: str) -> Settings:
+    """The settings in `path`, built as a gateway would build them (files read, nothing
+    connected); ConfigError with the message a reload of it would be refused with."""
+    from gateway.services import check_configuration as check
+
+    settings = load_settings(path)
+    check(settings)
+    return settings
 
 
 def cmd_config_reference(_args: argparse.Namespace) -> int:

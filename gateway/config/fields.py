@@ -36,6 +36,17 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
 
 
+class RestartOnly:
+    """Marks a setting (`Annotated[T, RESTART]`) that a running gateway reads only when it
+    starts: a reload that changes it is refused, naming it (gateway.config.restart_only)."""
+
+    def __repr__(self) -> str:
+        return "RESTART"
+
+
+RESTART: Final = RestartOnly()
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from gateway.config.fields import HEADER_NAME_RE, PositiveSeconds, Section
+from gateway.config.fields import HEADER_NAME_RE, RESTART, PositiveSeconds, Section
 from gateway.config.limit_settings import RouteLimitSettings
 from gateway.config.policy_settings import METHOD_RE, RuleTree, check_host_pattern, one_or_many
 from gateway.typedefs import PathFolding, PathParameters, RoutePolicy
@@ -150,14 +150,14 @@ def _default_stripped_headers() -> list[str]:
 
 
 class ProxySettings(Section):
-    connect_timeout: PositiveSeconds = 5
+    connect_timeout: Annotated[PositiveSeconds, RESTART] = 5
     """seconds to connect to an upstream (else 504; refused or unreachable: 502)"""
-    read_timeout: PositiveSeconds = 60
+    read_timeout: Annotated[PositiveSeconds, RESTART] = 60
     """seconds an upstream may stay silent while the gateway waits on it (else 504)"""
     header_timeout: PositiveSeconds = 15
     """seconds a client has to send a whole request head, from the connection's opening or
     the first byte of a head on a kept-alive one (else 408 and the connection closes)"""
-    keepalive_timeout: PositiveSeconds = 75
+    keepalive_timeout: Annotated[PositiveSeconds, RESTART] = 75
     """seconds an idle client connection is kept open (idle upstream connections: at most 30)"""
     body_timeout: PositiveSeconds = 60
     """seconds a request body may stall between two reads (else 408)"""
@@ -168,11 +168,11 @@ class ProxySettings(Section):
     """seconds a client may leave a response unread before its connection is closed"""
     max_connections: int = Field(default=4096, ge=1)
     """open client connections per worker; past it new ones get 503 and are closed"""
-    max_concurrency: int = Field(default=1024, ge=1)
+    max_concurrency: Annotated[int, RESTART] = Field(default=1024, ge=1)
     """requests in flight per worker before 503"""
     max_body_size: int = Field(default=1 << 30, ge=0, description="bytes; 0 = unlimited")
     max_header_size: int = Field(default=16 * 1024, ge=1024, description="bytes, all headers")
-    drain_timeout: PositiveSeconds = Field(
+    drain_timeout: Annotated[PositiveSeconds, RESTART] = Field(
         default=30, description="on SIGTERM: seconds in-flight requests may take to finish"
     )
     forward_authorization: bool = False

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gateway.config.fields import Port, PositiveSeconds, RateLimit, Section
+from gateway.config.fields import RESTART, Port, PositiveSeconds, RateLimit, Section
 
 
 class ListenSettings(Section):
@@ -42,9 +42,9 @@ class ConsoleSettings(Section):
 
 
 class AdminSettings(Section):
-    host: str = "127.0.0.1"
+    host: Annotated[str, RESTART] = "127.0.0.1"
     """address of the admin listener; keep it off public networks"""
-    port: Port = 8081
+    port: Annotated[Port, RESTART] = 8081
     """port of the admin listener (/admin/*)"""
     keys: list[AdminKeySettings] = Field(default_factory=list)
     """admin API keys, as hashes (`gateway admin-key create`); empty = every admin call refused"""

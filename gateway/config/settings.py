@@ -6,7 +6,7 @@ build `Settings(...)` directly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -20,6 +20,7 @@ from pydantic_settings import (
 from gateway.config.browser_settings import BrowserSettings
 from gateway.config.client_settings import ClientSettings
 from gateway.config.federation_settings import FederationSettings
+from gateway.config.fields import RESTART
 from gateway.config.limit_settings import RateLimitingSettings
 from gateway.config.route_settings import ProxySettings, RouteSettings
 from gateway.config.server_settings import (
@@ -53,11 +54,11 @@ class Settings(BaseSettings):
 
     environment: Literal["production", "demo", "development"] = "production"
     """production, demo or development (the latter two are announced at start)"""
-    listen: ListenSettings = ListenSettings()
+    listen: Annotated[ListenSettings, RESTART] = ListenSettings()
     """the public listener"""
     admin: AdminSettings = AdminSettings()
     """the admin listener and its keys"""
-    redis: RedisSettings = RedisSettings()
+    redis: Annotated[RedisSettings, RESTART] = RedisSettings()
     """the shared store"""
     tokens: TokenSettings = TokenSettings()
     """issued and verified tokens"""
@@ -65,9 +66,9 @@ class Settings(BaseSettings):
     """signing and verification keys"""
     auth: AuthSettings = AuthSettings()
     """how logins are checked"""
-    revocation: RevocationSettings = RevocationSettings()
+    revocation: Annotated[RevocationSettings, RESTART] = RevocationSettings()
     """the in-memory revocation view"""
-    logging: LoggingSettings = LoggingSettings()
+    logging: Annotated[LoggingSettings, RESTART] = LoggingSettings()
     """logs"""
     proxy: ProxySettings = ProxySettings()
     """forwarding"""
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
     """identity providers for the token exchange"""
     introspection: IntrospectionSettings = IntrospectionSettings()
     """token introspection (RFC 7662) for other services"""
-    tracing: TracingSettings = TracingSettings()
+    tracing: Annotated[TracingSettings, RESTART] = TracingSettings()
     """trace context and OpenTelemetry"""
     browser: BrowserSettings = BrowserSettings()
     """browser sessions in cookies (off by default)"""

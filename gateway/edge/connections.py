@@ -86,7 +86,8 @@ TOO_MANY_CONNECTIONS: Final = raw_error(
 
 
 class EdgeServer(web.Server):
-    """The server a listener runs: makes EdgeConnections and sweeps their deadlines."""
+    """The server a listener runs: makes EdgeConnections, sweeps their deadlines, and hands
+    each request to the application it serves now (`serve` replaces it without a restart)."""
 
     def __init__(
         self,
@@ -96,44 +97,72 @@ class EdgeServer(web.Server):
         limits: ConnectionLimits,
         loop: asyncio.AbstractEventLoop,
     ):
+        # aiohttp's connections copy the server's handler and request factory when they open,
+        # and keep them for every request on the connection: they get these two methods,
+        # which look up the application served now, so that a replacement reaches kept-alive
+        # connections too.
         super().__init__(
-            handler,
-            request_factory=self._starting(request_factory),
+            self._dispatch,
+            request_factory=self._make_request,
             loop=loop,
             keepalive_timeout=limits.keepalive_timeout,
             max_line_size=limits.parser_backstop,
             max_field_size=limits.parser_backstop,
             access_log=None,  # the gateway writes its own access lines
         )
+        self._serving: tuple[Handler, Any] = (handler, request_factory)
         self.limits = limits
         self.open: set[EdgeConnection] = set()
-        self._interval = min(MAX_SWEEP_INTERVAL, limits.header_timeout / 4, limits.send_timeout / 4)
+        self._interval = self._sweep_interval(limits)
         self._sweeper: asyncio.TimerHandle | None = None
         self.refused = 0
+
+    def serve(self, handler: Handler, *, request_factory: Any, limits: ConnectionLimits) -> None:
+        """From now on, new requests go to `handler` (and are made by `request_factory`),
+        under `limits`. One assignment: a request already handed to the previous handler
+        finishes there, with the objects it holds."""
+        self._serving = (handler, request_factory)
+        self.limits = limits
+        self._interval = self._sweep_interval(limits)
+        # aiohttp's Server passes these to each new connection (Server._kwargs, as __call__
+        # below uses it): connections opened from now on get the new limits.
+        self._kwargs.update(
+            keepalive_timeout=limits.keepalive_timeout,
+            max_line_size=limits.parser_backstop,
+            max_field_size=limits.parser_backstop,
+        )
+
+    @property
+    def handler(self) -> Handler:
+        """The request handler served now."""
+        return self._serving[0]
+
+    def _dispatch(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        return self._serving[0](request)
+
+    def _make_request(self, message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
+        """The request, made by the served application's factory; the connection's head is
+        complete (aiohttp calls this once per parsed request, before the handler runs)."""
+        protocol.head_complete()
+        factory = self._serving[1]
+        claimed = message.version
+        if claimed in HTTP_VERSIONS and message is not ERROR:
+            return factory(message, payload, protocol, *args)
+        # SECURITY: aiohttp writes a response's status line in the request's version: a
+        # refusal echoing `HTTP/2.0` or `HTTP/0.9` is read as another protocol by whatever
+        # sits in front. The request goes on as 1.1; the edge refuses what it claimed.
+        request = factory(message._replace(version=HttpVersion11), payload, protocol, *args)
+        if message is not ERROR:
+            request[CLAIMED_VERSION] = claimed
+        return request
+
+    @staticmethod
+    def _sweep_interval(limits: ConnectionLimits) -> float:
+        return min(MAX_SWEEP_INTERVAL, limits.header_timeout / 4, limits.send_timeout / 4)
 
     def __call__(self) -> EdgeConnection:
         """The protocol for one new client connection (asyncio's protocol factory)."""
         return EdgeConnection(self, loop=self._loop, **self._kwargs)
-
-    @staticmethod
-    def _starting(factory: Any) -> Any:
-        """The request factory, marking the connection's head as complete: aiohttp calls it
-        once per parsed request, before the handler runs."""
-
-        def make_request(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
-            protocol.head_complete()
-            claimed = message.version
-            if claimed in HTTP_VERSIONS and message is not ERROR:
-                return factory(message, payload, protocol, *args)
-            # SECURITY: aiohttp writes a response's status line in the request's version: a
-            # refusal echoing `HTTP/2.0` or `HTTP/0.9` is read as another protocol by whatever
-            # sits in front. The request goes on as 1.1; the edge refuses what it claimed.
-            request = factory(message._replace(version=HttpVersion11), payload, protocol, *args)
-            if message is not ERROR:
-                request[CLAIMED_VERSION] = claimed
-            return request
-
-        return make_request
 
     def admit(self, connection: EdgeConnection) -> bool:
         if len(self.open) >= self.limits.max_connections:

@@ -19,21 +19,40 @@ from gateway.observability.logs import BatchingHandler, access_log
 from gateway.observability.metrics import Metrics
 
 
-class RequestObserver:
+class InFlight:
+    """The requests one application is serving now (its edge middleware's observer): a
+    reloaded configuration's applications are retired once none is left."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    def started(self) -> None:
+        self.in_flight += 1
+
+    def finished(
+        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+    ) -> None:
+        self.in_flight -= 1
+
+
+class RequestObserver(InFlight):
     """Counts every request and writes one access-log line for it (the edge middleware
     calls it: `started` as a request comes in, `finished` once it is answered)."""
 
     def __init__(self, metrics: Metrics, *, json_logs: bool):
+        super().__init__()
         self._metrics = metrics
         self._json_logs = json_logs
         self._format_line = json_line if json_logs else text_line
 
     def started(self) -> None:
+        self.in_flight += 1
         self._metrics.in_flight_now += 1
 
     def finished(
         self, request: web.Request, exchange: Exchange, status: int, seconds: float
     ) -> None:
+        self.in_flight -= 1
         metrics = self._metrics
         metrics.in_flight_now -= 1
         route = exchange.route

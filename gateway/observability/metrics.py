@@ -173,6 +173,36 @@ class Metrics:
             multiprocess_mode="liveall",
         )
         self.served = 0  # this process's requests: a plain int on the hot path
+        # Configuration reloads (SIGHUP, `gateway reload`, POST /admin/reload), per process.
+        self.config_reloads = Counter(
+            "gateway_config_reloads",
+            "Configuration reloads by outcome: ok (swapped in) or refused (the running one "
+            "kept serving)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("ok", "refused"):
+            self.config_reloads.labels(outcome)  # both series exported from the start
+        self.config_generation = Gauge(
+            "gateway_config_generation",
+            "The configuration each serving process runs: 1 at start, one more per reload "
+            "swapped in",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.config_loaded = Gauge(
+            "gateway_config_loaded_time_seconds",
+            "When each serving process's running configuration was loaded",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.config_last_reload_ok = Gauge(
+            "gateway_config_last_reload_successful",
+            "0 while the last reload of each serving process was refused, else 1",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.config_last_reload_ok.set(1)
         self._export.register(RestartsCollector(multiproc_dir))
         # Children bound once: the hot path does a dict lookup, not a label resolution.
         self._request_children: dict[tuple[str, str, str], Counter] = {}
@@ -227,9 +257,25 @@ class Metrics:
     def record_jwks_fetch(self, provider: str, outcome: str) -> None:
         self.jwks_fetches.labels(provider, outcome).inc()
 
-    def watch_provider_keys(self, states: Callable[[], Iterable[tuple[str, KeyState]]]) -> None:
+    def configuration_loaded(self, generation: int, loaded_at: float) -> None:
+        """A configuration was swapped in (the first one at start)."""
+        self.config_generation.set(generation)
+        self.config_loaded.set(loaded_at)
+
+    def reload_done(self, *, ok: bool) -> None:
+        self.config_reloads.labels("ok" if ok else "refused").inc()
+        self.config_last_reload_ok.set(1 if ok else 0)
+
+    def watch_provider_keys(
+        self, states: Callable[[], Iterable[tuple[str, KeyState]]] | None
+    ) -> None:
         """Export the identity providers' key state, read at scrape time; a later call (the
-        providers of a reloaded configuration) replaces the earlier source."""
+        providers of a reloaded configuration) replaces the earlier source, and None (a
+        configuration without providers) empties it."""
+        if states is None:
+            if self._provider_keys is not None:
+                self._provider_keys.states = lambda: ()
+            return
         if self._provider_keys is None:
             self._provider_keys = ProviderKeysCollector(states)
             self._export.register(self._provider_keys)

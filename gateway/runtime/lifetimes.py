@@ -1,14 +1,16 @@
-"""Lifetimes of the services, as aiohttp cleanup contexts: what connects and starts when the
-public app starts, and closes when it stops. Background tasks keep a reference and are
-cancelled and awaited on the way out."""
+"""Lifetimes of the services: what connects and starts when the gateway starts, and closes
+when it stops. Those of the process's Resources (clients, the store and the revocation view's
+sync, telemetry, sampling) run once per process; those of a configuration (its identity
+providers) start with its applications and end when a reload retires them. Background tasks
+keep a reference and are cancelled and awaited on the way out."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Final, Protocol
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -22,19 +24,64 @@ from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.upstream import UpstreamPool
 from gateway.tokens.provider_keys import ProviderKeys
+from gateway.tokens.providers import Provider
 from gateway.tokens.revocation_sync import RevocationSync
+
+if TYPE_CHECKING:
+    from gateway.services import Resources, Services
 
 log = logging.getLogger("gateway")
 
 CANCEL_RETRY_INTERVAL: Final = 0.05
 SAMPLE_INTERVAL: Final = 5.0
-Lifetime = Callable[[web.Application], AsyncIterator[None]]
+Lifetime = Callable[[], AbstractAsyncContextManager[None]]
+CleanupContext = Callable[[web.Application], AbstractAsyncContextManager[None]]
+
+
+def resource_lifetimes(r: Resources) -> list[Lifetime]:
+    """The process's Resources, in the order they start (they stop in reverse)."""
+    return [
+        clients_lifetime(r.http, r.upstream_pool),
+        store_lifetime(r.store.redis, r.sync, owned=r.store.owned),
+        telemetry_lifetime(r.telemetry),
+        sampling_lifetime(r.metrics, r.history),
+        limits_lifetime(r.limiter),
+    ]
+
+
+def configuration_lifetimes(s: Services) -> list[Lifetime]:
+    """What one configuration starts and stops besides the process's Resources."""
+    # providers' keys for routes, on a gateway without the token exchange (whose providers
+    # the federation lifetime closes)
+    providers = s.auth.providers
+    route_only = () if s.auth.federation is not None else providers
+    return [
+        provider_state_lifetime(providers, s.resources.metrics),
+        federation_lifetime(s.auth.federation),
+        keys_lifetime(s.auth.clients.registry, [p.keys for p in route_only]),
+    ]
+
+
+@asynccontextmanager
+async def running(lifetimes: Sequence[Lifetime]) -> AsyncIterator[None]:
+    """The lifetimes entered in order and left in reverse, outside any application (a
+    gateway that reloads runs its Resources' lifetimes once, under every configuration)."""
+    async with AsyncExitStack() as stack:
+        for lifetime in lifetimes:
+            await stack.enter_async_context(lifetime())
+        yield
+
+
+def cleanup_context(lifetime: Lifetime) -> CleanupContext:
+    """A lifetime as an aiohttp cleanup context (an app runs it as it starts and stops)."""
+    return lambda _app: lifetime()
 
 
 def clients_lifetime(http: SharedClientSession, pool: UpstreamPool) -> Lifetime:
     """The outgoing HTTP clients: the upstream pool and the shared aiohttp session."""
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
         pool.open()
         await http.open()
         try:
@@ -50,7 +97,8 @@ def store_lifetime(redis: Redis, sync: RevocationSync, *, owned: bool) -> Lifeti
     """The revocation view loaded and followed while the app runs; the Redis client closed
     after (when the gateway made it)."""
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
         try:
             await sync.reload()  # serve with revocations loaded whenever Redis is up
         except StoreUnavailable:
@@ -65,11 +113,31 @@ def store_lifetime(redis: Redis, sync: RevocationSync, *, owned: bool) -> Lifeti
     return lifetime
 
 
-def federation_lifetime(federation: FederatedLogin) -> Lifetime:
-    """The identity providers' keys fetched in the background at start (the first exchange
-    need not wait for them); fetches still in flight cancelled on the way out."""
+def provider_state_lifetime(providers: Sequence[Provider], metrics: Metrics) -> Lifetime:
+    """A configuration's identity providers (token exchange, sign-in, routes): their key
+    state exported while the configuration serves, in place of an earlier one's."""
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
+        if providers:
+            metrics.watch_provider_keys(lambda: [(p.name, p.keys.state()) for p in providers])
+        else:
+            metrics.watch_provider_keys(None)
+        yield
+
+    return lifetime
+
+
+def federation_lifetime(federation: FederatedLogin | None) -> Lifetime:
+    """The token exchange's identity providers: their keys fetched in the background at
+    start (the first exchange need not wait for them), fetches still in flight cancelled on
+    the way out."""
+
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
+        if federation is None:
+            yield
+            return
         try:
             async with background(federation.warm_up()):
                 yield
@@ -87,7 +155,8 @@ def keys_lifetime(registry: Closable, provider_keys: Sequence[ProviderKeys]) -> 
     """Keys fetched on demand (registered clients' JWKS, providers' keys for routes):
     fetches still in flight cancelled on the way out."""
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
         try:
             yield
         finally:
@@ -101,7 +170,8 @@ def keys_lifetime(registry: Closable, provider_keys: Sequence[ProviderKeys]) -> 
 def telemetry_lifetime(telemetry: Telemetry) -> Lifetime:
     """Spans still queued for export are flushed when the app stops."""
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
         try:
             yield
         finally:
@@ -122,7 +192,8 @@ def sampling_lifetime(
             history.sample()
             await asyncio.sleep(interval)
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
         async with background(sample()):
             yield
 
@@ -132,7 +203,8 @@ def sampling_lifetime(
 def limits_lifetime(limiter: RouteLimiter) -> Lifetime:
     """The routes' rate limits: their sync with Redis in shared mode, their bounds kept."""
 
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
         async with background(limiter.run()):
             yield
 

@@ -8,7 +8,7 @@ import asyncio
 from aiohttp import web
 
 from gateway.appkeys import PROXY, SERVICES
-from gateway.edge.connections import ConnectionLimits, EdgeServer
+from gateway.edge.connections import ConnectionLimits, EdgeServer, Handler
 from gateway.proxy.fastlane import FastLane
 
 
@@ -21,12 +21,18 @@ class GatewayRunner(web.AppRunner):
         # request handler and factory are served through the gateway's connection layer.
         server = await super()._make_server()
         app = self.app
-        handler = server.request_handler
-        if PROXY in app:
-            handler = FastLane(app, handler)
         return EdgeServer(
-            handler,
+            listener_handler(app, server),
             request_factory=server.request_factory,
             limits=ConnectionLimits.from_settings(app[SERVICES].settings.proxy),
             loop=asyncio.get_running_loop(),
         )
+
+
+def listener_handler(app: web.Application, server: web.Server) -> Handler:
+    """What a listener hands an app's requests to: aiohttp's handler for the started app
+    (`server`, made by its runner), behind the fast lane when the app proxies."""
+    handler: Handler = server.request_handler
+    if PROXY in app:
+        handler = FastLane(app, handler)
+    return handler

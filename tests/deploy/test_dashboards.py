@@ -103,6 +103,7 @@ def test_every_rule_has_a_severity_and_runbook_text() -> None:
         "GatewayHigh5xxRate",
         "GatewayLoginFailureSurge",
         "GatewayWorkerRestartLoop",
+        "GatewayConfigReloadRefused",
     } <= names
     for rule in found:
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
@@ -174,6 +175,18 @@ ALERT_CASES: list[tuple[dict[str, str], list[tuple[int, str, str | None]]]] = [
             (3, "GatewayHigh5xxRate", None),
             (15, "GatewayHigh5xxRate", "a: 14.29% of answers are 5xx"),
             (15, "GatewayLoginFailureSurge", "a: failed logins surging (10/s)"),
+        ],
+    ),
+    (
+        {
+            'gateway_config_last_reload_successful{instance="a",pid="7"}': "1 1 0 0 0 0 0 0 0 "
+            "0 0 0 0 0 0",
+            'gateway_config_last_reload_successful{instance="a",pid="8"}': "1+0x14",
+        },
+        [
+            (1, "GatewayConfigReloadRefused", None),
+            (8, "GatewayConfigReloadRefused", None),  # not for a moment's refusal
+            (13, "GatewayConfigReloadRefused", "a: configuration reload refused"),
         ],
     ),
 ]

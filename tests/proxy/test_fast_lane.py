@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.edge.connections import EdgeServer
 from gateway.proxy.fastlane import FastLane, own_endpoints
 from tests.support.gateway_client import GatewayClient
 from tests.support.jwt_tokens import bearer, mint
@@ -19,8 +20,8 @@ from tests.support.recording_upstream import Upstream
 
 def lane_of(client: GatewayClient) -> FastLane:
     runner = client.server.runner
-    assert runner is not None and runner.server is not None
-    lane = runner.server.request_handler
+    assert runner is not None and isinstance(runner.server, EdgeServer)
+    lane = runner.server.handler
     assert isinstance(lane, FastLane)
     return lane
 
