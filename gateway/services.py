@@ -267,7 +267,6 @@ def build_resources(settings: Settings, **injected: Unpack[Injected]) -> Resourc
         check_interval=settings.revocation.check_interval,
         max_staleness=settings.revocation.max_staleness,
         fail_mode=settings.revocation.fail_mode,
-        horizon=settings.tokens.refresh_ttl + settings.tokens.access_ttl + settings.tokens.leeway,
     )
     metrics.watch_revocations(sync, view)
     p = settings.proxy
@@ -303,6 +302,10 @@ def configure(
     logins, providers, pages. Files the settings name (keys, users) are read here; nothing
     is connected. `environ` is where `*_env` settings are read (os.environ by default)."""
     r = resources
+    t = settings.tokens
+    # How long an unreadable revocation record without an expiry stays enforced: the longest
+    # a token of this configuration lives (a reload that lengthens the lifetimes moves it).
+    r.sync.horizon = t.refresh_ttl + t.access_ttl + t.leeway
     bodies = BodyReader.from_settings(settings.proxy)
     tokens = build_tokens(settings, r.view, clock=r.clock, environ=environ)
     auth = _provider_logins(settings, r, _auth(settings, r, tokens, bodies), bodies, environ)

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     routes: list[RouteSettings] = Field(default_factory=list)
     """host first (exact, then wildcard, then none), then the longest prefix, then the
     routes that list the method"""
-    rate_limiting: RateLimitingSettings = RateLimitingSettings()
+    rate_limiting: Annotated[RateLimitingSettings, RESTART] = RateLimitingSettings()
     """how the routes' rate limits are counted"""
     federation: FederationSettings = FederationSettings()
     """identity providers for the token exchange"""

@@ -46,7 +46,7 @@ class RevocationSync:
         self._check_interval = check_interval
         self._max_staleness = max_staleness
         self._fail_mode = fail_mode
-        self._horizon = horizon  # the longest a token lives: refresh + access TTL + leeway
+        self.horizon = horizon  # the longest a token lives: refresh + access TTL + leeway
         self._retry_delay = retry_delay
         self._max_retry_delay = max_retry_delay
         self.connected = False
@@ -141,7 +141,7 @@ class RevocationSync:
             )
         # A key that never expires keeps its id revoked for a token's whole life past every
         # load that still finds it (revocations in the view only ever end by expiring).
-        lifetime = record.ttl if record.ttl is not None else self._horizon
+        lifetime = record.ttl if record.ttl is not None else self.horizon
         # A user's watermark: the instant it was first found, which is no earlier than any
         # watermark the record could have held, and stays put across reloads.
         self._view.apply_unreadable(record.kind, record.ident, at=first, until=now + lifetime)
