@@ -328,7 +328,7 @@ def configure(
         sync=r.sync,
         view=r.view,
         settings=settings.revocation,
-        federation=auth.federation,
+        providers=auth.providers,
         metrics=r.metrics,
     )
     return Services(

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.config import RevocationSettings
 from gateway.edge.own_routes import own_routes
 from gateway.errors import StoreUnavailable
 from gateway.observability.metrics import Metrics
 from gateway.store import RevocationStore
 from gateway.tokens.provider_keys import KeyState
+from gateway.tokens.providers import Provider
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView
 
@@ -27,14 +28,14 @@ class Health:
         sync: RevocationSync,
         view: RevocationView,
         settings: RevocationSettings,
-        federation: FederatedLogin | None,
+        providers: Sequence[Provider],
         metrics: Metrics,
     ):
         self._store = store
         self._sync = sync
         self._view = view
         self._settings = settings
-        self._federation = federation
+        self._providers = providers
         self._metrics = metrics
 
     def routes(self) -> list[web.RouteDef]:
@@ -50,7 +51,8 @@ class Health:
 
     async def readyz(self, _request: web.Request) -> web.Response:
         """GET /readyz: 200 only when Redis answers and the revocation view is loaded; the
-        identity providers' key state is reported alongside."""
+        identity providers' key state (every configured one: exchange, sign-in, routes) is
+        reported alongside."""
         sync = self._sync
         try:
             redis_ok = await self._store.ping()
@@ -70,9 +72,9 @@ class Health:
         }
         if stale and settings.fail_mode == "open":
             body["warning"] = "serving WITHOUT current revocations (fail mode open)"
-        if self._federation is not None:  # reported, never a reason to be unready
+        if self._providers:  # reported, never a reason to be unready
             body["identity_providers"] = {
-                p.name: _key_state(p.keys.state()) for p in self._federation.providers
+                p.name: _key_state(p.keys.state()) for p in self._providers
             }
         if ready:
             return web.json_response(body)

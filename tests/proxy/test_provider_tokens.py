@@ -236,3 +236,36 @@ async def test_the_demo_identity_providers_access_tokens(
     assert claims["aud"] == "demo-app"
     resp = await public.get("/orders", headers=bearer(body["id_token"]))  # no access token
     assert resp.status == 401
+
+
+async def test_readyz_reports_the_providers_of_a_verify_only_gateway(
+    gateway_pair_factory: GatewayPairFactory,
+    settings_factory: Callable[..., Settings],
+    identity_provider: FakeIdentityProvider,
+    upstream: Upstream,
+    clock: FakeClock,
+) -> None:
+    """Without a signing key there is no token exchange, but the providers whose tokens the
+    routes take still have keys whose state /readyz reports."""
+    settings = settings_factory(
+        keys={"active": None, "items": []},
+        federation={
+            "providers": [
+                {
+                    "name": "idp",
+                    "issuer": identity_provider.issuer,
+                    "discovery": True,
+                    "audiences": ["gateway-app"],
+                    "algorithms": ["RS256", "ES256"],
+                    "access_tokens": access_policy(),
+                }
+            ]
+        },
+        routes=[{"prefix": "/partner/", "upstream": upstream.url, "accept": ["idp"]}],
+    )
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    public, _ = await gateway_pair_factory(settings, redis=redis, clock=clock)
+    token = provider_token(identity_provider, clock)
+    assert (await public.get("/partner/orders", headers=bearer(token))).status == 200
+    ready = await (await public.get("/readyz")).json()
+    assert ready["identity_providers"]["idp"]["keys"] == "ok"
