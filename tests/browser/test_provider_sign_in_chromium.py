@@ -257,7 +257,6 @@ async def test_sign_in_at_the_provider_in_chromium(
         "the provider's end-session page",
     )
     assert "id_token_hint=" in browser.current_url
-    await on_thread(screenshot, browser, tmp_path, "sign-in-provider-logout.png")
     await on_thread(click, browser, "form[action='/oauth2/end_session/confirm'] button")
     await on_thread(
         wait_for, browser, lambda d: d.current_url == f"{base}/auth/browser/login", "login page"
