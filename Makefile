@@ -18,7 +18,7 @@ DEMO_OP_SECRET := .demo/keys/demo-op-client-secret
 help:
 	@echo "make demo   - run the demo: echo upstream on :9000, gateway on :8080 (admin :8081)"
 	@echo "make test   - install and run the whole test suite"
-	@echo "make test-fast - the inner loop: everything but the slow tests (processes, real waits)"
+	@echo "make test-fast - the inner loop: everything but the slow tests (processes, real waits), on two cores"
 	@echo "make lint   - ruff + mypy (strict on gateway/ and tests/)"
 	@echo "make fmt    - format with ruff"
 	@echo "make docs   - regenerate docs/configuration.md's key table from the settings models"
@@ -76,7 +76,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests deploy bench

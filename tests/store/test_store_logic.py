@@ -55,6 +55,18 @@ def sessions(redis: Any, clock: FakeClock) -> SessionStore:
         "a" * 10240,
         new_refresh_token(new_sid("a")).replace(".", "!"),
     ],
+    # fixed ids: the random tokens would name the cases differently on every collection
+    ids=[
+        "empty",
+        "prefix_only",
+        "garbage",
+        "short_parts",
+        "wrong_prefix",
+        "truncated",
+        "non_ascii",
+        "oversized",
+        "bad_separator",
+    ],
 )
 def test_malformed_refresh_tokens_parse_to_none(token: str) -> None:
     assert parse_refresh_token(token) is None
