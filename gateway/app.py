@@ -78,6 +78,8 @@ def public_app(s: Services, *, run_resources: bool = True) -> web.Application:
         app.add_routes(auth.backchannel_logout.routes())
     app.add_routes(auth.well_known.routes())
     app.add_routes(s.health.routes())
+    if s.proxy.decisions is not None:
+        app.add_routes(s.proxy.decisions.routes())
     app.add_routes(s.proxy.endpoint.routes())  # the catch-all: everything else is proxied
     return app
 

@@ -40,6 +40,10 @@ from gateway.config.fields import (
     Section,
     is_loopback_http,
 )
+from gateway.config.forward_auth_settings import (
+    ForwardAuthHeaders,
+    ForwardAuthSettings,
+)
 from gateway.config.limit_settings import (
     LimitMode,
     RateLimitingSettings,
@@ -111,6 +115,8 @@ __all__ = [
     "ClientType",
     "ConsoleSettings",
     "FederationSettings",
+    "ForwardAuthHeaders",
+    "ForwardAuthSettings",
     "IntrospectionClientSettings",
     "IntrospectionSettings",
     "KeySettings",
