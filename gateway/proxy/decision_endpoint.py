@@ -42,6 +42,8 @@ from gateway.tokens.verifier import Principal
 
 GATEWAY_STATUS: Final = "X-Gateway-Status"
 GATEWAY_LOGIN: Final = "X-Gateway-Login"
+GATEWAY_ERROR: Final = "X-Gateway-Error"
+GATEWAY_DESCRIPTION: Final = "X-Gateway-Error-Description"
 UPSTREAM_COOKIE: Final = "X-Upstream-Cookie"
 # nginx's auth_request passes these statuses on; it turns any other into a 500.
 NGINX_ANSWERS: Final = frozenset({401, 403})
@@ -127,16 +129,20 @@ class DecisionEndpoint:
         """The answer to a refused decision: the inline path's, in a form the ingress takes.
         At most one Set-Cookie (nginx passes one): the access cookie's."""
         error.cookies = error.cookies[:1]
+        if not nginx:
+            return error  # Traefik and Envoy pass any answer on, a login's 302 too
         if isinstance(error, LoginRedirect):
-            if not nginx:
-                return error  # Traefik and Envoy pass the 302 to the browser
-            # nginx: a 401 whose header names the login page (`error_page 401 = @login`)
+            # a 401 whose header names the login page (`error_page 401 = @login`)
             login = AuthenticationRequired(
                 "sign in to continue", headers={GATEWAY_LOGIN: error.extra_headers["Location"]}
             )
             login.cookies = error.cookies
-            return login
-        if nginx and error.status not in NGINX_ANSWERS:
+            error = login
+        # nginx does not pass the decision's body on: its error pages rebuild the JSON body
+        # from these (codes are identifiers; descriptions the gateway's own words)
+        error.extra_headers[GATEWAY_ERROR] = error.code
+        error.extra_headers[GATEWAY_DESCRIPTION] = _json_safe(error.description)
+        if error.status not in NGINX_ANSWERS:
             error.extra_headers[GATEWAY_STATUS] = str(error.status)
             error.status = 403
         return error
@@ -166,3 +172,8 @@ class DecisionEndpoint:
             headers.add(hdrs.SET_COOKIE, exchange.set_cookies[0])
             headers[hdrs.CACHE_CONTROL] = _PRIVATE_NO_STORE
         return web.Response(status=200, headers=headers)
+
+
+def _json_safe(text: str) -> str:
+    """Text that can stand inside a JSON string and a header value as it is."""
+    return "".join(c for c in text.replace('"', "'") if c != "\\" and 0x20 <= ord(c) < 0x7F)
