@@ -41,6 +41,7 @@ from gateway.config.fields import (
     is_loopback_http,
 )
 from gateway.config.forward_auth_settings import (
+    DecisionListenSettings,
     ForwardAuthHeaders,
     ForwardAuthSettings,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "ClientSettings",
     "ClientType",
     "ConsoleSettings",
+    "DecisionListenSettings",
     "FederationSettings",
     "ForwardAuthHeaders",
     "ForwardAuthSettings",

@@ -26,6 +26,7 @@ from gateway.errors import (
     GatewayError,
     InvalidRequest,
     LoginRedirect,
+    NotFound,
 )
 from gateway.observability.metrics import Metrics
 from gateway.proxy.admission import Admission
@@ -54,6 +55,7 @@ OAUTH2_PROXY_HEADERS: Final = (
     ("roles", "X-Auth-Request-Groups"),
 )
 _NO_STORE: Final = "no-store"
+_UNDER_DECISION_PATH: Final = DECISION_PATH + "/"
 _PRIVATE_NO_STORE: Final = "private, no-store"
 
 
@@ -94,6 +96,9 @@ class DecisionEndpoint:
         if not self._trust.trusts(request.remote):
             self._untrusted.inc()
             raise AccessDenied("decisions are given to trusted proxies only")
+        path = request.rel_url.raw_path
+        if path != DECISION_PATH and not path.startswith(_UNDER_DECISION_PATH):
+            raise NotFound("no route for this path")  # the decision listener serves no other
         nginx = ORIGINAL_URI in request.headers
         try:
             original = self.original(request)
@@ -108,7 +113,11 @@ class DecisionEndpoint:
 
     def original(self, request: web.Request) -> OriginalRequest:
         """The original request the ingress describes; a decision request has no body."""
-        if request.body_exists or hdrs.TRANSFER_ENCODING in request.headers:
+        if (
+            request.body_exists
+            or request.content_length
+            or hdrs.TRANSFER_ENCODING in request.headers
+        ):
             raise InvalidRequest("a decision request has no body")
         url = request.rel_url
         return read_original(
