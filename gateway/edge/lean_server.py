@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httptools
 from aiohttp import web
@@ -90,8 +90,8 @@ class LeanConnection(asyncio.Protocol):
     # -- the connection ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # asyncio's or uvloop's TCP transport (uvloop's are no asyncio.Transport subclasses)
+        self.transport = cast(asyncio.Transport, transport)
         self.peername = transport.get_extra_info("peername")
         self.sockname = transport.get_extra_info("sockname")
         self._server.connections.add(self)

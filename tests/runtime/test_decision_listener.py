@@ -14,9 +14,18 @@ import pytest
 from multidict import CIMultiDict
 
 from tests.support.jwt_tokens import bearer, mint
+from tests.support.processes import free_port
 from tests.support.raw_http import read_response
 from tests.support.recording_upstream import Upstream
-from tests.support.reloading import ReloadableGateway, reload_config, reloadable_gateway
+from tests.support.redis_servers import RedisServer
+from tests.support.reloading import (
+    ReloadableGateway,
+    reload_config,
+    reloadable_gateway,
+    served_config,
+    start_served,
+    stop_served,
+)
 
 Config = dict[str, Any]
 LISTEN = {"host": "127.0.0.1", "port": 0}
@@ -206,3 +215,37 @@ async def test_listen_needs_decisions(tmp_path: Path, config: Config) -> None:
     path.write_text(json.dumps({**config, "forward_auth": {"listen": LISTEN}}))
     with pytest.raises(ConfigError, match=r"forward_auth\.listen needs forward_auth\.enabled"):
         load_settings(path)
+
+
+@pytest.mark.slow
+async def test_gateway_serve_with_workers_serves_decisions(
+    config: Config, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """As `gateway serve --workers 2` runs it (uvloop, SO_REUSEPORT, one listener a worker)."""
+    port = free_port()
+    listen = {"host": "127.0.0.1", "port": port}
+    served = await start_served(
+        served_config(
+            {
+                **config,
+                "redis": {"url": redis_server.url},
+                "forward_auth": {"enabled": True, "listen": listen},
+            }
+        ),
+        tmp_path,
+        "--workers",
+        "2",
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(10):
+                async with http.get(f"http://127.0.0.1:{port}/auth/verify/public/x") as resp:
+                    assert resp.status == 200
+                async with http.get(
+                    f"http://127.0.0.1:{port}/auth/verify", headers={"X-Original-URI": "/api/x"}
+                ) as resp:
+                    assert resp.status == 401
+                    assert resp.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'
+    finally:
+        stop_served(served)
+    assert "Traceback" not in served.log.read_text()
