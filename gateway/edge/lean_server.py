@@ -82,7 +82,12 @@ class LeanConnection(asyncio.Protocol):
         self.ssl_context: Any = None
         self._pending: deque[tuple[RawRequestMessage, bool]] = deque()
         self._worker: asyncio.Task[None] | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        # One idle timer, re-armed lazily (no timer call per request); a head's deadline only
+        # for a head that does not arrive in one piece.
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_since = self._loop.time()
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_began = 0.0
         self._closing = False
         self._too_large = False
         self._reset()
@@ -95,12 +100,14 @@ class LeanConnection(asyncio.Protocol):
         self.peername = transport.get_extra_info("peername")
         self.sockname = transport.get_extra_info("sockname")
         self._server.connections.add(self)
-        self._wait(self._server.limits.keepalive_timeout)
+        self._idle = self._loop.call_later(self._server.limits.keepalive_timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
         self._closing = True
-        self._cancel_deadline()
+        for timer in (self._idle, self._head_timer):
+            if timer is not None:
+                timer.cancel()
         self._pending.clear()
         self.transport = None
 
@@ -109,6 +116,9 @@ class LeanConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+            if self._in_head and self._head_timer is None:  # the rest of the head must follow
+                deadline = self._head_began + self._server.limits.header_timeout
+                self._head_timer = self._loop.call_at(deadline, self._head_expired)
         except httptools.HttpParserUpgrade:
             self._refuse(400, "invalid_request", "upgrades are not served here")
         except httptools.HttpParserError:  # a callback's own error comes wrapped in one
@@ -131,7 +141,7 @@ class LeanConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset()
         self._in_head = True
-        self._wait(self._server.limits.header_timeout)  # the head's deadline
+        self._head_began = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._target += url
@@ -148,7 +158,9 @@ class LeanConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_deadline()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
 
     def on_message_complete(self) -> None:
         parser = self._parser
@@ -187,8 +199,7 @@ class LeanConnection(asyncio.Protocol):
             if not keep_alive or self._closing:
                 transport.close()
                 return
-        if self.transport is not None and not self._in_head:
-            self._wait(self._server.limits.keepalive_timeout)
+        self._idle_since = self._loop.time()
 
     async def _answer(self, message: RawRequestMessage, keep_alive: bool) -> tuple[bytes, bool]:
         task = asyncio.current_task()
@@ -226,22 +237,23 @@ class LeanConnection(asyncio.Protocol):
             self.transport.write(_raw(status, code, description))
             self.transport.close()
 
-    def _wait(self, seconds: float) -> None:
-        self._cancel_deadline()
-        self._deadline = self._loop.call_later(seconds, self._expired)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self) -> None:
-        if self.busy or self.transport is None:
+    def _check_idle(self) -> None:
+        """Close a connection idle for `keepalive_timeout`; otherwise look again then."""
+        if self.transport is None:
             return
-        if self._in_head:  # a head that did not arrive in time
-            self._refuse(408, "request_timeout", "the request head took too long")
-        else:  # idle
+        keepalive = self._server.limits.keepalive_timeout
+        now = self._loop.time()
+        if self.busy or self._in_head or self._pending:
+            self._idle = self._loop.call_at(now + keepalive, self._check_idle)
+        elif now - self._idle_since >= keepalive:
             self.transport.close()
+        else:
+            self._idle = self._loop.call_at(self._idle_since + keepalive, self._check_idle)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._in_head and self.transport is not None:
+            self._refuse(408, "request_timeout", "the request head took too long")
 
 
 def _raw(status: int, code: str, description: str) -> bytes:

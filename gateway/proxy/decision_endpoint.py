@@ -35,7 +35,6 @@ from gateway.proxy.original_request import (
     DECISION_PATH,
     ORIGINAL_URI,
     OriginalRequest,
-    described_headers,
     read_original,
 )
 from gateway.proxy.routing import RouteTable
@@ -56,6 +55,7 @@ OAUTH2_PROXY_HEADERS: Final = (
 )
 _NO_STORE: Final = "no-store"
 _UNDER_DECISION_PATH: Final = DECISION_PATH + "/"
+_IDENTITY: Final = "decision identity headers"  # the key of what is kept on a Principal
 _PRIVATE_NO_STORE: Final = "private, no-store"
 
 
@@ -75,8 +75,10 @@ class DecisionEndpoint:
         self._oauth2_proxy = settings.headers == "oauth2-proxy"
         self._admission = admission
         self._routes = routes
+        self._checked: dict[str, str] = {}  # targets found in normal form → their path
         self._headers = headers
         self._decisions = metrics.forward_auth_decisions
+        self._admitted = metrics.forward_auth_decisions.labels("allowed", "admitted")
         self._untrusted = metrics.forward_auth_untrusted
 
     def routes(self) -> list[web.RouteDef]:
@@ -108,7 +110,7 @@ class DecisionEndpoint:
             reason = "no_credential" if isinstance(exc, AuthenticationRequired) else exc.code
             self._decisions.labels("denied", reason).inc()
             raise self.refusal(exc, nginx=nginx) from None
-        self._decisions.labels("allowed", "admitted").inc()
+        self._admitted.inc()
         return self.allowed(request, admitted.principal, exchange)
 
     def original(self, request: web.Request) -> OriginalRequest:
@@ -121,18 +123,21 @@ class DecisionEndpoint:
             raise InvalidRequest("a decision request has no body")
         url = request.rel_url
         return read_original(
-            url.raw_path, url.raw_query_string, request.method, request.headers, self._routes
+            url.raw_path,
+            url.raw_query_string,
+            request.method,
+            request.headers,
+            self._routes,
+            self._checked,
         )
 
     @staticmethod
     def described(request: web.Request, original: OriginalRequest) -> web.Request:
-        """The decision request as the original one: its method, target, Host and headers
-        (without the description), from the same peer."""
-        headers = described_headers(request.headers, original)
-        described = request.clone(method=original.method, rel_url=original.target, headers=headers)
-        if original.host is not None:
-            described = described.clone(host=original.host)
-        return described
+        """The decision request as the original one: its method, target and Host, from the
+        same peer, with the same headers (the description in them decides nothing)."""
+        if original.host is None:
+            return request.clone(method=original.method, rel_url=original.target)
+        return request.clone(method=original.method, rel_url=original.target, host=original.host)
 
     def refusal(self, error: GatewayError, *, nginx: bool) -> GatewayError:
         """The answer to a refused decision: the inline path's, in a form the ingress takes.
@@ -156,6 +161,25 @@ class DecisionEndpoint:
             error.status = 403
         return error
 
+    def identity(self, principal: Principal) -> tuple[tuple[str, str], ...]:
+        """The identity headers of an allowed decision, kept on the principal (the verifier
+        hands out the same one for every request with a cached token)."""
+        key = (_IDENTITY, self._oauth2_proxy)
+        fields: tuple[tuple[str, str], ...] | None = principal.derived.get(key)
+        if fields is None:
+            built = [
+                (name.decode("ascii"), value.decode("ascii"))
+                for name, value in self._headers.identity_fields(principal)
+            ]
+            if self._oauth2_proxy:
+                claims = principal.claims
+                for claim, header in OAUTH2_PROXY_HEADERS:
+                    text = header_value(claims.get(claim))
+                    if text is not None:
+                        built.append((header, text))
+            fields = principal.derived[key] = tuple(built)
+        return fields
+
     def allowed(
         self, request: web.Request, principal: Principal | None, exchange: Exchange
     ) -> web.Response:
@@ -163,14 +187,7 @@ class DecisionEndpoint:
         transparent refresh, and the Cookie header the upstream may get."""
         headers: CIMultiDict[str] = CIMultiDict({hdrs.CACHE_CONTROL: _NO_STORE})
         if principal is not None:
-            for name, value in self._headers.identity_fields(principal):
-                headers.add(name.decode("ascii"), value.decode("ascii"))
-            if self._oauth2_proxy:
-                claims = principal.claims
-                for claim, header in OAUTH2_PROXY_HEADERS:
-                    text = header_value(claims.get(claim))
-                    if text is not None:
-                        headers[header] = text
+            headers.extend(self.identity(principal))
         cookies = request.headers.getall(hdrs.COOKIE, ())
         if cookies:
             values = [c.encode("utf-8", "surrogateescape") for c in cookies]

@@ -20,6 +20,7 @@ from gateway.errors import InvalidRequest
 from gateway.proxy.routing import MAX_PATH_LENGTH, RouteTable
 
 DECISION_PATH: Final = "/auth/verify"
+CHECKED_TARGETS: Final = 4096  # targets whose path is remembered as normal
 IngressForm = Literal["nginx", "forwarded", "path"]
 
 ORIGINAL_URI: Final = "X-Original-URI"
@@ -28,8 +29,6 @@ FORWARDED_URI: Final = "X-Forwarded-Uri"
 FORWARDED_METHOD: Final = "X-Forwarded-Method"
 FORWARDED_HOST: Final = "X-Forwarded-Host"
 FORWARDED_PROTO: Final = "X-Forwarded-Proto"
-# What describes the original request; removed from the request the decision is made on.
-DESCRIPTION_HEADERS: Final = (ORIGINAL_URI, ORIGINAL_METHOD, FORWARDED_URI, FORWARDED_METHOD)
 
 # An RFC 9110 method token in upper case, as clients send them.
 _METHOD: Final = re.compile(r"[A-Z][A-Z-]{0,31}").fullmatch
@@ -62,10 +61,12 @@ def read_original(
     method: str,
     headers: CIMultiDictProxy[str] | CIMultiDict[str],
     routes: RouteTable,
+    checked: dict[str, str] | None = None,
 ) -> OriginalRequest:
     """The original request described by a decision request (its path, query string, method
     and headers). Raises InvalidRequest for a missing, repeated, ambiguous or non-normal
-    description."""
+    description. `checked` remembers the path of each target found normal (bounded: targets
+    are the clients')."""
     suffix = raw_path[len(DECISION_PATH) :]
     nginx = _single(headers, ORIGINAL_URI)
     forwarded = _single(headers, FORWARDED_URI)
@@ -91,7 +92,13 @@ def read_original(
         form, target = "path", suffix + (f"?{raw_query}" if raw_query else "")
         named = _single(headers, FORWARDED_METHOD)
     original_method = _method(named if named is not None else method)
-    path = _path(target, routes)
+    path = checked.get(target) if checked is not None else None
+    if path is None:
+        path = _path(target, routes)
+        if checked is not None:
+            if len(checked) >= CHECKED_TARGETS:
+                checked.clear()
+            checked[target] = path
     host = _single(headers, FORWARDED_HOST)
     if host is not None:
         valid = _HOST(host)
@@ -101,19 +108,6 @@ def read_original(
     if scheme is not None and scheme not in ("http", "https"):
         raise InvalidRequest("invalid X-Forwarded-Proto")
     return OriginalRequest(form, original_method, target, path, host, scheme)
-
-
-def described_headers(
-    headers: CIMultiDictProxy[str] | CIMultiDict[str], original: OriginalRequest
-) -> CIMultiDict[str]:
-    """The decision request's headers as the original request's: without the description
-    (and with the original Host when the ingress named it)."""
-    out = CIMultiDict(headers)
-    for name in DESCRIPTION_HEADERS:
-        out.popall(name, None)
-    if original.host is not None:
-        out["Host"] = original.host
-    return out
 
 
 def _single(headers: CIMultiDictProxy[str] | CIMultiDict[str], name: str) -> str | None:

@@ -249,3 +249,26 @@ async def test_gateway_serve_with_workers_serves_decisions(
     finally:
         stop_served(served)
     assert "Traceback" not in served.log.read_text()
+
+
+async def test_slow_heads_and_idle_connections_are_cut(config: Config, tmp_path: Path) -> None:
+    proxy = {"header_timeout": 0.3, "keepalive_timeout": 0.5}
+    async with reloadable_gateway({**config, "proxy": proxy}, tmp_path / "gw.yaml") as running:
+        assert running.gateway.decisions is not None
+        port = running.gateway.decisions.port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /auth/verify HTTP/1.1\r\nHost: gw\r\n")  # the rest never comes
+            status, _, body = await asyncio.wait_for(read_response(reader), 10)
+            assert status == 408
+            assert b"request_timeout" in body
+        finally:
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /auth/verify/public/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+            status, _, _ = await asyncio.wait_for(read_response(reader), 10)
+            assert status == 200
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed once idle
+        finally:
+            writer.close()
