@@ -206,6 +206,7 @@ async def test_admitted_requests_carry_the_gateways_identity_only(stack: Stack) 
     assert seen["x-user-roles"] == ["user,reports"]
     assert seen["x-session-id"] == ["s-9"]
     assert seen["cookie"] == ["theme=dark"]
+    assert "connection" not in seen  # kept alive: nginx sends no `Connection: close`
     for name in ("x_user_id", "x-auth-request-user", "x-original-uri", "authorization"):
         assert name not in seen
     # a public route: no identity at all, whatever the client sent
@@ -307,6 +308,12 @@ def test_the_shipped_configuration_passes_nginx_t(tmp_path: Path) -> None:
             APP="127.0.0.1:9000",
         )
     )
-    assert "${" not in included.read_text()
+    text = included.read_text()
+    assert "${" not in text
+    # keep-alive to the gateway and the app: proxy_set_header is not inherited by a location
+    # that sets any of its own, so each proxying location clears Connection itself
+    for location in text.split("location ")[1:]:
+        if "proxy_pass" in location:
+            assert 'proxy_set_header Connection "";' in location, location[:60]
     result = check_config(binary, main_config(tmp_path, included), tmp_path)
     assert result.returncode == 0, result.stderr
