@@ -362,3 +362,19 @@ async def test_disabled_means_no_decision_endpoint(
     resp = await client.get("/auth/verify", headers=nginx("/public/x"))
     assert resp.status == 404  # reserved: never proxied
     assert upstream.received == []
+
+
+async def test_text_access_lines_name_the_original_request(
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="gateway.access")
+    client = await gateway_factory(
+        settings_factory(forward_auth={"enabled": True}, logging={"format": "text"})
+    )
+    await client.get("/auth/verify", headers=nginx('/public/a"b', "POST"))
+    await client.get("/auth/verify/public/x")
+    lines = [r.getMessage() for r in caplog.records if "/auth/verify" in r.getMessage()]
+    assert any(" original=POST " in line for line in lines), lines
+    assert any("original=GET /public/x" in line for line in lines), lines

@@ -272,3 +272,19 @@ async def test_slow_heads_and_idle_connections_are_cut(config: Config, tmp_path:
             assert await asyncio.wait_for(reader.read(), 10) == b""  # closed once idle
         finally:
             writer.close()
+
+
+async def test_a_reload_turns_decisions_on_and_off(
+    key_files: dict[str, Path], upstream: Upstream, users_file: Path, tmp_path: Path
+) -> None:
+    config = reload_config(key_files, upstream.url, users_file)
+    headers = {"X-Original-URI": "/public/x"}
+    async with reloadable_gateway(config, tmp_path / "gw.yaml") as running:
+        assert await running.status("/auth/verify", headers=headers) == 404
+        running.write({**config, "forward_auth": {"enabled": True}})
+        assert (await running.reload()).reloaded
+        assert await running.status("/auth/verify", headers=headers) == 200
+        running.write(config)
+        assert (await running.reload()).reloaded
+        assert await running.status("/auth/verify", headers=headers) == 404
+    assert upstream.received == []
