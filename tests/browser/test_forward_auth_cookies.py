@@ -121,7 +121,6 @@ async def test_cross_site_cookie_requests_are_refused_as_inline(
 ) -> None:
     jar, _ = await browser_login(decider)
     cross = {"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}
-    csrf = {"error": "access_denied", "error_description": "cross-site request refused"}
     for method in ("POST", "DELETE"):
         inline = await decider.request(method, "/app/orders", headers={**jar.header(), **cross})
         assert inline.status == 403
@@ -130,7 +129,7 @@ async def test_cross_site_cookie_requests_are_refused_as_inline(
         )
         assert decided.status == 403
         assert await decided.json() == await inline.json()
-        assert (await decided.json())["error"] == csrf["error"]
+        assert (await decided.json())["error"] == "access_denied"
     # the same request from the app's own origin passes
     same = {"Sec-Fetch-Site": "same-origin"}
     resp = await decider.get(

@@ -4,6 +4,7 @@ exact status and body; a decision never reaches the upstream."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -241,10 +242,7 @@ async def test_two_descriptions_are_refused(decider: GatewayClient, upstream: Up
         b"X-Original-URI: /public/x\r\nX-Original-URI: /private\r\n\r\n",
     )
     assert (status, headers["X-Gateway-Status"]) == (403, "400")
-    assert (
-        body == b'{"error": "invalid_request", "error_description": "X-Original-URI is sent twice"}'
-    )
-    assert twice["error_description"] in body.decode()
+    assert json.loads(body) == twice
     resp = await decider.get(
         "/auth/verify", headers={"X-Original-URI": "/public/x", "X-Forwarded-Uri": "/private"}
     )
