@@ -35,7 +35,9 @@ log = logging.getLogger("gateway")
 # (the request, the handler) → the answer: the edge middleware of the configuration served now
 EdgeCall = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_TARGET: Final = 16 * 1024  # request-target bytes; the path limit is the router's
+KNOWN_TARGETS: Final = 1024  # request targets whose URL is remembered
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+_FRAMING: Final = frozenset({"content-length", "connection", "transfer-encoding"})  # ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,19 @@ class LeanServer:
         self.serving = serving
         self.limits = limits
         self.connections: set[LeanConnection] = set()
+        self._urls: dict[str, URL] = {}
+
+    def url(self, target: str) -> URL:
+        """The target as a URL, remembered (an ingress asks about few decision paths; the
+        bound keeps client-chosen ones from growing it)."""
+        url = self._urls.get(target)
+        if url is None:
+            path, _, query = target.partition("?")
+            url = URL.build(path=path, query_string=query, encoded=True)
+            if len(self._urls) >= KNOWN_TARGETS:
+                self._urls.clear()
+            self._urls[target] = url
+        return url
 
     def serve(self, serving: EdgeCall, limits: LeanLimits) -> None:
         self.serving, self.limits = serving, limits
@@ -165,22 +180,22 @@ class LeanConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self._parser
         version = HttpVersion11 if parser.get_http_version() == "1.1" else HttpVersion10
+        raw = self._raw
         headers = CIMultiDict(
-            (n.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for n, v in self._raw
+            [(n.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for n, v in raw]
         )
         target = self._target.decode("latin-1")
-        path, _, query = target.partition("?")
         message = RawRequestMessage(
             parser.get_method().decode("ascii"),
             target,
             version,
             CIMultiDictProxy(headers),
-            tuple(self._raw),
+            tuple(raw),
             not parser.should_keep_alive(),
             None,
             False,
             False,
-            URL.build(path=path, query_string=query, encoded=True),
+            self._server.url(target),
         )
         self._pending.append((message, parser.should_keep_alive()))
         if not self.busy:
@@ -272,7 +287,9 @@ def _serialize(response: web.StreamResponse, *, head: bool, keep_alive: bool) ->
     if data and "Content-Type" not in headers and response.content_type:
         lines.append(f"Content-Type: {response.content_type}")
     for name, value in headers.items():
-        if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+        if "\r" in value or "\n" in value:  # SECURITY: never a header line of its own
+            return _raw(500, "server_error", "internal error"), False
+        if name.lower() not in _FRAMING:
             lines.append(f"{name}: {value}")
     if status not in _NO_BODY_STATUSES:
         lines.append(f"Content-Length: {len(data)}")
@@ -280,7 +297,7 @@ def _serialize(response: web.StreamResponse, *, head: bool, keep_alive: bool) ->
         keep_alive = False
     if not keep_alive:
         lines.append("Connection: close")
-    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
     if head or status in _NO_BODY_STATUSES:
         return head_bytes, keep_alive
     return head_bytes + data, keep_alive
