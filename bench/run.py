@@ -53,6 +53,7 @@ from gateway.store import (
 )
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.keys import generate_key_material, load_keyring, write_secret_file
+from tests.support.nginx_front import TEMPLATE, render
 from tests.support.processes import clean_env, free_port, stop_processes, wait_for_port
 from tests.support.redis_servers import spawn_redis
 from tests.support.stored_sessions import open_session
@@ -179,13 +180,31 @@ def machine() -> dict[str, Any]:
 # ---- the processes under test ------------------------------------------------------------
 
 
-def nginx_config(workdir: Path, name: str, server: str, workers: int, upstream: int) -> Path:
+def nginx_config(
+    workdir: Path,
+    name: str,
+    server: str,
+    workers: int,
+    upstream: int,
+    *,
+    include: Path | None = None,
+) -> Path:
+    """A whole nginx.conf: `server` in front of `upstream`, or an http-context file of its
+    own (`include`, with its upstreams and server)."""
     user = "user root;" if os.geteuid() == 0 else ""
     temp = workdir / f"{name}-tmp"
     temp.mkdir(exist_ok=True)
     paths = " ".join(
         f"{kind}_temp_path {temp}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    body = (
+        f"  include {include};"
+        if include is not None
+        else f"""  upstream backend {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  server {{
+{server}
+  }}"""
     )
     config = workdir / f"{name}.conf"
     config.write_text(
@@ -199,10 +218,7 @@ http {{
   access_log off;
   {paths}
   keepalive_requests 1000000;
-  upstream backend {{ server 127.0.0.1:{upstream}; keepalive 128; }}
-  server {{
-{server}
-  }}
+{body}
 }}
 """
     )
@@ -246,6 +262,49 @@ def start_nginx_proxy(stack: Stack, upstream: int, cpu: str | None, workers: int
         [nginx, "-e", "stderr", "-p", str(stack.workdir), "-c", str(config)], cpu=cpu, port=port
     )
     return Target(f"nginx ×{workers}" if workers > 1 else "nginx", port, pid)
+
+
+FORWARD_AUTH = "nginx + forward-auth"
+
+
+def forward_auth_mode(config: dict[str, Any]) -> dict[str, Any]:
+    """The same gateway answering decisions, on its lean decision listener too."""
+    return {
+        **config,
+        "listen": {"port": free_port()},
+        "admin": {**config["admin"], "port": free_port()},
+        "forward_auth": {"enabled": True, "listen": {"host": "127.0.0.1", "port": free_port()}},
+    }
+
+
+def start_forward_auth(
+    stack: Stack, upstream: int, config: dict[str, Any], cpu: str | None
+) -> Target | None:
+    """nginx as deploy/nginx/ configures it, asking the gateway's decision listener about
+    every request (auth_request); nginx and the gateway share the proxy's core. The target's
+    CPU time is the gateway's: CPU per decision."""
+    nginx = shutil.which("nginx")
+    if not nginx:
+        return None
+    gateway = start_gateway(stack, "gateway decisions", config, cpu)
+    decisions = config["forward_auth"]["listen"]["port"]
+    wait_for_port(decisions)
+    port = free_port()
+    included = stack.workdir / "forward-auth.conf"
+    included.write_text(
+        render(
+            TEMPLATE,
+            LISTEN=f"127.0.0.1:{port}",
+            GATEWAY=f"127.0.0.1:{config['listen']['port']}",
+            DECISIONS=f"127.0.0.1:{decisions}",
+            APP=f"127.0.0.1:{upstream}",
+        )
+    )
+    conf = nginx_config(stack.workdir, "nginx-forward-auth", "", 1, upstream, include=included)
+    stack.start(
+        [nginx, "-e", "stderr", "-p", str(stack.workdir), "-c", str(conf)], cpu=cpu, port=port
+    )
+    return Target(FORWARD_AUTH, port, gateway.pid)
 
 
 def start_naive(stack: Stack, upstream: int, cpu: str | None) -> Target:
@@ -740,6 +799,8 @@ def _benchmark(
         stack, "gateway browser mode", browser_mode(settings, seal_key), cores.proxy
     )
     policy = start_gateway(stack, POLICY_TARGET, with_policy(settings), cores.proxy)
+    forward_auth = start_forward_auth(stack, upstream, forward_auth_mode(settings), cores.proxy)
+    fronted = [nginx, forward_auth] if nginx and forward_auth else []
 
     async def revoke_session() -> None:
         client = connect_redis(redis_url, connect_timeout=1, socket_timeout=2, max_connections=2)
@@ -757,6 +818,7 @@ def _benchmark(
         browser,
         policy,
         *([nginx] if nginx else []),
+        *([forward_auth] if forward_auth else []),
     ]
 
     async def preflight() -> None:
@@ -764,6 +826,8 @@ def _benchmark(
         for target in pinned:
             await check_answers(target, "/small", first_token, 200)
         await check_answers(gateway, "/small", revoked_tokens[0], 401)
+        if forward_auth:
+            await check_answers(forward_auth, "/small", revoked_tokens[0], 401)
         await check_answers(
             browser, "/small", access_cookies.read_text().split()[0], 200, access_header
         )
@@ -777,7 +841,7 @@ def _benchmark(
             "small JSON, same 8 tokens (cache-warm)",
             "/small",
             warm,
-            [direct, reference, naive, gateway, browser, policy, *([nginx] if nginx else [])],
+            [direct, reference, naive, gateway, browser, policy, *fronted],
             BEARER,
         ),
         (
@@ -866,7 +930,24 @@ def _benchmark(
     results["ratios"] = ratios(results)
     results["browser"] = browser_figures(results)
     results["policy"] = policy_figures(results)
+    results["forward_auth"] = forward_auth_figures(results)
     return results
+
+
+def forward_auth_figures(results: dict[str, Any]) -> dict[str, Any] | None:
+    """nginx + forward-auth against nginx alone and the inline gateway (cache-warm)."""
+    warm = results["throughput"]["small JSON, same 8 tokens (cache-warm)"]
+    fronted, nginx, inline = warm.get(FORWARD_AUTH), warm.get("nginx"), warm["gateway"]
+    if fronted is None or nginx is None:
+        return None
+    return {
+        "vs_nginx_rps": round(fronted["rps"] / nginx["rps"], 3) if nginx["rps"] else None,
+        "vs_inline_rps": round(fronted["rps"] / inline["rps"], 3) if inline["rps"] else None,
+        "p99_ms": fronted["p99_ms"],
+        "inline_p99_ms": inline["p99_ms"],
+        "decision_cpu_us": fronted["cpu_us"],
+        "inline_cpu_us": inline["cpu_us"],
+    }
 
 
 POLICY_TARGET = "gateway 5 rules + 1 limit"
@@ -1010,6 +1091,18 @@ def table(results: dict[str, Any]) -> str:
             f"* Route policy: five rules and a rate limit run at {p['vs_plain_rps']}× the plain "
             f"route's req/s on the cache-warm path ({p['policy_cpu_us']} against "
             f"{p['plain_cpu_us']} µs CPU per request); within 10 %: {verdict}."
+        )
+    f = results.get("forward_auth")
+    if f:
+        ratio_ok = "met" if f["vs_nginx_rps"] and f["vs_nginx_rps"] >= 0.4 else "NOT met"
+        p99_ok = "met" if f["p99_ms"] < f["inline_p99_ms"] else "NOT met"
+        lines.append(
+            f"* nginx + forward-auth (nginx and the gateway's decision listener on the proxy's "
+            f"core): {f['vs_nginx_rps']}× nginx alone (≥ 0.4: {ratio_ok}), "
+            f"{f['vs_inline_rps']}× the inline gateway; p99 {f['p99_ms']} ms against the "
+            f"inline gateway's {f['inline_p99_ms']} ms (below: {p99_ok}); "
+            f"{f['decision_cpu_us']} µs of the gateway's CPU per decision (inline: "
+            f"{f['inline_cpu_us']} µs per proxied request)."
         )
     b = results.get("browser")
     if b:

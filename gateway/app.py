@@ -13,7 +13,7 @@ from aiohttp.typedefs import Middleware
 
 from gateway.admin.apikeys import admin_auth_middleware
 from gateway.admin.reload_endpoint import ConfigReload, ReloadEndpoint
-from gateway.appkeys import EDGE, IN_FLIGHT, PROXY, SERVICES
+from gateway.appkeys import DECISIONS, EDGE, IN_FLIGHT, PROXY, SERVICES
 from gateway.config import Settings
 from gateway.edge import edge_middleware
 from gateway.edge.bodies import OWN_BODY_LIMIT
@@ -78,7 +78,32 @@ def public_app(s: Services, *, run_resources: bool = True) -> web.Application:
         app.add_routes(auth.backchannel_logout.routes())
     app.add_routes(auth.well_known.routes())
     app.add_routes(s.health.routes())
+    if s.proxy.decisions is not None:
+        app.add_routes(s.proxy.decisions.routes())
     app.add_routes(s.proxy.endpoint.routes())  # the catch-all: everything else is proxied
+    return app
+
+
+def decision_app(s: Services) -> web.Application:
+    """The decision listener's application (`forward_auth.listen`): the edge middleware and the
+    decision endpoint alone, which its lean server (gateway.edge.lean_server) calls directly,
+    as the fast lane does; the router is there for aiohttp's own runner (tests)."""
+    decisions = s.proxy.decisions
+    assert decisions is not None, "forward_auth.listen needs forward_auth.enabled"
+    settings = s.settings
+    observer = RequestObserver(s.resources.metrics, json_logs=settings.logging.format == "json")
+    edge = edge_middleware(
+        realm=settings.proxy.realm,
+        max_header_size=settings.proxy.max_header_size,
+        observer=observer,
+    )
+    edge = s.resources.telemetry.wrap_edge(edge)
+    app = web.Application(middlewares=[edge], client_max_size=OWN_BODY_LIMIT)
+    app[SERVICES] = s
+    app[EDGE] = edge
+    app[DECISIONS] = decisions
+    app[IN_FLIGHT] = observer
+    app.add_routes(decisions.routes())
     return app
 
 

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Middleware
 if TYPE_CHECKING:
     from gateway.edge import Exchange
     from gateway.edge.observer import InFlight
+    from gateway.proxy.decision_endpoint import DecisionEndpoint
     from gateway.proxy.endpoint import ProxyEndpoint
     from gateway.services import Services
     from gateway.store import ConsoleSession
@@ -24,6 +25,8 @@ SERVICES: web.AppKey[Services] = web.AppKey("services")
 # The public app's edge layer and proxy endpoint, which the fast lane calls directly.
 EDGE: web.AppKey[Middleware] = web.AppKey("edge")
 PROXY: web.AppKey[ProxyEndpoint] = web.AppKey("proxy")
+# The decision listener's endpoint (forward_auth.listen), which its lean server calls directly.
+DECISIONS: web.AppKey[DecisionEndpoint] = web.AppKey("decisions")
 # The requests the app is serving now, counted by its edge middleware (a reloaded
 # configuration's apps are retired once they are done).
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight")

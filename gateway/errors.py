@@ -64,7 +64,9 @@ from typing import ClassVar
 class GatewayError(Exception):
     """Root of every error the gateway answers a request with."""
 
-    status: ClassVar[int] = 500
+    # An instance may answer with another status than its kind's: a forward-auth decision
+    # in nginx's form answers 403 for refusals nginx would turn into a 500.
+    status: int = 500
     code: ClassVar[str] = "server_error"
     default_description: ClassVar[str] = "internal error"
     # The RFC 6750 challenge this error answers with: None = no WWW-Authenticate header,

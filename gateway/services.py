@@ -72,9 +72,11 @@ from gateway.observability.telemetry import Telemetry
 from gateway.observability.tracecontext import TracePolicy
 from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.admission import Admission
+from gateway.proxy.decision_endpoint import DecisionEndpoint
 from gateway.proxy.endpoint import ProxyEndpoint
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy, ProxyTrust
+from gateway.proxy.original_request import DECISION_PATH
 from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.routing import RouteTable
 from gateway.proxy.upstream import UpstreamPool
@@ -193,6 +195,7 @@ class ProxyServices:
     admission: Admission  # the decision, shared by everything that must decide alike
     endpoint: ProxyEndpoint
     issuers: RouteIssuers | None = None  # routes that take providers' tokens
+    decisions: DecisionEndpoint | None = None  # forward-auth decisions, when enabled
 
 
 @dataclass(frozen=True)
@@ -767,7 +770,8 @@ def _proxy(
     r.limiter.trust(ProxyTrust(p.trusted_proxies))  # `ip` keys: the client behind them
     routes = RouteTable.from_settings(
         settings.routes,
-        blocked=("/admin",) if settings.admin.block_public_path else (),
+        # the decision path is the gateway's, never a proxied route's (nor decided on)
+        blocked=(DECISION_PATH, *(("/admin",) if settings.admin.block_public_path else ())),
         path_parameters=p.path_parameters,
         path_folding=p.path_folding,
         clock=r.clock,
@@ -786,11 +790,21 @@ def _proxy(
     forwarder = Forwarder(r.upstream_pool, r.http, policy, bodies, p)
     issuers = _route_issuers(settings, r, tokens, providers)
     admission = Admission(routes, tokens.authenticator, gate, issuers)
+    decisions = None
+    if settings.forward_auth.enabled:
+        decisions = DecisionEndpoint(
+            settings.forward_auth,
+            admission=admission,
+            routes=routes,
+            headers=policy,
+            metrics=r.metrics,
+        )
     return ProxyServices(
         routes=routes,
         admission=admission,
         endpoint=ProxyEndpoint(admission, forwarder),
         issuers=issuers,
+        decisions=decisions,
     )
 
 

@@ -5,6 +5,7 @@ from lives in tests/support/; fixtures only start things and clean them up."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -35,6 +36,15 @@ from tests.support.gateway_client import (
 )
 from tests.support.gateway_settings import auth_section, base_settings, on_redis
 from tests.support.identity_provider import IDP_CLIENT_SECRET, FakeIdentityProvider
+from tests.support.nginx_front import (
+    INSTALL_NGINX,
+    TEMPLATE,
+    NginxFront,
+    NginxFrontFactory,
+    main_config,
+    nginx_binary,
+    render,
+)
 from tests.support.processes import clean_env, free_port
 from tests.support.programs import require
 from tests.support.provider_sign_in import PUBLIC_URL, SignInGateway, sign_in_provider
@@ -142,6 +152,55 @@ async def identity_provider() -> AsyncIterator[FakeIdentityProvider]:
     yield idp
     idp.release.set()
     await server.close()
+
+
+# ---- nginx in front (forward-auth) -------------------------------------------------------
+
+
+@pytest.fixture
+async def nginx_front(tmp_path: Path) -> AsyncIterator[NginxFrontFactory]:
+    """nginx configured by deploy/nginx/'s template, in front of a gateway (its decisions and
+    its own endpoints) and an app; stopped after the test."""
+    require("nginx", install=INSTALL_NGINX)
+    binary = nginx_binary()
+    assert binary is not None
+    started: list[subprocess.Popen[bytes]] = []
+
+    async def start(gateway: str, app: str, *, decisions: str | None = None) -> NginxFront:
+        workdir = tmp_path / f"nginx-{len(started)}"
+        workdir.mkdir()
+        port = free_port()
+        included = workdir / "forward-auth.conf"
+        addresses = {"LISTEN": f"127.0.0.1:{port}", "GATEWAY": gateway, "APP": app}
+        included.write_text(render(TEMPLATE, DECISIONS=decisions or gateway, **addresses))
+        config = main_config(workdir, included)
+        process = subprocess.Popen(
+            [binary, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(process)
+        front = NginxFront(f"http://127.0.0.1:{port}", process, workdir)
+
+        async def listening() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {process.returncode}: {front.error_log()}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        await eventually(listening, 30, what=f"nginx listens on {port}")
+        return front
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    for process in started:
+        process.wait(timeout=15)
 
 
 # ---- real redis-server ------------------------------------------------------------------

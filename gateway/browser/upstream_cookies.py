@@ -148,6 +148,9 @@ class CookieHeaderPolicy(HeaderPolicy):
                 out.insert(position, (b"Cookie", remaining))
         return out
 
+    def upstream_cookie(self, values: list[bytes]) -> bytes:
+        return self._without_ours(values)
+
     def _without_ours(self, cookies: list[bytes]) -> bytes:
         if len(cookies) != 1:
             return without_gateway_cookies(cookies, self._cookie_names, self._cookie_prefixes)

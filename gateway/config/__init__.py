@@ -40,6 +40,11 @@ from gateway.config.fields import (
     Section,
     is_loopback_http,
 )
+from gateway.config.forward_auth_settings import (
+    DecisionListenSettings,
+    ForwardAuthHeaders,
+    ForwardAuthSettings,
+)
 from gateway.config.limit_settings import (
     LimitMode,
     RateLimitingSettings,
@@ -110,7 +115,10 @@ __all__ = [
     "ClientSettings",
     "ClientType",
     "ConsoleSettings",
+    "DecisionListenSettings",
     "FederationSettings",
+    "ForwardAuthHeaders",
+    "ForwardAuthSettings",
     "IntrospectionClientSettings",
     "IntrospectionSettings",
     "KeySettings",

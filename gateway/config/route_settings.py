@@ -123,6 +123,8 @@ def _default_stripped_headers() -> list[str]:
         "X-Forwarded-Path",
         "X-Forwarded-Prefix",
         "X-Envoy-Original-Path",
+        "X-Original-Method",
+        "X-Forwarded-Method",
         "X-HTTP-Method-Override",
         "X-HTTP-Method",
         "X-Method-Override",

@@ -21,6 +21,7 @@ from gateway.config.browser_settings import BrowserSettings
 from gateway.config.client_settings import ClientSettings
 from gateway.config.federation_settings import FederationSettings
 from gateway.config.fields import RESTART
+from gateway.config.forward_auth_settings import ForwardAuthSettings
 from gateway.config.limit_settings import RateLimitingSettings
 from gateway.config.route_settings import ProxySettings, RouteSettings
 from gateway.config.server_settings import (
@@ -87,6 +88,8 @@ class Settings(BaseSettings):
     """browser sessions in cookies (off by default)"""
     clients: list[ClientSettings] = Field(default_factory=list)
     """registered OAuth clients: apps (authorization code) and machines (client credentials)"""
+    forward_auth: ForwardAuthSettings = ForwardAuthSettings()
+    """decisions for an ingress (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz)"""
 
     @field_validator("routes")
     @classmethod

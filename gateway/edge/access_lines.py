@@ -61,6 +61,13 @@ def json_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
             f',"upstream_ms":{exchange.upstream_seconds * 1000:.3f}'
             f',"bytes_in":{exchange.bytes_in},"bytes_out":{exchange.bytes_out}'
         )
+    if exchange.original_path is not None:  # a forward-auth decision: what it decided on
+        parts += (
+            ',"original_method":',
+            _json_string(exchange.original_method),
+            ',"original_path":',
+            _json_string(exchange.original_path[:512]),
+        )
     principal = exchange.principal
     if principal is not None:
         parts.append(_principal_fields(principal))
@@ -103,6 +110,9 @@ def text_line(request: web.Request, exchange: Exchange, status: int, seconds: fl
     token, so they can never end the line or add a field (`log_value`)."""
     path = log_value(request.rel_url.raw_path[:512])
     parts = [f"{request.remote} {request.method} {path} {status} {seconds * 1000:.3f}ms"]
+    if exchange.original_path is not None:  # a forward-auth decision: what it decided on
+        method = log_value(exchange.original_method or "")
+        parts.append(f"original={method} {log_value(exchange.original_path[:512])}")
     if exchange.upstream_status is not None:
         upstream_ms = exchange.upstream_seconds * 1000
         parts.append(f"upstream={exchange.upstream_status} {upstream_ms:.3f}ms")

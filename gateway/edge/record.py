@@ -38,6 +38,9 @@ class Exchange:
     trace_id: str | None = None  # the trace id sent upstream, when the gateway chose it
     bytes_in: int = 0
     bytes_out: int = 0
+    # a forward-auth decision: the request it decided on, as the ingress described it
+    original_method: str | None = None
+    original_path: str | None = None
 
 
 def request_id_from(headers: Mapping[str, str]) -> str:

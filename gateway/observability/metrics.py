@@ -135,6 +135,18 @@ class Metrics:
             ["provider", "reason"],
             registry=r,
         )
+        self.forward_auth_decisions = Counter(
+            "gateway_forward_auth_decisions",
+            "Forward-auth decisions, by outcome (allowed, denied) and reason (the refusal's "
+            "error code; `admitted` when allowed)",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.forward_auth_untrusted = Counter(
+            "gateway_forward_auth_untrusted",
+            "Decision requests refused because the caller is not a trusted proxy",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "gateway_redis_errors", "Requests that failed because Redis was unavailable", registry=r
         )

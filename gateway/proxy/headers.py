@@ -182,6 +182,11 @@ class HeaderPolicy:
         fields = principal.derived[mapping] = tuple(built)
         return fields
 
+    def upstream_cookie(self, values: list[bytes]) -> bytes:
+        """The Cookie header the upstream gets for the client's Cookie values (b"" for none
+        left); with browser mode on, without the gateway's cookies."""
+        return b"; ".join(values)
+
     def downstream_response_headers(
         self, raw_headers: Iterable[tuple[bytes, bytes]]
     ) -> CIMultiDict[str]:

@@ -64,6 +64,10 @@ class Generation:
         assert server is not None  # started in `start`
         return listener_handler(runner.app, server), server.request_factory
 
+    def app(self, listener: str) -> web.Application:
+        """This generation's started application for a listener."""
+        return self.runners[listener].app
+
     @property
     def in_flight(self) -> int:
         """Requests its applications are serving now."""

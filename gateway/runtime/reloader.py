@@ -24,12 +24,12 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from gateway.admin.reload_endpoint import ReloadOutcome
-from gateway.app import admin_app, public_app
+from gateway.app import admin_app, decision_app, public_app
 from gateway.config import Settings
 from gateway.config.restart_only import restart_changes, restart_refusal
 from gateway.errors import ConfigError, ReloadUnavailable
 from gateway.runtime.generations import AppBuilder, Generation
-from gateway.runtime.listeners import Listener
+from gateway.runtime.listeners import DecisionListener, Listener
 from gateway.services import Resources, configure
 
 log = logging.getLogger("gateway")
@@ -39,6 +39,7 @@ EVERYWHERE_TIMEOUT: Final = 30.0
 IDLE_CHECK_INTERVAL: Final = 0.05  # how often a retiring configuration's requests are counted
 PUBLIC: Final = "public"
 ADMIN: Final = "admin"
+DECISIONS: Final = "decisions"  # forward_auth.listen
 
 # Where a reload reads the configuration from: `gateway.config.load_settings` of the file the
 # gateway was started with (ConfigError when it does not load or validate).
@@ -62,7 +63,7 @@ class Reloader:
             PUBLIC: lambda s: public_app(s, run_resources=False),
             ADMIN: lambda s: admin_app(s, reload=self),
         }
-        self._listeners: Mapping[str, Listener] = {}
+        self._listeners: Mapping[str, Listener | DecisionListener] = {}
         self._current: Generation | None = None
         self._requested = False
         self._waiters: list[asyncio.Future[ReloadOutcome]] = []
@@ -77,12 +78,14 @@ class Reloader:
 
     async def start(self, settings: Settings) -> Generation:
         """The configuration the process starts with (ConfigError: it cannot start)."""
+        if settings.forward_auth.listen is not None:  # restart-only: every reload has it too
+            self._builders[DECISIONS] = decision_app
         generation = await self._build(settings, number=1)
         self._current = generation
         self._resources.metrics.configuration_loaded(generation.number, generation.loaded_at)
         return generation
 
-    def attach(self, listeners: Mapping[str, Listener]) -> None:
+    def attach(self, listeners: Mapping[str, Listener | DecisionListener]) -> None:
         """The listeners a reload swaps the new configuration into (by app name)."""
         self._listeners = listeners
 

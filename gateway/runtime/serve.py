@@ -16,8 +16,8 @@ from typing import Any, Final
 from gateway.config import Settings, load_settings
 from gateway.runtime.generations import settle_garbage_collector
 from gateway.runtime.lifetimes import resource_lifetimes, running
-from gateway.runtime.listeners import Listener
-from gateway.runtime.reloader import ADMIN, PUBLIC, Reloader
+from gateway.runtime.listeners import DecisionListener, Listener
+from gateway.runtime.reloader import ADMIN, DECISIONS, PUBLIC, Reloader
 from gateway.services import build_resources
 
 log = logging.getLogger("gateway")
@@ -33,6 +33,7 @@ class Gateway:
     reloader: Reloader
     public: Listener
     admin: Listener
+    decisions: DecisionListener | None = None  # forward_auth.listen
 
 
 @asynccontextmanager
@@ -60,6 +61,7 @@ async def gateway_running(
         reloader = Reloader(resources, source=source, supervisor_pid=supervisor_pid)
         await reloader.start(settings)  # (no reference kept: a reload retires it)
         public = admin = None
+        decisions: DecisionListener | None = None
         try:
             public = await Listener.open(
                 PUBLIC,
@@ -77,13 +79,27 @@ async def gateway_running(
                 reuse_port=reuse_port,
                 shutdown_timeout=shutdown_timeout,
             )
-            reloader.attach({PUBLIC: public, ADMIN: admin})
-            yield Gateway(reloader, public, admin)
+            listeners: dict[str, Listener | DecisionListener] = {PUBLIC: public, ADMIN: admin}
+            decision_listen = settings.forward_auth.listen
+            if decision_listen is not None:
+                decisions = await DecisionListener.open(
+                    DECISIONS,
+                    reloader.current,
+                    decision_listen.host,
+                    decision_listen.port,
+                    reuse_port=reuse_port,
+                    shutdown_timeout=shutdown_timeout,
+                )
+                listeners[DECISIONS] = decisions
+            reloader.attach(listeners)
+            yield Gateway(reloader, public, admin, decisions)
         finally:
             # Stop accepting on both listeners, let in-flight requests and streams finish and
             # their last bytes reach the clients (all within the drain timeout), then stop the
             # configurations' apps; the Resources close as `running` ends.
             deadline = asyncio.get_running_loop().time() + shutdown_timeout
+            if decisions is not None:
+                await decisions.close()
             if admin is not None:
                 await admin.close()
             if public is not None:
@@ -120,6 +136,12 @@ async def serve(
             settings.admin.host,
             gateway.admin.port,
         )
+        if gateway.decisions is not None:
+            log.info(
+                "forward-auth decisions also on http://%s:%d/auth/verify",
+                settings.forward_auth.listen.host if settings.forward_auth.listen else "",
+                gateway.decisions.port,
+            )
         if not settings.admin.keys:
             log.warning("admin.keys is empty: every admin API call will be refused")
         stop = asyncio.Event()

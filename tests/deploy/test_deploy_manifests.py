@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import AdminSettings, ListenSettings, Settings, load_settings
+from gateway.config import AdminSettings, ListenSettings, ProxySettings, Settings, load_settings
 from gateway.errors import ConfigError
 from tests.support.repository import DEPLOY
 
@@ -132,3 +132,27 @@ def test_k8s_secret_placeholders_stop_start_up_naming_the_key(
     monkeypatch.setenv("GATEWAY_ADMIN__KEYS", admin["stringData"]["GATEWAY_ADMIN__KEYS"])
     with pytest.raises(ConfigError, match=r"admin\.keys\.0\.hash"):
         load_with_key(configmap["data"]["config.yaml"], tmp_path, key_files)
+
+
+def test_forward_auth_examples_pass_the_gateways_identity_headers() -> None:
+    """deploy/traefik/ and deploy/envoy/ (examples, not run) ask /auth/verify and pass on
+    exactly the identity headers the gateway answers with; nginx's is run in
+    tests/proxy/test_forward_auth_nginx.py."""
+    identity = {h.lower() for h in ProxySettings().identity_headers.values()}
+    traefik = yaml.safe_load((DEPLOY / "traefik" / "forward-auth.yaml").read_text())
+    forward_auth = traefik["http"]["middlewares"]["gateway-forward-auth"]["forwardAuth"]
+    assert forward_auth["address"].endswith("/auth/verify")
+    assert forward_auth["trustForwardHeader"] is False
+    assert {h.lower() for h in forward_auth["authResponseHeaders"]} == identity
+    envoy = yaml.safe_load((DEPLOY / "envoy" / "envoy.yaml").read_text())
+    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    ext_authz = manager["typed_config"]["http_filters"][0]["typed_config"]
+    assert ext_authz["failure_mode_allow"] is False
+    service = ext_authz["http_service"]
+    assert service["path_prefix"] == "/auth/verify"
+    upstream = service["authorization_response"]["allowed_upstream_headers"]["patterns"]
+    assert {p["exact"] for p in upstream} == identity
+    template = (DEPLOY / "nginx" / "forward-auth.conf.template").read_text()
+    for header in identity:
+        variable = "$upstream_http_" + header.replace("-", "_")
+        assert variable in template
