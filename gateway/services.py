@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypedDict, TypeVar, Unpack
 
 from redis.asyncio import Redis
@@ -78,6 +78,7 @@ from gateway.proxy.headers import HeaderPolicy, ProxyTrust
 from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.routing import RouteTable
 from gateway.proxy.upstream import UpstreamPool
+from gateway.proxy.upstream_group import UpstreamGroup, upstream_groups
 from gateway.runtime.health import Health
 from gateway.store import (
     AuditLog,
@@ -193,6 +194,7 @@ class ProxyServices:
     admission: Admission  # the decision, shared by everything that must decide alike
     endpoint: ProxyEndpoint
     issuers: RouteIssuers | None = None  # routes that take providers' tokens
+    upstreams: Mapping[str, UpstreamGroup] = field(default_factory=dict)  # named pools
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,7 @@ def configure(
                 issuer=settings.tokens.issuer,
                 bodies=bodies,
             )
+    proxy = _proxy(settings, r, tokens, bodies, gate, auth.providers)
     health = Health(
         store=r.store.revocations,
         sync=r.sync,
@@ -330,6 +333,7 @@ def configure(
         settings=settings.revocation,
         federation=auth.federation,
         metrics=r.metrics,
+        upstreams=proxy.upstreams,
     )
     return Services(
         settings=settings,
@@ -337,9 +341,9 @@ def configure(
         bodies=bodies,
         tokens=tokens,
         auth=auth,
-        proxy=_proxy(settings, r, tokens, bodies, gate, auth.providers),
+        proxy=proxy,
         browser=browser,
-        admin=_admin(settings, r, tokens, auth, bodies),
+        admin=_admin(settings, r, tokens, auth, bodies, proxy.upstreams),
         health=health,
         authorize=authorize,
     )
@@ -765,6 +769,7 @@ def _proxy(
 ) -> ProxyServices:
     p = settings.proxy
     r.limiter.trust(ProxyTrust(p.trusted_proxies))  # `ip` keys: the client behind them
+    upstreams = upstream_groups(settings.upstreams, p)  # reads their TLS files
     routes = RouteTable.from_settings(
         settings.routes,
         blocked=("/admin",) if settings.admin.block_public_path else (),
@@ -772,6 +777,7 @@ def _proxy(
         path_folding=p.path_folding,
         clock=r.clock,
         limiter=r.limiter,
+        upstreams=upstreams,
     )
     trace = None
     if settings.tracing.mode != "passthrough":
@@ -791,6 +797,7 @@ def _proxy(
         admission=admission,
         endpoint=ProxyEndpoint(admission, forwarder),
         issuers=issuers,
+        upstreams=upstreams,
     )
 
 
@@ -827,6 +834,7 @@ def _admin(
     tokens: TokenServices,
     auth: AuthServices,
     bodies: BodyReader,
+    upstreams: Mapping[str, UpstreamGroup],
 ) -> AdminServices:
     actions = AdminActions(auth.revoker, r.store.audit, tokens.verifier, r.clock)
     keys = AdminKeys(
@@ -848,6 +856,7 @@ def _admin(
             store=r.store.revocations,
             history=r.history,
             settings=settings.revocation,
+            upstreams=upstreams,
         )
         console = Console(
             signin=ConsoleSignIn(

@@ -16,6 +16,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Final, cast
 
 import httptools
@@ -36,9 +37,44 @@ class UpstreamConnectError(UpstreamError):
     """Refused, unreachable, or gone before answering (502)."""
 
 
+class UpstreamRefused(UpstreamConnectError):
+    """No connection could be made (refused, unreachable, TLS handshake failed): nothing of
+    the request was sent."""
+
+
 class UpstreamTimeoutError(UpstreamError):
     """Did not accept the connection within the connect timeout, or silent for longer than
     the read timeout (504)."""
+
+
+class UpstreamConnectTimeout(UpstreamTimeoutError):
+    """The connection was not accepted within the connect timeout: nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsClient:
+    """How the gateway speaks TLS to a pool's targets. Connections are kept per target and
+    per `fingerprint` (the CA bundle, client certificate and settings it was made from), so
+    a reload that changes them never reuses a connection made under the old ones."""
+
+    context: ssl.SSLContext = field(compare=False)
+    server_name: str | None  # SNI and the name checked; None: the target's host
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a request goes: a target's scheme, host and port, and its TLS (keep-alive key)."""
+
+    scheme: str
+    host: str
+    port: int
+    tls: TlsClient | None = None
+
+    @classmethod
+    def of(cls, url: URL, tls: TlsClient | None = None) -> Endpoint:
+        default = 443 if url.scheme == "https" else 80
+        return cls(url.scheme, url.raw_host or "", url.port or default, tls)
 
 
 class UpstreamBroken(UpstreamError):
@@ -84,7 +120,7 @@ class _Exchange:
 class Connection(asyncio.Protocol):
     """One upstream connection; serves one exchange at a time, then goes back to the pool."""
 
-    def __init__(self, pool: UpstreamPool, key: tuple[str, str, int]):
+    def __init__(self, pool: UpstreamPool, key: Endpoint):
         self._pool = pool
         self.key = key
         self._loop = pool.loop
@@ -344,8 +380,8 @@ class UpstreamResponse:
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (name in lower case), or None."""
-        for field, value in self.raw_headers:
-            if field.lower() == name:
+        for found, value in self.raw_headers:
+            if found.lower() == name:
                 return value
         return None
 
@@ -388,7 +424,7 @@ class UpstreamPool:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._keepalive = keepalive_timeout
-        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
+        self._idle: dict[Endpoint, list[Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
         # Read timeouts: one periodic sweep over busy connections instead of a timer
         # armed and cancelled per request; a timeout fires within read_timeout * 1.25.
@@ -403,7 +439,7 @@ class UpstreamPool:
     async def request(
         self,
         method: str,
-        upstream: URL,
+        key: Endpoint,
         target: str,
         fields: list[tuple[bytes, bytes]],
         body: AsyncIterator[bytes] | None,
@@ -411,10 +447,9 @@ class UpstreamPool:
         chunked: bool = False,
         expect_body: bool = True,
     ) -> UpstreamResponse:
-        """Send `method target` with these header fields to the upstream (scheme, host and
-        port of `upstream`); returns once the response head has arrived."""
+        """Send `method target` with these header fields to the endpoint (a kept-alive
+        connection to it, or a new one); returns once the response head has arrived."""
         head = _request_head(method, target, fields, chunked)
-        key = (upstream.scheme, upstream.raw_host or "", upstream.port or 80)
         connection = self._take_idle(key)
         if connection is not None:
             try:
@@ -467,7 +502,7 @@ class UpstreamPool:
                 connection.close()
         self._idle.clear()
 
-    def _take_idle(self, key: tuple[str, str, int]) -> Connection | None:
+    def _take_idle(self, key: Endpoint) -> Connection | None:
         idle = self._idle.get(key)
         now = self.loop.time()
         while idle:
@@ -478,24 +513,31 @@ class UpstreamPool:
             return connection
         return None
 
-    async def _connect(self, key: tuple[str, str, int]) -> Connection:
-        scheme, host, port = key
-        context = self._ssl_context() if scheme == "https" else None
+    async def _connect(self, key: Endpoint) -> Connection:
+        context: ssl.SSLContext | None = None
+        server_name: str | None = None
+        if key.scheme == "https":
+            tls = key.tls
+            context = tls.context if tls is not None else self._ssl_context()
+            server_name = (tls.server_name if tls is not None else None) or key.host.strip("[]")
         try:
             _, protocol = await asyncio.wait_for(
                 self.loop.create_connection(
                     lambda: Connection(self, key),
-                    host,
-                    port,
+                    key.host.strip("[]"),
+                    key.port,
                     ssl=context,
-                    server_hostname=host if context else None,
+                    server_hostname=server_name,
+                    ssl_handshake_timeout=self._connect_timeout if context else None,
                 ),
                 self._connect_timeout,
             )
         except TimeoutError:
-            raise UpstreamTimeoutError("connecting to the upstream timed out") from None
+            raise UpstreamConnectTimeout("connecting to the upstream timed out") from None
+        except ssl.SSLError as exc:  # an OSError too: the certificate or the handshake
+            raise UpstreamRefused(f"TLS to the upstream failed ({exc.reason})") from None
         except OSError as exc:
-            raise UpstreamConnectError(f"cannot connect to the upstream ({exc.strerror})") from None
+            raise UpstreamRefused(f"cannot connect to the upstream ({exc.strerror})") from None
         return protocol
 
     def _ssl_context(self) -> ssl.SSLContext:
