@@ -4,7 +4,7 @@ one a request goes to (round robin or least in flight).
 A target leaves the rotation when connecting to it fails (refused, reset, TLS refused,
 connect timeout) or it stops answering (read timeout before the response head): for
 `backoff` seconds, doubled for each failure in a row up to `max_backoff`; then it is tried
-again with real requests, and one success brings it back for good. With active health
+again by one request at a time, and one success brings it back for good. With active health
 checks (gateway.proxy.health_checks) a target whose last check failed is out too, until a
 check passes. A route whose upstream is a URL is a pool of one that never leaves the
 rotation: it answers as it always did (502 per refused request).
@@ -58,7 +58,13 @@ class Target:
         self.last_error: str | None = None
 
     def available(self, now: float) -> bool:
-        return not self.checks_failing and self.down_until <= now
+        if self.checks_failing:
+            return False
+        if not self.failures_in_a_row:
+            return True
+        # Past its back-off a failed target is tried by one request at a time until one
+        # succeeds: a target that still stalls holds one request, not a share of the load.
+        return self.down_until <= now and not self.in_flight
 
     def state(self, now: float) -> TargetState:
         if self.checks_failing:
