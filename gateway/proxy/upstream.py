@@ -431,10 +431,30 @@ class UpstreamPool:
         self._busy: set[Connection] = set()
         self._sweep_every = max(0.01, min(1.0, read_timeout / 4))
         self._sweeper: asyncio.TimerHandle | None = None
+        self._pruner: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
         """Bind to the running event loop (the pool is made before one runs)."""
         self.loop = asyncio.get_running_loop()
+        self._pruner = self.loop.call_later(self._keepalive, self._prune)
+
+    @property
+    def idle_connections(self) -> int:
+        """Kept-alive connections waiting for a request, over every endpoint."""
+        return sum(len(idle) for idle in self._idle.values())
+
+    def _prune(self) -> None:
+        """Close connections idle past the keep-alive timeout, also those nobody asks for any
+        more (a target a reload removed, TLS files a reload replaced)."""
+        cutoff = self.loop.time() - self._keepalive
+        for key in list(self._idle):
+            idle = self._idle[key]
+            for connection in [c for c in idle if c.idle_since <= cutoff]:
+                idle.remove(connection)
+                connection.close()
+            if not idle:
+                del self._idle[key]
+        self._pruner = self.loop.call_later(self._keepalive / 2, self._prune)
 
     async def request(
         self,
@@ -497,6 +517,9 @@ class UpstreamPool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()

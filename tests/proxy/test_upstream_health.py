@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from gateway.config import Settings
 from gateway.proxy.health_checks import HealthChecks
 from tests.support.admin_access import ADMIN_KEYS, CONSOLE, HTML, console_sign_in
+from tests.support.faulty_upstream import Fault, FaultyUpstream
 from tests.support.gateway_client import GatewayFactory, GatewayPairFactory
 from tests.support.processes import free_port
 from tests.support.recording_upstream import RecordingUpstreams, Upstream
@@ -177,3 +178,35 @@ async def test_the_consoles_status_page_shows_each_pools_targets(
         (False, alive.url, "up"),
     ]
     assert "cannot connect to the upstream" in page
+
+
+async def test_a_check_that_takes_longer_than_its_timeout_fails(
+    gateway_factory: GatewayFactory,
+    settings_factory: Callable[..., Settings],
+    upstreams: RecordingUpstreams,
+    faulty_upstream_factory: Callable[[Fault], Awaitable[FaultyUpstream]],
+) -> None:
+    stalled = await faulty_upstream_factory("stall")
+    steady = await upstreams.start()
+    settings = settings_factory(
+        upstreams={
+            "api": {
+                "targets": [stalled.url, steady.url],
+                "health": {"path": "/healthz", "interval": 0.05, "timeout": 0.1},
+            }
+        },
+        routes=[{"prefix": "/", "upstream": "api", "policy": "public"}],
+    )
+    client = await gateway_factory(settings)
+
+    async def timed_out() -> bool:
+        ready = await (await client.get("/readyz")).json()
+        target = ready["upstreams"]["api"]["targets"][0]
+        return bool(target["state"] == "unhealthy") and target["last_error"] == (
+            "health check timed out after 0.1 s"
+        )
+
+    await eventually(timed_out, what="the stalled target failing its checks")
+    for _ in range(3):  # never sent to the stalled target (it would wait for read_timeout)
+        assert (await client.post("/x", data=b"1")).status == 200
+    assert [r.method for r in steady.received if r.path == "/x"] == ["POST"] * 3

@@ -8,7 +8,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from yarl import URL
+
 from gateway.config import Settings
+from gateway.proxy.upstream import Endpoint, UpstreamPool
 from tests.support.faulty_upstream import Fault, FaultyUpstream
 from tests.support.gateway_client import GatewayClient, GatewayFactory
 from tests.support.processes import free_port
@@ -213,3 +216,19 @@ async def test_max_in_flight_answers_503_at_once(
     assert (await slow).status == 200
     assert (await client.get("/third")).status == 200  # the slot is free again
     assert [r.path for r in target.received] == ["/slow", "/third"]
+
+
+async def test_idle_connections_nobody_asks_for_are_closed(upstreams: RecordingUpstreams) -> None:
+    target = await upstreams.start()
+    pool = UpstreamPool(connect_timeout=1, read_timeout=1, keepalive_timeout=0.2)
+    pool.open()
+    try:
+        endpoint = Endpoint.of(URL(target.url))
+        host = (b"Host", endpoint.host.encode())
+        response = await pool.request("GET", endpoint, "/a", [host], None)
+        assert response.status == 200 and response.complete
+        response.release()
+        assert pool.idle_connections == 1  # kept for the next request to this target
+        await eventually(lambda: pool.idle_connections == 0, what="the idle connection closed")
+    finally:
+        pool.close()

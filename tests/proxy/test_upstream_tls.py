@@ -203,6 +203,17 @@ async def test_a_reload_reads_the_files_again_and_refuses_a_missing_one(
             assert outcome.refusal is not None
             assert outcome.refusal.startswith("upstreams.secure.tls.ca_file: cannot read")
             assert await gw.status("/x") == 200  # the running configuration serves on
+            no_key = config(bundle)
+            no_key["upstreams"]["secure"]["targets"] = [target]
+            no_key["upstreams"]["secure"]["tls"] |= {
+                "cert_file": str(tls.client_cert),
+                "key_file": str(tmp_path / "gone.key"),
+            }
+            gw.write(no_key)
+            outcome = await gw.reload()
+            assert outcome.refusal is not None
+            assert outcome.refusal.startswith("upstreams.secure.tls.key_file: cannot read")
+            assert await gw.status("/x") == 200
 
 
 def nginx_conf(directory: Path, port: int, tls: TlsFiles) -> Path:
