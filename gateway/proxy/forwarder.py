@@ -108,7 +108,7 @@ class Forwarder:
             return self._forward_websocket(request, group, tail, fields)
         host_field = -1
         if not route.preserve_host and len(group.targets) > 1:  # each target's own Host
-            host_field = next(i for i in range(len(fields) - 1, -1, -1) if fields[i][0] == b"Host")
+            host_field = next((i for i in range(len(fields)) if fields[i][0] == b"Host"), -1)
         return self._forward_http(request, group, tail, fields, host_field, declared, exchange)
 
     async def _forward_http(
@@ -133,18 +133,33 @@ class Forwarder:
             has_body = request.method != "HEAD"
             loop = asyncio.get_running_loop()
             started = loop.time()
-            target, upstream = await self._send(
-                request.method,
-                group,
-                tail,
-                fields,
-                host_field,
-                body,
-                chunked=body is not None and declared is None,
-                expect_body=has_body,
-                exchange=exchange,
-                deadline=started + group.retry_deadline,
-            )
+            chunked = body is not None and declared is None
+            if group.named:
+                target, upstream = await self._send(
+                    request.method,
+                    group,
+                    tail,
+                    fields,
+                    host_field,
+                    body,
+                    chunked=chunked,
+                    expect_body=has_body,
+                    exchange=exchange,
+                    deadline=started + group.retry_deadline,
+                )
+            else:  # a route's URL: its one target, no failover (and one frame less)
+                target = group.first
+                target.in_flight += 1
+                with upstream_errors():
+                    upstream = await self._pool.request(
+                        request.method,
+                        target.endpoint,
+                        target.base_path + tail,
+                        fields,
+                        body,
+                        chunked=chunked,
+                        expect_body=has_body,
+                    )
             exchange.upstream_status = upstream.status
             try:
                 return await self._relay(request, upstream, exchange, has_body)
