@@ -262,9 +262,9 @@ async def pool_drill(wrk_path: str, workdir: Path, seconds: float) -> PoolReport
         config = gateway_config(workdir, targets)
         port = json.loads(config.read_text())["listen"]["port"]
         with (workdir / "pool-gateway.log").open("wb") as log:  # the child keeps its copy
+            serve = ("serve", "--config", str(config), "--workers", "1")
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
-                + ["--workers", "1"],
+                [sys.executable, "-m", "gateway", *serve],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=clean_env(),
