@@ -52,6 +52,9 @@ class HealthChecks:
             problem: str | None = f"health check timed out after {health.timeout:g} s"
         except UpstreamError as exc:
             problem = f"health check failed: {exc}"
+        except Exception:  # anything else fails this check, never the loop that runs them
+            log.exception("upstream %s: health check of %s failed", group, target.url)
+            problem = "health check failed (see the gateway's log)"
         else:
             problem = None if 200 <= status < 400 else f"health check answered {status}"
         was_failing = target.checks_failing

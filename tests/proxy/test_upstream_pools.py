@@ -76,6 +76,11 @@ async def test_a_refused_target_is_skipped_and_backs_off(
     assert dead_state["url"] == dead
     assert dead_state["state"] == "backing_off"
     assert dead_state["failures"] == 1  # taken out once, then left alone during its back-off
+    metrics = await (await client.get("/metrics")).text()
+    failures = f'gateway_upstream_target_failures_total{{target="{dead}",upstream="api"}} 1.0'
+    assert failures in metrics
+    state = f'gateway_upstream_target_state{{state="backing_off",target="{dead}",upstream="api"}}'
+    assert f"{state} 1.0" in metrics
 
 
 async def test_every_target_down_is_503_with_retry_after(
