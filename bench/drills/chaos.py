@@ -415,6 +415,7 @@ async def run_pool(args: argparse.Namespace) -> dict[str, Any]:
     if wrk is None:
         raise ChaosError("wrk is not installed (apt-get install wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="gateway-pool-"))
+    print("\nUpstream pool of three targets:", flush=True)
     try:
         pool = await pool_drill(wrk, workdir, args.phase)
     finally:
