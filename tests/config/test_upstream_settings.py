@@ -11,6 +11,7 @@ import yaml
 
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
+from tests.support.gateway_cli import run_cli
 
 
 def _load(tmp_path: Path, upstreams: dict[str, Any], upstream: str = "api") -> Settings:
@@ -102,3 +103,18 @@ def test_verify_off_is_accepted_on_loopback(tmp_path: Path) -> None:
     settings = _load(tmp_path, {"api": {"targets": targets, "tls": {"verify": False}}})
     tls = settings.upstreams["api"].tls
     assert tls is not None and not tls.verify
+
+
+def test_cli_check_config_names_the_route_and_the_missing_ca(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    routes = [{"prefix": "/api/", "upstream": "billing"}]
+    config.write_text(yaml.safe_dump({"routes": routes}))
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert "routes[/api/].upstream: 'billing' is neither an http(s):// URL" in result.stderr
+    tls = {"ca_file": str(tmp_path / "missing-ca.pem")}
+    pools = {"billing": {"targets": ["https://10.0.0.7:8443"], "tls": tls}}
+    config.write_text(yaml.safe_dump({"upstreams": pools, "routes": routes}))
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert f"upstreams.billing.tls.ca_file: cannot read {tls['ca_file']!r}" in result.stderr
