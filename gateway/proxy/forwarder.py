@@ -34,6 +34,7 @@ from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.headers import HeaderPolicy, keep_private
 from gateway.proxy.routing import Route
 from gateway.proxy.upstream import (
+    UpstreamAborted,
     UpstreamConnectTimeout,
     UpstreamError,
     UpstreamPool,
@@ -193,10 +194,10 @@ class Forwarder:
         Every target out of rotation: 503 with the time until the first is tried again."""
         tried: list[Target] = []
         retried = False
+        target = group.choose()
+        if target is None:
+            raise UpstreamsDown(retry_after=group.retry_after())
         while True:
-            target = group.choose(tried)
-            if target is None:
-                raise UpstreamsDown(retry_after=group.retry_after())
             if host_field >= 0:
                 fields[host_field] = (b"Host", target.authority.encode("latin-1"))
             target.in_flight += 1
@@ -213,22 +214,24 @@ class Forwarder:
             except UpstreamError as exc:
                 target.in_flight -= 1
                 sent = not isinstance(exc, UpstreamRefused | UpstreamConnectTimeout)
-                # Out of rotation: no connection, or no answer in time (a stalled target).
-                group.failed(
-                    target, str(exc), eject=not sent or isinstance(exc, UpstreamTimeoutError)
-                )
+                # Out of rotation: no connection, a new one dropped before any answer, or no
+                # answer in time (a stalled target).
+                dropped = isinstance(exc, UpstreamAborted | UpstreamTimeoutError)
+                group.failed(target, str(exc), eject=not sent or dropped)
                 tried.append(target)
-                again = group.named and asyncio.get_running_loop().time() < deadline
+                again = asyncio.get_running_loop().time() < deadline
                 if sent:
                     # SECURITY: a request the target may have acted on is sent again only
                     # when repeating it is harmless (RFC 9110 §9.2.2) and no body byte was
                     # consumed: a POST is never doubled.
                     again = again and not retried and method in IDEMPOTENT and not exchange.bytes_in
                     retried = True
-                if again and group.choose(tried) is not None:
-                    log.info("upstream %s: %s on %s; trying another target", group, exc, target.url)
-                    continue
-                raise upstream_failure(exc) from exc
+                following = group.choose(tried) if again else None
+                if following is None:
+                    raise upstream_failure(exc) from exc
+                log.info("upstream %s: %s on %s; trying %s", group, exc, target.url, following.url)
+                target = following
+                continue
             group.succeeded(target)
             return target, response
 

@@ -42,6 +42,11 @@ class UpstreamRefused(UpstreamConnectError):
     the request was sent."""
 
 
+class UpstreamAborted(UpstreamConnectError):
+    """A new connection was closed or reset before the response started: the target fails
+    requests (unlike a kept-alive connection found closed, which it may have closed idle)."""
+
+
 class UpstreamTimeoutError(UpstreamError):
     """Did not accept the connection within the connect timeout, or silent for longer than
     the read timeout (504)."""
@@ -480,7 +485,10 @@ class UpstreamPool:
                 if body is not None or method not in REPLAYABLE:
                     raise
         connection = await self._connect(key)
-        return await connection.send(head, body, chunked=chunked, expect_body=expect_body)
+        try:
+            return await connection.send(head, body, chunked=chunked, expect_body=expect_body)
+        except UpstreamConnectError as exc:
+            raise UpstreamAborted(str(exc)) from exc
 
     def watch(self, connection: Connection) -> None:
         """`connection` waits on the upstream: time it out after read_timeout of silence."""

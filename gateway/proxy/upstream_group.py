@@ -2,7 +2,8 @@
 one a request goes to (round robin or least in flight).
 
 A target leaves the rotation when connecting to it fails (refused, reset, TLS refused,
-connect timeout) or it stops answering (read timeout before the response head): for
+connect timeout), a new connection to it is dropped before any answer, or it stops answering
+(read timeout before the response head): for
 `backoff` seconds, doubled for each failure in a row up to `max_backoff`; then it is tried
 again by one request at a time, and one success brings it back for good. With active health
 checks (gateway.proxy.health_checks) a target whose last check failed is out too, until a
