@@ -82,6 +82,8 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "gateway_in_flight_requests",
         "gateway_worker_requests",
         "gateway_worker_restarts_total",
+        "gateway_upstream_target_state",
+        "gateway_upstream_target_failures_total",
     ):
         assert needed in text, needed
     ids = [p["id"] for p in dashboard["panels"]]
