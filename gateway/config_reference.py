@@ -43,11 +43,19 @@ def _fields(
     model: type[BaseModel], prefix: str, in_list: bool = False, defaults: Any = None
 ) -> Iterator[tuple[str, FieldInfo, bool]]:
     """Every leaf key; nested objects are descended into (their parent's default filling in
-    the defaults of their own required fields), list items as `key[].field`."""
+    the defaults of their own required fields), list items as `key[].field`, map entries as
+    `key.<name>.field`."""
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         if defaults is not None:
             field = FieldInfo.merge_field_infos(field, default=getattr(defaults, name))
+        origin, args = get_origin(field.annotation), get_args(field.annotation)
+        if origin is dict and len(args) == 2 and _nested_model(args[1])[0] is not None:
+            yield key, field, in_list  # a map of objects: its row, then an entry's fields
+            entry, _ = _nested_model(args[1])
+            assert entry is not None
+            yield from _fields(entry, f"{key}.<name>.", True)
+            continue
         nested, is_list = _nested_model(field.annotation)
         if nested is not None and getattr(nested, "reference_leaf", False):
             yield key, field, in_list  # a recursive tree (rules): one row, its page says more

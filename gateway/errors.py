@@ -33,7 +33,8 @@
     ├── ServiceFault (5xx)            our side, Redis or the upstream failed (503s: Retry-After)
     │   ├── StoreUnavailable          503 temporarily_unavailable
     │   │   └── ReplicaAckMissing     503 (Redis replicas did not confirm a write in time)
-    │   ├── Overloaded                503 temporarily_unavailable
+    │   ├── Overloaded                503 temporarily_unavailable (also an upstream's max_in_flight)
+    │   ├── UpstreamsDown             503 temporarily_unavailable (every target out of rotation)
     │   ├── RevocationStale           503 temporarily_unavailable (fail mode "closed")
     │   ├── ProviderUnavailable       503 temporarily_unavailable (an identity provider's keys)
     │   ├── ProviderFailed            502 bad_gateway (an identity provider's token endpoint)
@@ -350,6 +351,17 @@ class ReplicaAckMissing(StoreUnavailable):
 
 class Overloaded(ServiceFault):
     default_description = "the upstream is at its concurrency limit"
+
+
+class UpstreamsDown(ServiceFault):
+    """Every target of a named upstream is out of rotation (failed, backing off, or failing
+    its health checks): answered at once, with the time until the first is tried again."""
+
+    default_description = "every target of the upstream is out of rotation"
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 1):
+        super().__init__(description)
+        self.retry_after = retry_after
 
 
 class RevocationStale(ServiceFault):

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypedDict, TypeVar, Unpack
 
 from redis.asyncio import Redis
@@ -80,6 +80,7 @@ from gateway.proxy.original_request import DECISION_PATH
 from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.routing import RouteTable
 from gateway.proxy.upstream import UpstreamPool
+from gateway.proxy.upstream_group import UpstreamGroup, upstream_groups
 from gateway.runtime.health import Health
 from gateway.store import (
     AuditLog,
@@ -196,6 +197,7 @@ class ProxyServices:
     endpoint: ProxyEndpoint
     issuers: RouteIssuers | None = None  # routes that take providers' tokens
     decisions: DecisionEndpoint | None = None  # forward-auth decisions, when enabled
+    upstreams: Mapping[str, UpstreamGroup] = field(default_factory=dict)  # named pools
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,7 @@ def configure(
                 issuer=settings.tokens.issuer,
                 bodies=bodies,
             )
+    proxy = _proxy(settings, r, tokens, bodies, gate, auth.providers)
     health = Health(
         store=r.store.revocations,
         sync=r.sync,
@@ -333,6 +336,7 @@ def configure(
         settings=settings.revocation,
         providers=auth.providers,
         metrics=r.metrics,
+        upstreams=proxy.upstreams,
     )
     return Services(
         settings=settings,
@@ -340,9 +344,9 @@ def configure(
         bodies=bodies,
         tokens=tokens,
         auth=auth,
-        proxy=_proxy(settings, r, tokens, bodies, gate, auth.providers),
+        proxy=proxy,
         browser=browser,
-        admin=_admin(settings, r, tokens, auth, bodies),
+        admin=_admin(settings, r, tokens, auth, bodies, proxy.upstreams),
         health=health,
         authorize=authorize,
     )
@@ -768,6 +772,7 @@ def _proxy(
 ) -> ProxyServices:
     p = settings.proxy
     r.limiter.trust(ProxyTrust(p.trusted_proxies))  # `ip` keys: the client behind them
+    upstreams = upstream_groups(settings.upstreams, p)  # reads their TLS files
     routes = RouteTable.from_settings(
         settings.routes,
         # the decision path is the gateway's, never a proxied route's (nor decided on)
@@ -776,6 +781,7 @@ def _proxy(
         path_folding=p.path_folding,
         clock=r.clock,
         limiter=r.limiter,
+        upstreams=upstreams,
     )
     trace = None
     if settings.tracing.mode != "passthrough":
@@ -805,6 +811,7 @@ def _proxy(
         endpoint=ProxyEndpoint(admission, forwarder),
         issuers=issuers,
         decisions=decisions,
+        upstreams=upstreams,
     )
 
 
@@ -841,6 +848,7 @@ def _admin(
     tokens: TokenServices,
     auth: AuthServices,
     bodies: BodyReader,
+    upstreams: Mapping[str, UpstreamGroup],
 ) -> AdminServices:
     actions = AdminActions(auth.revoker, r.store.audit, tokens.verifier, r.clock)
     keys = AdminKeys(
@@ -862,6 +870,7 @@ def _admin(
             store=r.store.revocations,
             history=r.history,
             settings=settings.revocation,
+            upstreams=upstreams,
         )
         console = Console(
             signin=ConsoleSignIn(

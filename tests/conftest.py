@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ from gateway.config import Settings
 from tests.support.browser_cookies import browser_section
 from tests.support.clock import FakeClock
 from tests.support.credential_files import write_key_files, write_seal_key, write_users_file
+from tests.support.faulty_upstream import Fault, FaultyUpstream
 from tests.support.gateway_client import (
     GatewayClient,
     GatewayFactory,
@@ -48,7 +49,7 @@ from tests.support.nginx_front import (
 from tests.support.processes import clean_env, free_port
 from tests.support.programs import require
 from tests.support.provider_sign_in import PUBLIC_URL, SignInGateway, sign_in_provider
-from tests.support.recording_upstream import Upstream, recording_app
+from tests.support.recording_upstream import RecordingUpstreams, Upstream, recording_app
 from tests.support.redis_servers import RedisServer, spawn_redis
 from tests.support.redis_topology import (
     ClusterSet,
@@ -86,6 +87,30 @@ async def upstream() -> AsyncIterator[Upstream]:
     recorder.url = f"http://127.0.0.1:{server.port}"
     yield recorder
     await server.close()
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[RecordingUpstreams]:
+    """More recording upstreams (a pool's targets), started and stopped by the test; every
+    one still running is closed after it."""
+    started = RecordingUpstreams()
+    yield started
+    await started.close()
+
+
+@pytest.fixture
+async def faulty_upstream_factory() -> AsyncIterator[Callable[[Fault], Awaitable[FaultyUpstream]]]:
+    """Upstreams that reset every request after reading it, or stall; closed after the test."""
+    started: list[FaultyUpstream] = []
+
+    async def make(fault: Fault) -> FaultyUpstream:
+        upstream = await FaultyUpstream(fault).start()
+        started.append(upstream)
+        return upstream
+
+    yield make
+    for upstream in started:
+        await upstream.close()
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """A fault drill: the gateway under steady load while Redis is paused, killed and restarted,
-and while the upstream refuses, stalls and resets connections.
+and while the upstream refuses, stalls and resets connections; then an upstream pool of three
+targets while one is killed and another stalled (bench/drills/pool_faults.py).
 
-    python -m bench.drills.chaos            # make chaos: phases of 6 s
-    python -m bench.drills.chaos --quick    # phases of 3 s (the harness check)
+    python -m bench.drills.chaos              # make chaos: phases of 6 s
+    python -m bench.drills.chaos --quick      # phases of 3 s (the harness check)
+    python -m bench.drills.chaos --pool-only  # the pool's phases alone
 
 Per phase it prints the proxied requests served, the 5xx answers by code, what the refresh
 chains saw (clients refreshing their sessions every 20 ms, retrying after a 503 as the protocol
@@ -33,6 +35,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.drills.pool_faults import pool_drill
 from gateway.authserver.credentials import hash_password
 from gateway.tokens.keys import generate_key_material, write_secret_file
 from tests.support.processes import clean_env, free_port, stop_processes, wait_for_port
@@ -366,8 +369,25 @@ async def drill(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def pool_report(pool: dict[str, Any]) -> list[str]:
+    return [
+        "",
+        f"Upstream pool of three targets, phases of {pool['phase_seconds']} s under wrk -c4 GETs "
+        "and wrk -c4 POSTs at once (one target killed, another stalled, both brought back):",
+        "",
+        *pool["table"],
+        "",
+        *pool["summary"],
+    ]
+
+
 def report(result: dict[str, Any]) -> str:
-    five_xx = Counter()
+    if "phases" not in result:  # --pool-only
+        return (
+            "\n".join([f"Fault drill, {result['measured_at']}.", *pool_report(result["pool"])])
+            + "\n"
+        )
+    five_xx: Counter[int] = Counter()
     for p in result["phases"]:
         for status, count in p["statuses"].items():
             if int(status) >= 500:
@@ -384,7 +404,30 @@ def report(result: dict[str, Any]) -> str:
         f"* Sessions lost: {result['sessions_lost']} of {result['chains']}.",
         "* 5xx over the drill: " + (", ".join(f"{k}: {v}" for k, v in sorted(five_xx.items()))),
     ]
+    if "pool" in result:
+        lines += pool_report(result["pool"])
     return "\n".join(lines) + "\n"
+
+
+async def run_pool(args: argparse.Namespace) -> dict[str, Any]:
+    """The pool's phases, as a result entry."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise ChaosError("wrk is not installed (apt-get install wrk)")
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-pool-"))
+    print("\nUpstream pool of three targets:", flush=True)
+    try:
+        pool = await pool_drill(wrk, workdir, args.phase)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"phase_seconds": args.phase, **pool.as_dict(), "summary": pool.summary()}
+
+
+async def everything(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {} if args.pool_only else await drill(args)
+    result.setdefault("measured_at", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    result["pool"] = await run_pool(args)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,11 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="phases of 3 s")
     parser.add_argument("--phase", type=float, default=6.0, help="seconds per phase")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--pool-only", action="store_true", help="only the upstream pool's phases")
     args = parser.parse_args(argv)
     if args.quick:
         args.phase = 3.0
     try:
-        result = asyncio.run(drill(args))
+        result = asyncio.run(everything(args))
     except ChaosError as exc:
         print(f"chaos: {exc}", file=sys.stderr)
         return 2

@@ -90,6 +90,11 @@ from gateway.config.token_settings import (
     LoginRateLimits,
     TokenSettings,
 )
+from gateway.config.upstream_settings import (
+    UpstreamHealthSettings,
+    UpstreamSettings,
+    UpstreamTlsSettings,
+)
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -152,6 +157,9 @@ __all__ = [
     "TokenAuthMethod",
     "TokenSettings",
     "TracingSettings",
+    "UpstreamHealthSettings",
+    "UpstreamSettings",
+    "UpstreamTlsSettings",
     "check_clients",
     "check_redirect_uri",
     "describe_validation_error",

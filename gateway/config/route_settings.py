@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -11,6 +10,7 @@ from pydantic import Field, field_validator
 from gateway.config.fields import HEADER_NAME_RE, RESTART, PositiveSeconds, Section
 from gateway.config.limit_settings import RouteLimitSettings
 from gateway.config.policy_settings import METHOD_RE, RuleTree, check_host_pattern, one_or_many
+from gateway.config.upstream_settings import UPSTREAM_NAME_RE, is_base_url
 from gateway.typedefs import PathFolding, PathParameters, RoutePolicy
 
 
@@ -19,7 +19,7 @@ class RouteSettings(Section):
     """path prefix, matched on whole segments of the normalized path; a `*` segment matches
     any one segment (`/api/*/reports/`)"""
     upstream: str
-    """http(s):// base URL requests are forwarded to"""
+    """http(s):// base URL requests are forwarded to, or the name of one of `upstreams`"""
     policy: RoutePolicy = "required"
     """public, optional (identity when a valid token is sent) or required"""
     roles: list[str] = Field(default_factory=list, description="all of these roles are required")
@@ -108,9 +108,19 @@ class RouteSettings(Section):
     @field_validator("upstream")
     @classmethod
     def _upstream_is_http(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
-            raise ValueError("must be an http:// or https:// base URL without query")
+        if UPSTREAM_NAME_RE.match(value):
+            return value  # a named upstream (`upstreams.<name>`), checked with the whole
+        if not is_base_url(value):
+            raise ValueError(
+                "must be an http:// or https:// base URL without query, or the name of an "
+                "upstream of `upstreams`"
+            )
         return value.rstrip("/")
+
+    @property
+    def upstream_name(self) -> str | None:
+        """The named upstream this route forwards to, or None for a URL."""
+        return None if "://" in self.upstream else self.upstream
 
 
 def _default_stripped_headers() -> list[str]:

@@ -37,6 +37,7 @@ from gateway.config.token_settings import (
     KeysSettings,
     TokenSettings,
 )
+from gateway.config.upstream_settings import UPSTREAM_NAME_RE, UpstreamSettings
 from gateway.errors import ConfigError
 
 ENV_PREFIX: Final = "GATEWAY_"
@@ -73,6 +74,9 @@ class Settings(BaseSettings):
     """logs"""
     proxy: ProxySettings = ProxySettings()
     """forwarding"""
+    upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
+    """named pools of targets that routes forward to (`routes[].upstream: <name>`); see
+    docs/upstreams.md"""
     routes: list[RouteSettings] = Field(default_factory=list)
     """host first (exact, then wildcard, then none), then the longest prefix, then the
     routes that list the method"""
@@ -104,6 +108,27 @@ class Settings(BaseSettings):
         if twice:
             raise ValueError(f"two routes are named {twice[0]!r}: give each its own `name`")
         return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstream_names(cls, value: dict[str, UpstreamSettings]) -> dict[str, UpstreamSettings]:
+        for name in value:
+            if not UPSTREAM_NAME_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not an upstream name (letters, digits, '_', '.', '-')"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _route_upstreams(self) -> Settings:
+        for route in self.routes:
+            name = route.upstream_name
+            if name is not None and name not in self.upstreams:
+                raise ValueError(
+                    f"routes[{route.prefix}].upstream: {name!r} is neither an http(s):// URL "
+                    "nor an upstream of `upstreams`"
+                )
+        return self
 
     @model_validator(mode="after")
     def _providers_are_not_us(self) -> Settings:

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -219,6 +219,7 @@ class Metrics:
         # Children bound once: the hot path does a dict lookup, not a label resolution.
         self._request_children: dict[tuple[str, str, str], Counter] = {}
         self._provider_keys: ProviderKeysCollector | None = None
+        self._upstreams: UpstreamsCollector | None = None
         self._latency_children: dict[str, Histogram] = {}
 
     def count_request(self, route: str, method: str, status: int) -> None:
@@ -293,6 +294,15 @@ class Metrics:
             self._export.register(self._provider_keys)
         else:
             self._provider_keys.states = states
+
+    def watch_upstreams(self, targets: Callable[[], Iterable[TargetSample]]) -> None:
+        """Export the upstream pools' targets, read at scrape time; a later call (the pools of
+        a reloaded configuration) replaces the earlier source."""
+        if self._upstreams is None:
+            self._upstreams = UpstreamsCollector(targets)
+            self._export.register(self._upstreams)
+        else:
+            self._upstreams.targets = targets
 
     def render(self) -> bytes:
         self.in_flight.set(self.in_flight_now)
@@ -390,6 +400,51 @@ class ProviderKeysCollector(Collector):
             keys.add_metric([name], float(state.keys))
             usable.add_metric([name], 1.0 if state.status in ("ok", "stale") else 0.0)
         return [age, keys, usable]
+
+
+class TargetSample(NamedTuple):
+    """One target of an upstream pool as a scrape sees it."""
+
+    upstream: str
+    target: str  # its URL
+    state: str  # up, backing_off, unhealthy
+    in_flight: int
+    failures: int  # failed attempts since its configuration was loaded
+
+
+TARGET_STATES: Final = ("up", "backing_off", "unhealthy")
+
+
+class UpstreamsCollector(Collector):
+    def __init__(self, targets: Callable[[], Iterable[TargetSample]]):
+        self.targets = targets
+
+    def collect(self) -> list[Metric]:
+        labels = ["upstream", "target"]
+        in_flight = GaugeMetricFamily(
+            "gateway_upstream_target_in_flight",
+            "Requests this worker has in flight to the target",
+            labels=labels,
+        )
+        state = GaugeMetricFamily(
+            "gateway_upstream_target_state",
+            "1 for the target's state: up (in rotation), backing_off (failed, tried again "
+            "after its back-off), unhealthy (failing its health checks)",
+            labels=[*labels, "state"],
+        )
+        failures = CounterMetricFamily(
+            "gateway_upstream_target_failures",
+            "Attempts on the target that failed (refused, reset, timed out); counted from the "
+            "configuration's load",
+            labels=labels,
+        )
+        for sample in self.targets():
+            key = [sample.upstream, sample.target]
+            in_flight.add_metric(key, float(sample.in_flight))
+            failures.add_metric(key, float(sample.failures))
+            for name in TARGET_STATES:
+                state.add_metric([*key, name], 1.0 if sample.state == name else 0.0)
+        return [in_flight, state, failures]
 
 
 class RestartsCollector(Collector):

@@ -26,6 +26,7 @@ from gateway.errors import (
     Overloaded,
     PayloadTooLarge,
     ServiceFault,
+    UpstreamsDown,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -33,11 +34,15 @@ from gateway.outbound.http_client import SharedClientSession
 from gateway.proxy.headers import HeaderPolicy, keep_private
 from gateway.proxy.routing import Route
 from gateway.proxy.upstream import (
+    UpstreamAborted,
+    UpstreamConnectTimeout,
     UpstreamError,
     UpstreamPool,
+    UpstreamRefused,
     UpstreamResponse,
     UpstreamTimeoutError,
 )
+from gateway.proxy.upstream_group import IDEMPOTENT, Target, UpstreamGroup
 from gateway.proxy.websocket import connect_websocket, is_websocket_upgrade, relay_websocket
 
 log = logging.getLogger("gateway.proxy")
@@ -79,6 +84,10 @@ class Forwarder:
             raise PayloadTooLarge()
         if self.in_flight >= self._max_concurrency:
             raise Overloaded()
+        group = route.upstream
+        cap = group.max_in_flight
+        if cap is not None and group.in_flight >= cap:
+            raise Overloaded("the upstream is at its max_in_flight")
         fields = self._policy.upstream_request_fields(
             request.raw_headers,
             request.headers,
@@ -87,29 +96,35 @@ class Forwarder:
             remote=request.remote,
             scheme=request.scheme,
             host=request.host,
-            upstream_host=None if route.preserve_host else route.upstream.raw_authority,
+            upstream_host=None if route.preserve_host else group.first.authority,
             exchange=exchange,
         )
-        target = route.upstream_path(path)
+        tail = route.tail(path)
         query = request.rel_url.raw_query_string
         if query:
-            target = f"{target}?{query}"
+            tail = f"{tail}?{query}"
         if is_websocket_upgrade(request):
             if not route.websocket:
                 raise InvalidRequest("WebSocket upgrades are not enabled on this route")
-            return self._forward_websocket(request, route.upstream, target, fields)
-        return self._forward_http(request, route, target, fields, declared, exchange)
+            return self._forward_websocket(request, group, tail, fields)
+        host_field = -1
+        if not route.preserve_host and len(group.targets) > 1:  # each target's own Host
+            host_field = next((i for i in range(len(fields)) if fields[i][0] == b"Host"), -1)
+        return self._forward_http(request, group, tail, fields, host_field, declared, exchange)
 
     async def _forward_http(
         self,
         request: web.Request,
-        route: Route,
-        target: str,
+        group: UpstreamGroup,
+        tail: str,
         fields: list[tuple[bytes, bytes]],
+        host_field: int,
         declared: int | None,
         exchange: Exchange,
     ) -> web.StreamResponse:
         self.in_flight += 1
+        group.in_flight += 1
+        target: Target | None = None
         try:
             body: AsyncIterator[bytes] | None = None
             if request.body_exists:
@@ -119,16 +134,33 @@ class Forwarder:
             has_body = request.method != "HEAD"
             loop = asyncio.get_running_loop()
             started = loop.time()
-            with upstream_errors():
-                upstream = await self._pool.request(
+            chunked = body is not None and declared is None
+            if group.named:
+                target, upstream = await self._send(
                     request.method,
-                    route.upstream,
-                    target,
+                    group,
+                    tail,
                     fields,
+                    host_field,
                     body,
-                    chunked=body is not None and declared is None,
+                    chunked=chunked,
                     expect_body=has_body,
+                    exchange=exchange,
+                    deadline=started + group.retry_deadline,
                 )
+            else:  # a route's URL: its one target, no failover (and one frame less)
+                target = group.first
+                target.in_flight += 1
+                with upstream_errors():
+                    upstream = await self._pool.request(
+                        request.method,
+                        target.endpoint,
+                        target.base_path + tail,
+                        fields,
+                        body,
+                        chunked=chunked,
+                        expect_body=has_body,
+                    )
             exchange.upstream_status = upstream.status
             try:
                 return await self._relay(request, upstream, exchange, has_body)
@@ -136,7 +168,72 @@ class Forwarder:
                 exchange.upstream_seconds = loop.time() - started
                 upstream.release()
         finally:
+            if target is not None:
+                target.in_flight -= 1
+            group.in_flight -= 1
             self.in_flight -= 1
+
+    async def _send(
+        self,
+        method: str,
+        group: UpstreamGroup,
+        tail: str,
+        fields: list[tuple[bytes, bytes]],
+        host_field: int,
+        body: AsyncIterator[bytes] | None,
+        *,
+        chunked: bool,
+        expect_body: bool,
+        exchange: Exchange,
+        deadline: float,
+    ) -> tuple[Target, UpstreamResponse]:
+        """Send to a target in rotation; returns once a response head arrived. A failure to
+        connect (nothing sent) moves on to the next target; a request that was sent goes to
+        another target at most once, and only when its method is idempotent and nothing of
+        its body was read from the client yet; neither past the pool's retry deadline.
+        Every target out of rotation: 503 with the time until the first is tried again."""
+        tried: list[Target] = []
+        retried = False
+        target = group.choose()
+        if target is None:
+            raise UpstreamsDown(retry_after=group.retry_after())
+        while True:
+            if host_field >= 0:
+                fields[host_field] = (b"Host", target.authority.encode("latin-1"))
+            target.in_flight += 1
+            try:
+                response = await self._pool.request(
+                    method,
+                    target.endpoint,
+                    target.base_path + tail,
+                    fields,
+                    body,
+                    chunked=chunked,
+                    expect_body=expect_body,
+                )
+            except UpstreamError as exc:
+                target.in_flight -= 1
+                sent = not isinstance(exc, UpstreamRefused | UpstreamConnectTimeout)
+                # Out of rotation: no connection, a new one dropped before any answer, or no
+                # answer in time (a stalled target).
+                dropped = isinstance(exc, UpstreamAborted | UpstreamTimeoutError)
+                group.failed(target, str(exc), eject=not sent or dropped)
+                tried.append(target)
+                again = asyncio.get_running_loop().time() < deadline
+                if sent:
+                    # SECURITY: a request the target may have acted on is sent again only
+                    # when repeating it is harmless (RFC 9110 §9.2.2) and no body byte was
+                    # consumed: a POST is never doubled.
+                    again = again and not retried and method in IDEMPOTENT and not exchange.bytes_in
+                    retried = True
+                following = group.choose(tried) if again else None
+                if following is None:
+                    raise upstream_failure(exc) from exc
+                log.info("upstream %s: %s on %s; trying %s", group, exc, target.url, following.url)
+                target = following
+                continue
+            group.succeeded(target)
+            return target, response
 
     async def _relay(
         self,
@@ -206,13 +303,24 @@ class Forwarder:
     async def _forward_websocket(
         self,
         request: web.Request,
-        origin: URL,
-        target: str,
+        group: UpstreamGroup,
+        tail: str,
         fields: list[tuple[bytes, bytes]],
     ) -> web.StreamResponse:
+        target = group.choose()
+        if target is None:
+            raise UpstreamsDown(retry_after=group.retry_after())
+        tls = target.endpoint.tls
         with upstream_errors():
             upstream = await connect_websocket(
-                self._http.session, request, origin, target, fields, self._read_timeout
+                self._http.session,
+                request,
+                URL(target.url),
+                target.base_path + tail,
+                fields,
+                self._read_timeout,
+                ssl=tls.context if tls is not None else True,
+                server_hostname=tls.server_name if tls is not None else None,
             )
         return await relay_websocket(request, upstream)
 

@@ -7,18 +7,17 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote, unquote_to_bytes
 
-from yarl import URL
-
 from gateway.config import RouteSettings
-from gateway.errors import InvalidRequest
+from gateway.errors import ConfigError, InvalidRequest
 from gateway.policy.access import AccessPolicy
 from gateway.policy.host_names import normalize_host
 from gateway.proxy.route_limits import RouteLimiter, RouteLimits
+from gateway.proxy.upstream_group import UpstreamGroup, url_group
 from gateway.typedefs import Clock, PathFolding, PathParameters, RoutePolicy
 
 _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -32,6 +31,9 @@ _PLAIN_PATH: Final = re.compile(r"(?:/(?!\.{1,2}(?:/|$))[A-Za-z0-9\-._~!$&'()*+,
 _PARAMS: Final = re.compile(r";[^/]*")
 MAX_PATH_LENGTH: Final = 8192
 _SEPARATORS: Final = "./\\;"
+
+
+_NOWHERE: Final = url_group("http://reserved.invalid")  # blocked prefixes: never forwarded
 
 
 def _folding_characters() -> dict[str, str]:
@@ -64,7 +66,7 @@ _FOLDING: Final = re.compile(
 @dataclass(frozen=True, slots=True)
 class Route:
     prefix: str  # normalized, no trailing slash ("" for the root route); `*` for one segment
-    upstream: URL
+    upstream: UpstreamGroup  # a named pool, or the route's URL as a pool of one
     policy: RoutePolicy
     roles: frozenset[str]
     scopes: frozenset[str]
@@ -97,7 +99,11 @@ class Route:
         return not self.methods or method in self.methods
 
     def upstream_path(self, path: str) -> str:
-        """The path sent upstream: the upstream's base path plus the (optionally stripped) path."""
+        """The path sent to the (first) target: its base path plus `tail(path)`."""
+        return self.upstream.first.base_path + self.tail(path)
+
+    def tail(self, path: str) -> str:
+        """The (optionally stripped) path a target's base path is prefixed to."""
         if not self.strip_prefix:
             tail = path
         elif self._glob is not None:
@@ -107,8 +113,7 @@ class Route:
             tail = path[len(self.prefix) :]
         if not tail.startswith("/"):
             tail = "/" + tail
-        base = self.upstream.raw_path.rstrip("/")
-        return base + tail
+        return tail
 
     def specificity(self) -> tuple[int, int, int]:
         """Sort key, most specific first: more segments, more literal characters, methods."""
@@ -154,14 +159,18 @@ class RouteTable:
         path_folding: PathFolding = "fold",
         clock: Clock = time.time,
         limiter: RouteLimiter | None = None,
+        upstreams: Mapping[str, UpstreamGroup] | None = None,
     ) -> RouteTable:
         """Configured routes plus `blocked` prefixes that answer 404 (never proxied). Their
         policies are compiled here: a bad expression or pattern is a ConfigError."""
         reserved = [
-            Route(p, URL(), "public", frozenset(), frozenset(), False, False, False, p, True)
+            Route(p, _NOWHERE, "public", frozenset(), frozenset(), False, False, False, p, True)
             for p in blocked
         ]
-        configured = [route_from_settings(r, clock=clock, limiter=limiter) for r in routes]
+        configured = [
+            route_from_settings(r, clock=clock, limiter=limiter, upstreams=upstreams)
+            for r in routes
+        ]
         return cls(
             [*reserved, *configured], path_parameters=path_parameters, path_folding=path_folding
         )
@@ -211,11 +220,22 @@ def _first(routes: Iterable[Route], path: str, method: str) -> Route | None:
 
 
 def route_from_settings(
-    settings: RouteSettings, *, clock: Clock = time.time, limiter: RouteLimiter | None = None
+    settings: RouteSettings,
+    *,
+    clock: Clock = time.time,
+    limiter: RouteLimiter | None = None,
+    upstreams: Mapping[str, UpstreamGroup] | None = None,
 ) -> Route:
+    name = settings.upstream_name
+    if name is None:
+        upstream = url_group(settings.upstream)
+    elif upstreams is not None and name in upstreams:
+        upstream = upstreams[name]
+    else:
+        raise ConfigError(f"routes[{settings.prefix}].upstream: no upstream named {name!r}")
     return Route(
         prefix=settings.prefix.rstrip("/"),
-        upstream=URL(settings.upstream),
+        upstream=upstream,
         policy=settings.policy,
         roles=frozenset(settings.roles),
         scopes=frozenset(settings.scopes),

@@ -16,6 +16,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Final, cast
 
 import httptools
@@ -36,9 +37,49 @@ class UpstreamConnectError(UpstreamError):
     """Refused, unreachable, or gone before answering (502)."""
 
 
+class UpstreamRefused(UpstreamConnectError):
+    """No connection could be made (refused, unreachable, TLS handshake failed): nothing of
+    the request was sent."""
+
+
+class UpstreamAborted(UpstreamConnectError):
+    """A new connection was closed or reset before the response started: the target fails
+    requests (unlike a kept-alive connection found closed, which it may have closed idle)."""
+
+
 class UpstreamTimeoutError(UpstreamError):
     """Did not accept the connection within the connect timeout, or silent for longer than
     the read timeout (504)."""
+
+
+class UpstreamConnectTimeout(UpstreamTimeoutError):
+    """The connection was not accepted within the connect timeout: nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsClient:
+    """How the gateway speaks TLS to a pool's targets. Connections are kept per target and
+    per `fingerprint` (the CA bundle, client certificate and settings it was made from), so
+    a reload that changes them never reuses a connection made under the old ones."""
+
+    context: ssl.SSLContext = field(compare=False)
+    server_name: str | None  # SNI and the name checked; None: the target's host
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a request goes: a target's scheme, host and port, and its TLS (keep-alive key)."""
+
+    scheme: str
+    host: str
+    port: int
+    tls: TlsClient | None = None
+
+    @classmethod
+    def of(cls, url: URL, tls: TlsClient | None = None) -> Endpoint:
+        default = 443 if url.scheme == "https" else 80
+        return cls(url.scheme, url.raw_host or "", url.port or default, tls)
 
 
 class UpstreamBroken(UpstreamError):
@@ -84,7 +125,7 @@ class _Exchange:
 class Connection(asyncio.Protocol):
     """One upstream connection; serves one exchange at a time, then goes back to the pool."""
 
-    def __init__(self, pool: UpstreamPool, key: tuple[str, str, int]):
+    def __init__(self, pool: UpstreamPool, key: Endpoint):
         self._pool = pool
         self.key = key
         self._loop = pool.loop
@@ -344,8 +385,8 @@ class UpstreamResponse:
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (name in lower case), or None."""
-        for field, value in self.raw_headers:
-            if field.lower() == name:
+        for found, value in self.raw_headers:
+            if found.lower() == name:
                 return value
         return None
 
@@ -388,22 +429,42 @@ class UpstreamPool:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._keepalive = keepalive_timeout
-        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
+        self._idle: dict[Endpoint, list[Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
         # Read timeouts: one periodic sweep over busy connections instead of a timer
         # armed and cancelled per request; a timeout fires within read_timeout * 1.25.
         self._busy: set[Connection] = set()
         self._sweep_every = max(0.01, min(1.0, read_timeout / 4))
         self._sweeper: asyncio.TimerHandle | None = None
+        self._pruner: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
         """Bind to the running event loop (the pool is made before one runs)."""
         self.loop = asyncio.get_running_loop()
+        self._pruner = self.loop.call_later(self._keepalive, self._prune)
+
+    @property
+    def idle_connections(self) -> int:
+        """Kept-alive connections waiting for a request, over every endpoint."""
+        return sum(len(idle) for idle in self._idle.values())
+
+    def _prune(self) -> None:
+        """Close connections idle past the keep-alive timeout, also those nobody asks for any
+        more (a target a reload removed, TLS files a reload replaced)."""
+        cutoff = self.loop.time() - self._keepalive
+        for key in list(self._idle):
+            idle = self._idle[key]
+            for connection in [c for c in idle if c.idle_since <= cutoff]:
+                idle.remove(connection)
+                connection.close()
+            if not idle:
+                del self._idle[key]
+        self._pruner = self.loop.call_later(self._keepalive / 2, self._prune)
 
     async def request(
         self,
         method: str,
-        upstream: URL,
+        key: Endpoint,
         target: str,
         fields: list[tuple[bytes, bytes]],
         body: AsyncIterator[bytes] | None,
@@ -411,10 +472,9 @@ class UpstreamPool:
         chunked: bool = False,
         expect_body: bool = True,
     ) -> UpstreamResponse:
-        """Send `method target` with these header fields to the upstream (scheme, host and
-        port of `upstream`); returns once the response head has arrived."""
+        """Send `method target` with these header fields to the endpoint (a kept-alive
+        connection to it, or a new one); returns once the response head has arrived."""
         head = _request_head(method, target, fields, chunked)
-        key = (upstream.scheme, upstream.raw_host or "", upstream.port or 80)
         connection = self._take_idle(key)
         if connection is not None:
             try:
@@ -425,7 +485,10 @@ class UpstreamPool:
                 if body is not None or method not in REPLAYABLE:
                     raise
         connection = await self._connect(key)
-        return await connection.send(head, body, chunked=chunked, expect_body=expect_body)
+        try:
+            return await connection.send(head, body, chunked=chunked, expect_body=expect_body)
+        except UpstreamConnectError as exc:
+            raise UpstreamAborted(str(exc)) from exc
 
     def watch(self, connection: Connection) -> None:
         """`connection` waits on the upstream: time it out after read_timeout of silence."""
@@ -462,12 +525,15 @@ class UpstreamPool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()
         self._idle.clear()
 
-    def _take_idle(self, key: tuple[str, str, int]) -> Connection | None:
+    def _take_idle(self, key: Endpoint) -> Connection | None:
         idle = self._idle.get(key)
         now = self.loop.time()
         while idle:
@@ -478,24 +544,31 @@ class UpstreamPool:
             return connection
         return None
 
-    async def _connect(self, key: tuple[str, str, int]) -> Connection:
-        scheme, host, port = key
-        context = self._ssl_context() if scheme == "https" else None
+    async def _connect(self, key: Endpoint) -> Connection:
+        context: ssl.SSLContext | None = None
+        server_name: str | None = None
+        if key.scheme == "https":
+            tls = key.tls
+            context = tls.context if tls is not None else self._ssl_context()
+            server_name = (tls.server_name if tls is not None else None) or key.host.strip("[]")
         try:
             _, protocol = await asyncio.wait_for(
                 self.loop.create_connection(
                     lambda: Connection(self, key),
-                    host,
-                    port,
+                    key.host.strip("[]"),
+                    key.port,
                     ssl=context,
-                    server_hostname=host if context else None,
+                    server_hostname=server_name,
+                    ssl_handshake_timeout=self._connect_timeout if context else None,
                 ),
                 self._connect_timeout,
             )
         except TimeoutError:
-            raise UpstreamTimeoutError("connecting to the upstream timed out") from None
+            raise UpstreamConnectTimeout("connecting to the upstream timed out") from None
+        except ssl.SSLError as exc:  # an OSError too: the certificate or the handshake
+            raise UpstreamRefused(f"TLS to the upstream failed ({exc.reason})") from None
         except OSError as exc:
-            raise UpstreamConnectError(f"cannot connect to the upstream ({exc.strerror})") from None
+            raise UpstreamRefused(f"cannot connect to the upstream ({exc.strerror})") from None
         return protocol
 
     def _ssl_context(self) -> ssl.SSLContext:

@@ -4,6 +4,7 @@ both ways until either side closes. Failures to connect are mapped by the forwar
 from __future__ import annotations
 
 import asyncio
+from ssl import SSLContext
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -28,6 +29,9 @@ async def connect_websocket(
     target: str,
     fields: list[tuple[bytes, bytes]],
     close_timeout: float,
+    *,
+    ssl: SSLContext | bool = True,
+    server_hostname: str | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
     """The upstream's side of the WebSocket, opened with the forwarded header fields."""
     url = URL(f"{origin.scheme}://{origin.raw_authority}{target}", encoded=True)
@@ -44,6 +48,8 @@ async def connect_websocket(
         protocols=protocols,
         autoping=False,
         timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=close_timeout),
+        ssl=ssl,
+        server_hostname=server_hostname,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
@@ -11,6 +11,7 @@ from gateway.config import RevocationSettings
 from gateway.edge.own_routes import own_routes
 from gateway.errors import StoreUnavailable
 from gateway.observability.metrics import Metrics
+from gateway.proxy.upstream_group import UpstreamGroup, pools_snapshot
 from gateway.store import RevocationStore
 from gateway.tokens.provider_keys import KeyState
 from gateway.tokens.providers import Provider
@@ -30,6 +31,7 @@ class Health:
         settings: RevocationSettings,
         providers: Sequence[Provider],
         metrics: Metrics,
+        upstreams: Mapping[str, UpstreamGroup] | None = None,
     ):
         self._store = store
         self._sync = sync
@@ -37,6 +39,7 @@ class Health:
         self._settings = settings
         self._providers = providers
         self._metrics = metrics
+        self._upstreams = upstreams or {}
 
     def routes(self) -> list[web.RouteDef]:
         return own_routes(
@@ -51,8 +54,8 @@ class Health:
 
     async def readyz(self, _request: web.Request) -> web.Response:
         """GET /readyz: 200 only when Redis answers and the revocation view is loaded; the
-        identity providers' key state (every configured one: exchange, sign-in, routes) is
-        reported alongside."""
+        identity providers' key state (every configured one: exchange, sign-in, routes) and the
+        upstream pools' targets are reported alongside."""
         sync = self._sync
         try:
             redis_ok = await self._store.ping()
@@ -76,6 +79,8 @@ class Health:
             body["identity_providers"] = {
                 p.name: _key_state(p.keys.state()) for p in self._providers
             }
+        if self._upstreams:  # reported, never a reason to be unready (the backends' own)
+            body["upstreams"] = pools_snapshot(self._upstreams.values())
         if ready:
             return web.json_response(body)
         return web.json_response(body, status=503, headers={"Retry-After": "1"})

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -18,16 +19,19 @@ from redis.asyncio import Redis
 from gateway.authserver.federation.exchange import FederatedLogin
 from gateway.errors import StoreUnavailable
 from gateway.observability.counter_history import CounterHistory
-from gateway.observability.metrics import Metrics
+from gateway.observability.metrics import Metrics, TargetSample
 from gateway.observability.telemetry import Telemetry
 from gateway.outbound.http_client import SharedClientSession
+from gateway.proxy.health_checks import HealthChecks
 from gateway.proxy.route_limits import RouteLimiter
 from gateway.proxy.upstream import UpstreamPool
+from gateway.proxy.upstream_group import UpstreamGroup
 from gateway.tokens.provider_keys import ProviderKeys
 from gateway.tokens.providers import Provider
 from gateway.tokens.revocation_sync import RevocationSync
 
 if TYPE_CHECKING:
+    from gateway.config import Settings
     from gateway.services import Resources, Services
 
 log = logging.getLogger("gateway")
@@ -59,6 +63,7 @@ def configuration_lifetimes(s: Services) -> list[Lifetime]:
         provider_state_lifetime(providers, s.resources.metrics),
         federation_lifetime(s.auth.federation),
         keys_lifetime(s.auth.clients.registry, [p.keys for p in route_only]),
+        upstreams_lifetime(s.proxy.upstreams, s.settings, s.resources),
     ]
 
 
@@ -126,6 +131,32 @@ def provider_state_lifetime(providers: Sequence[Provider], metrics: Metrics) -> 
         yield
 
     return lifetime
+
+
+def upstreams_lifetime(
+    groups: Mapping[str, UpstreamGroup], settings: Settings, r: Resources
+) -> Lifetime:
+    """A configuration's upstream pools: their targets exported in metrics (in place of an
+    earlier configuration's) and their active health checks run while it serves; the checks
+    stop when a reload retires it or the gateway stops."""
+    health = {name: u.health for name, u in settings.upstreams.items()}
+
+    @asynccontextmanager
+    async def lifetime() -> AsyncIterator[None]:
+        r.metrics.watch_upstreams(lambda: _target_states(groups) if groups else ())
+        async with background(*HealthChecks(r.upstream_pool, groups, health).loops()):
+            yield
+
+    return lifetime
+
+
+def _target_states(groups: Mapping[str, UpstreamGroup]) -> list[TargetSample]:
+    now = time.monotonic()
+    return [
+        TargetSample(g.name, t.url, t.state(now), t.in_flight, t.failures)
+        for g in groups.values()
+        for t in g.targets
+    ]
 
 
 def federation_lifetime(federation: FederatedLogin | None) -> Lifetime:

@@ -82,6 +82,8 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "gateway_in_flight_requests",
         "gateway_worker_requests",
         "gateway_worker_restarts_total",
+        "gateway_upstream_target_state",
+        "gateway_upstream_target_failures_total",
     ):
         assert needed in text, needed
     ids = [p["id"] for p in dashboard["panels"]]
@@ -104,6 +106,7 @@ def test_every_rule_has_a_severity_and_runbook_text() -> None:
         "GatewayLoginFailureSurge",
         "GatewayWorkerRestartLoop",
         "GatewayConfigReloadRefused",
+        "GatewayUpstreamPoolDown",
     } <= names
     for rule in found:
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
@@ -187,6 +190,29 @@ ALERT_CASES: list[tuple[dict[str, str], list[tuple[int, str, str | None]]]] = [
             (1, "GatewayConfigReloadRefused", None),
             (8, "GatewayConfigReloadRefused", None),  # not for a moment's refusal
             (13, "GatewayConfigReloadRefused", "a: configuration reload refused"),
+        ],
+    ),
+    (
+        {
+            'gateway_upstream_target_state{instance="a",upstream="api",target="t1",state="up"}': (
+                "1 1 0 0 0 0 1"
+            ),
+            'gateway_upstream_target_state{instance="a",upstream="api",target="t2",state="up"}': (
+                "1 0 0 0 0 0 0"
+            ),
+            'gateway_upstream_target_state{instance="a",upstream="web",target="t3",state="up"}': (
+                "1+0x6"
+            ),
+        },
+        [
+            (1, "GatewayUpstreamPoolDown", None),  # one target of api is left
+            (2, "GatewayUpstreamPoolDown", None),  # not for a moment
+            (
+                4,
+                "GatewayUpstreamPoolDown",
+                "a: every target of an upstream pool is out of rotation",
+            ),
+            (6, "GatewayUpstreamPoolDown", None),  # t1 is back
         ],
     ),
 ]

@@ -7,7 +7,6 @@ the same tricks through the running gateway."""
 from __future__ import annotations
 
 import pytest
-from yarl import URL
 
 from gateway.config import RouteSettings
 from gateway.errors import InvalidRequest
@@ -18,6 +17,7 @@ from gateway.proxy.routing import (
     is_plain_path,
     normalize_path,
 )
+from gateway.proxy.upstream_group import url_group
 
 NORMALIZED = [
     # already normal: returned as they are
@@ -182,6 +182,14 @@ def test_reserved_prefixes_are_blocked_routes() -> None:
 )
 def test_upstream_path(prefix: str, upstream: str, strip: bool, path: str, sent: str) -> None:
     route = Route(
-        prefix, URL(upstream), "required", frozenset(), frozenset(), strip, False, True, prefix
+        prefix,
+        url_group(upstream),
+        "required",
+        frozenset(),
+        frozenset(),
+        strip,
+        False,
+        True,
+        prefix,
     )
     assert route.upstream_path(path) == sent

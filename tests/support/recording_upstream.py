@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 
 @dataclass
@@ -86,3 +87,28 @@ def recording_app(recorder: Upstream) -> web.Application:
     app[UPSTREAM] = recorder
     app.router.add_route("*", "/{tail:.*}", _upstream_handler)
     return app
+
+
+class RecordingUpstreams:
+    """Recording upstreams started on demand: on a free loopback port, or on a given one (a
+    target brought back where it was); `stop` one to kill it."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, TestServer] = {}
+
+    async def start(self, port: int | None = None) -> Upstream:
+        recorder = Upstream(url="")
+        # no access log of its own: log assertions are about the gateway's lines only
+        server = TestServer(recording_app(recorder), host="127.0.0.1", port=port)
+        await server.start_server(access_log=None)
+        recorder.url = f"http://127.0.0.1:{server.port}"
+        self._servers[recorder.url] = server
+        return recorder
+
+    async def stop(self, recorder: Upstream) -> None:
+        await self._servers.pop(recorder.url).close()
+
+    async def close(self) -> None:
+        for server in self._servers.values():
+            await server.close()
+        self._servers.clear()

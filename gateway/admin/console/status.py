@@ -1,17 +1,19 @@
-"""The console's status panel: the revocation view, Redis, and what the gateway's own
-counters say about refreshes and logins over the last minutes."""
+"""The console's status panel: the revocation view, Redis, the upstream pools' targets, and
+what the gateway's own counters say about refreshes and logins over the last minutes."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from gateway.config import RevocationSettings
 from gateway.errors import StoreUnavailable
 from gateway.observability.counter_history import WINDOWS, CounterHistory, Increase
+from gateway.proxy.upstream_group import UpstreamGroup
 from gateway.store import RevocationStore
 from gateway.tokens.revocation_sync import RevocationSync
 from gateway.tokens.revocation_view import RevocationView
@@ -53,6 +55,29 @@ class Status:
     other: tuple[CounterRow, ...]
     pid: int
     uptime: float
+    upstreams: tuple[PoolRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRow:
+    url: str
+    state: str  # up, backing_off, unhealthy
+    in_flight: int
+    failures: int
+    retry_in: float | None  # seconds until a target backing off is tried again
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRow:
+    name: str
+    in_flight: int
+    max_in_flight: int | None
+    targets: tuple[TargetRow, ...]
+
+    @property
+    def up(self) -> int:
+        return sum(t.state == "up" for t in self.targets)
 
 
 class StatusPanel:
@@ -65,12 +90,14 @@ class StatusPanel:
         history: CounterHistory,
         settings: RevocationSettings,
         started: float | None = None,
+        upstreams: Mapping[str, UpstreamGroup] | None = None,
     ):
         self._view = view
         self._sync = sync
         self._store = store
         self._history = history
         self._settings = settings
+        self._upstreams = upstreams or {}
         self._started = started if started is not None else time.monotonic()
 
     async def read(self) -> Status:
@@ -98,7 +125,28 @@ class StatusPanel:
             other=_other_rows(increases),
             pid=os.getpid(),
             uptime=time.monotonic() - self._started,
+            upstreams=tuple(_pool_row(g) for g in self._upstreams.values()),
         )
+
+
+def _pool_row(group: UpstreamGroup) -> PoolRow:
+    now = time.monotonic()
+    return PoolRow(
+        name=group.name,
+        in_flight=group.in_flight,
+        max_in_flight=group.max_in_flight,
+        targets=tuple(
+            TargetRow(
+                url=t.url,
+                state=t.state(now),
+                in_flight=t.in_flight,
+                failures=t.failures,
+                retry_in=max(0.0, t.down_until - now) if t.state(now) == "backing_off" else None,
+                last_error=t.last_error,
+            )
+            for t in group.targets
+        ),
+    )
 
 
 def _window_name(seconds: float) -> str:
