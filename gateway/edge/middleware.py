@@ -17,6 +17,7 @@ from multidict import CIMultiDict
 
 from gateway.appkeys import CLAIMED_VERSION, EXCHANGE
 from gateway.edge.record import Exchange, request_id_from
+from gateway.edge.request_view import RequestView
 from gateway.errors import (
     ExpectationFailed,
     GatewayError,
@@ -96,7 +97,7 @@ class Observer(Protocol):
     def started(self) -> None: ...
 
     def finished(
-        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+        self, request: RequestView, exchange: Exchange, status: int, seconds: float
     ) -> None: ...
 
 
@@ -115,7 +116,8 @@ def edge_middleware(
     X-Request-Id or made, and echoed on every response, errors included. GatewayErrors
     become their JSON bodies (or what `render` makes of them); anything unexpected is a
     logged, opaque 500. The request's Exchange (request[EXCHANGE]) collects what the observer
-    reports once it is over.
+    reports once it is over. The decision listener calls it with requests of its own (an
+    EdgeRequest: gateway.edge.request_view) and gets its handler's answer back as it is.
     """
 
     known_hosts: set[str] = set()  # Host values found well-formed already

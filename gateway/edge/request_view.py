@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from aiohttp import HttpVersion
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -29,6 +30,18 @@ class RequestView(Protocol):
 
     @property
     def rel_url(self) -> URL: ...
+
+
+class EdgeRequest(RequestView, Protocol):
+    """A request as the edge layer (gateway.edge.middleware) reads it: also its version and
+    raw header fields; it keeps the request's Exchange as request state (`request[EXCHANGE]`,
+    which both a `web.Request` and the decision listener's `LeanRequest` hold)."""
+
+    @property
+    def version(self) -> HttpVersion: ...
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]: ...
 
 
 class DescribedRequest:

@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from gateway.appkeys import DECISIONS, EDGE
 from gateway.edge.connections import ConnectionLimits, EdgeServer
 from gateway.edge.lean_server import Answer, EdgeCall, LeanLimits, LeanRequest, LeanServer
+from gateway.edge.request_view import EdgeRequest
 from gateway.runtime.generations import Generation
 
 DRAIN_POLL_INTERVAL = 0.02
@@ -143,9 +144,10 @@ def _decisions_of(generation: Generation, name: str) -> tuple[EdgeCall, LeanLimi
     proxy = generation.settings.proxy
 
     def serving(request: LeanRequest) -> Awaitable[Answer | web.StreamResponse]:
-        # The edge layer reads of a request only what a LeanRequest has (an EdgeRequest,
-        # gateway.edge.request_view), and hands the handler's Answer back as it is.
-        return edge(cast(web.Request, request), handler)
+        # The edge layer reads of a request only what an EdgeRequest has (the checker holds
+        # LeanRequest to it here), and hands the handler's Answer back as it is.
+        read: EdgeRequest = request
+        return edge(cast(web.Request, read), handler)
 
     limits = LeanLimits(
         header_timeout=proxy.header_timeout,
