@@ -4,13 +4,13 @@
 
 A gateway runs in this process as `gateway serve` runs it (uvloop, JSON access lines through
 the batching handler, written to /dev/null), with a decision listener on a free loopback
-port. A client thread sends nginx's form of a decision (`X-Original-URI`,
+port. A client process sends nginx's form of a decision (`X-Original-URI`,
 `X-Original-Method`, `X-Forwarded-*`, a bearer token of a cached principal) over one real
 loopback connection, D requests pipelined at a time, and reads the answers. The figure is
 the event loop thread's own CPU time (`time.thread_time`: the receive, parse, decision,
-access line and send, not the client's) per decision. `--profile` runs cProfile in that
-thread and prints the top functions. Scenarios: `admitted` (200 with identity headers),
-`no-token` (401), `revoked` (401, a revoked session).
+access line and send; the client is a process of its own) per decision. `--profile` runs
+cProfile in that thread and prints the top functions. Scenarios: `admitted` (200 with
+identity headers), `no-token` (401), `revoked` (401, a revoked session).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import pstats
 import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -90,20 +89,38 @@ def drive(port: int, requests: list[bytes], depth: int, answers: Answers) -> Non
                 answers.parser.feed_data(data)
 
 
-async def run_client(port: int, requests: list[bytes], depth: int) -> Answers:
+def client_main(port: int) -> int:
+    """The client process: the plan on stdin (JSON: tokens, decisions, depth), the statuses
+    it got on stdout."""
+    plan = json.load(sys.stdin)
+    tokens: list[str | None] = plan["tokens"] or [None]
+    requests = [request_bytes(tokens[i % len(tokens)], i) for i in range(plan["decisions"])]
     answers = Answers()
-    done = asyncio.get_running_loop().create_future()
+    began = time.perf_counter()
+    drive(port, requests, plan["depth"], answers)
+    seconds = time.perf_counter() - began
+    print(json.dumps({"done": answers.done, "statuses": answers.statuses, "seconds": seconds}))
+    return 0
 
-    def client() -> None:
-        try:
-            drive(port, requests, depth, answers)
-        except BaseException as exc:  # reported in the loop's thread
-            done.get_loop().call_soon_threadsafe(done.set_exception, exc)
-        else:
-            done.get_loop().call_soon_threadsafe(done.set_result, None)
 
-    threading.Thread(target=client, daemon=True).start()
-    await done
+async def run_client(
+    port: int, tokens: list[str] | None, decisions: int, depth: int
+) -> dict[str, Any]:
+    """Decisions asked by a client process of its own (its CPU is not the gateway's)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.measure_decisions",
+        "--client",
+        str(port),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    plan = {"tokens": tokens, "decisions": decisions, "depth": depth}
+    out, _ = await process.communicate(json.dumps(plan).encode())
+    if process.returncode != 0:
+        raise RuntimeError(f"the client exited with {process.returncode}")
+    answers: dict[str, Any] = json.loads(out)
     return answers
 
 
@@ -127,13 +144,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sink)
     tokens = [mint(keys, sub=f"user-{i}", sid=f"s-{i}", roles=["user"]) for i in range(8)]
-    token_of = {
-        "admitted": lambda i: tokens[i % 8],
-        "no-token": lambda i: None,
-        "revoked": lambda i: tokens[i % 8],
-    }[args.scenario]
-    requests = [request_bytes(token_of(i), i) for i in range(args.decisions)]
-    warm = [request_bytes(token_of(i), i) for i in range(WARM_UP)]
+    sent = None if args.scenario == "no-token" else tokens
     async with gateway_running(settings, config=path) as gateway:
         assert gateway.decisions is not None
         port = gateway.decisions.port
@@ -141,23 +152,24 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             store = gateway.reloader.current.services.resources.store
             for i in range(8):
                 await store.revocations.revoke_session(f"s-{i}", until=time.time() + 3600)
-            await asyncio.sleep(0.2)  # the view applies its own revocations at once
-        await run_client(port, warm, args.depth)
+        await run_client(port, sent, WARM_UP, args.depth)
+        # the client process starts before the figure does: it asks once it has built its
+        # requests, and the loop thread spends nothing while it waits
         profiler = cProfile.Profile() if args.profile else None
-        began_cpu, began = time.thread_time(), time.perf_counter()
+        began_cpu = time.thread_time()
         if profiler is not None:
             profiler.enable()
-        answers = await run_client(port, requests, args.depth)
+        answers = await run_client(port, sent, args.decisions, args.depth)
         if profiler is not None:
             profiler.disable()
-        cpu, wall = time.thread_time() - began_cpu, time.perf_counter() - began
+        cpu = time.thread_time() - began_cpu
     result = {
         "scenario": args.scenario,
-        "decisions": answers.done,
+        "decisions": answers["done"],
         "depth": args.depth,
-        "statuses": answers.statuses,
-        "cpu_us_per_decision": round(cpu / answers.done * 1e6, 1),
-        "decisions_per_s": round(answers.done / wall),
+        "statuses": answers["statuses"],
+        "cpu_us_per_decision": round(cpu / answers["done"] * 1e6, 1),
+        "decisions_per_s": round(answers["done"] / answers["seconds"]),
     }
     if profiler is not None:
         out = io.StringIO()
@@ -179,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the loop's thread")
     parser.add_argument("--sort", default="tottime", help="profile order (tottime, cumulative)")
     parser.add_argument("--top", type=int, default=40, help="profile lines")
+    parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.client:
+        return client_main(args.client)
     import uvloop
 
     runs = []
