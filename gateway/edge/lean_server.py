@@ -311,7 +311,7 @@ class LeanConnection(asyncio.Protocol):
             log.exception("unhandled error on the decision listener")
             return _raw(500, "server_error", "internal error"), False
         if isinstance(response, Answer):
-            return _serialize_answer(response, keep_alive)
+            return serialize_answer(response, keep_alive)
         return _serialize(response, head=request.method == "HEAD", keep_alive=keep_alive)
 
     # -- deadlines and refusals --------------------------------------------------------------
@@ -357,7 +357,7 @@ _NO_BODY: Final = b"Content-Length: 0\r\n\r\n"
 _NO_BODY_CLOSE: Final = b"Content-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-def _serialize_answer(answer: Answer, keep_alive: bool) -> tuple[bytes, bool]:
+def serialize_answer(answer: Answer, keep_alive: bool) -> tuple[bytes, bool]:
     """An Answer on the wire: its status line, the fields encoded once, the request's own."""
     if answer.encoded is None:
         return _raw(500, "server_error", "internal error"), False
