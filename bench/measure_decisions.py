@@ -3,14 +3,14 @@
     python -m bench.measure_decisions [--decisions N] [--depth D] [--scenario S] [--profile]
 
 A gateway runs in this process as `gateway serve` runs it (uvloop, JSON access lines through
-the batching handler, written to /dev/null), with a decision listener on a free loopback
-port. A client process sends nginx's form of a decision (`X-Original-URI`,
-`X-Original-Method`, `X-Forwarded-*`, a bearer token of a cached principal) over one real
-loopback connection, D requests pipelined at a time, and reads the answers. The figure is
-the event loop thread's own CPU time (`time.thread_time`: the receive, parse, decision,
-access line and send; the client is a process of its own) per decision. `--profile` runs
-cProfile in that thread and prints the top functions. Scenarios: `admitted` (200 with
-identity headers), `no-token` (401), `revoked` (401, a revoked session).
+the batching handler, written to /dev/null, the garbage collector settled), with a decision
+listener on a free loopback port. A client process sends nginx's form of a decision
+(`X-Original-URI`, `X-Original-Method`, `X-Forwarded-*`, a bearer token of a cached
+principal) over one real loopback connection, D requests pipelined at a time, and reads the
+answers. The figure is the event loop thread's own CPU time (`time.thread_time`: the
+receive, parse, decision, access line and send; the client is a process of its own) per
+decision. `--profile` runs cProfile in that thread and prints the top functions. Scenarios:
+`admitted` (200 with identity headers), `no-token` (401), `revoked` (401, a revoked session).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             handler.setStream(sink)
     tokens = [mint(keys, sub=f"user-{i}", sid=f"s-{i}", roles=["user"]) for i in range(8)]
     sent = None if args.scenario == "no-token" else tokens
-    async with gateway_running(settings, config=path) as gateway:
+    async with gateway_running(settings, config=path, settle_garbage=True) as gateway:
         assert gateway.decisions is not None
         port = gateway.decisions.port
         if args.scenario == "revoked":

@@ -5,6 +5,8 @@ page."""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import time
@@ -31,6 +33,7 @@ from gateway.errors import (
 log = logging.getLogger("gateway")
 
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+JSON_TYPE: Final = "application/json; charset=utf-8"
 # A response that sets a cookie must never be kept by a shared cache (nor by any cache).
 PRIVATE_NO_STORE: Final = "private, no-store"
 HTTP_VERSIONS: Final = (HttpVersion10, HttpVersion11)
@@ -58,15 +61,24 @@ def gateway_error(exc: web.HTTPException) -> GatewayError:
 
 def error_response(exc: GatewayError, realm: str) -> web.Response:
     """The JSON error body of SPEC §3, with its challenge; never tokens, claims or internals."""
-    body = {"error": exc.code, "error_description": exc.description}
     headers = {**NO_STORE, **exc.headers()}
     challenge = www_authenticate(exc, realm)
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
-    response = web.json_response(body, status=exc.status, headers=headers)
+    headers["Content-Type"] = JSON_TYPE
+    response = web.Response(
+        body=error_body(exc.code, exc.description), status=exc.status, headers=headers
+    )
     if exc.cookies:
         add_cookies(response.headers, exc.cookies)
     return response
+
+
+@functools.lru_cache(maxsize=1024)
+def error_body(code: str, description: str) -> bytes:
+    """`{"error": …, "error_description": …}` as `web.json_response` writes it, encoded once
+    per error (codes and descriptions are the gateway's own words; the cache is bounded)."""
+    return json.dumps({"error": code, "error_description": description}).encode()
 
 
 def add_cookies(headers: CIMultiDict[str], cookies: Iterable[str]) -> None:
@@ -144,7 +156,9 @@ def edge_middleware(
                     raise HeadersTooLarge()
                 response = await handler(request)
             except GatewayError as exc:
-                exchange.error = exc
+                # the record keeps the error, not the frames it went through (which hold the
+                # record: a cycle per refusal for the garbage collector to find)
+                exchange.error = exc.with_traceback(None)
                 response = answer(request, exc)
                 if "Expect" in request.headers or CLAIMED_VERSION in request:
                     # refused before its body was asked for: the client will not send it;

@@ -61,7 +61,7 @@ class RequestObserver(InFlight):
             metrics.count_issuer(principal.provider or "gateway")
         error = exchange.error
         if isinstance(error, InvalidToken):
-            metrics.auth_rejections.labels(error.reason).inc()
+            metrics.count_auth_rejection(error.reason)
         elif isinstance(error, StoreUnavailable):
             metrics.redis_errors.inc()
         elif isinstance(error, RevocationStale):

@@ -11,9 +11,11 @@ navigation without a session a 401 naming the login page in `X-Gateway-Login`.
 
 from __future__ import annotations
 
+import functools
 from typing import Final, Protocol
 
 from aiohttp import hdrs, web
+from prometheus_client import Counter
 from yarl import URL
 
 from gateway.appkeys import EXCHANGE
@@ -96,6 +98,7 @@ class DecisionEndpoint:
         self._decisions = metrics.forward_auth_decisions
         self._admitted = metrics.forward_auth_decisions.labels("allowed", "admitted")
         self._untrusted = metrics.forward_auth_untrusted
+        self._denials: dict[str, Counter] = {}  # by reason: error codes, a fixed set
 
     def routes(self) -> list[web.RouteDef]:
         """Any method, on the decision path and under it (Envoy's form)."""
@@ -132,7 +135,7 @@ class DecisionEndpoint:
             admitted = await self._admission.admit(self.described(request, original), exchange)
         except GatewayError as exc:
             reason = "no_credential" if isinstance(exc, AuthenticationRequired) else exc.code
-            self._decisions.labels("denied", reason).inc()
+            self._denied(reason).inc()
             raise self.refusal(exc, nginx=nginx) from None
         self._admitted.inc()
         return self.allowed(request, admitted.principal, exchange)
@@ -168,6 +171,12 @@ class DecisionEndpoint:
             urls[original.target] = url
         host = request.host if original.host is None else original.host
         return DescribedRequest(original.method, url, host, request.headers, request.remote)
+
+    def _denied(self, reason: str) -> Counter:
+        counter = self._denials.get(reason)
+        if counter is None:
+            counter = self._denials[reason] = self._decisions.labels("denied", reason)
+        return counter
 
     def refusal(self, error: GatewayError, *, nginx: bool) -> GatewayError:
         """The answer to a refused decision: the inline path's, in a form the ingress takes.
@@ -239,6 +248,7 @@ class DecisionEndpoint:
         return answer
 
 
+@functools.lru_cache(maxsize=1024)  # descriptions are the gateway's own words: few of them
 def _json_safe(text: str) -> str:
     """Text that can stand inside a JSON string and a header value as it is."""
     return "".join(c for c in text.replace('"', "'") if c != "\\" and 0x20 <= ord(c) < 0x7F)
