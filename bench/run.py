@@ -6,6 +6,7 @@ reference proxy.
 
     python -m bench.run            # make bench: 3 rounds of 10 s per target (then the chart)
     python -m bench.run --quick    # make bench-quick: 3 rounds of 3 s, smaller memory runs
+    python -m bench.run --quick --targets nginx,gateway,forward-auth   # those rows alone
 
 Prints a markdown table and writes JSON (and the table) under bench/results/;
 `python -m bench.plot` draws the latest results (make bench-plot).
@@ -30,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -727,15 +728,27 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     stack = Stack(workdir)
     try:
+        if args.targets:
+            return chosen_benchmark(stack, wrk, plan, cores, args)
         return _benchmark(stack, wrk, plan, cores, args)
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _benchmark(
-    stack: Stack, wrk: str, plan: Plan, cores: Cores, args: argparse.Namespace
-) -> dict[str, Any]:
+class Base(NamedTuple):
+    """What every target is measured against: the upstream, Redis, the gateway's settings
+    and signer, the cache-warm tokens."""
+
+    upstream: int
+    upstream_kind: str
+    redis_url: str
+    settings: dict[str, Any]
+    issuer: TokenIssuer
+    warm: Path
+
+
+def setup(stack: Stack, cores: Cores, args: argparse.Namespace) -> Base:
     workdir = stack.workdir
     if args.upstream_port:
         upstream, upstream_kind = args.upstream_port, "external"
@@ -756,6 +769,79 @@ def _benchmark(
         workdir / "warm.txt",
         [issuer.issue(sub=f"user-{i}", sid=f"warm-{i}", roles=["user"]).token for i in range(8)],
     )
+    return Base(upstream, upstream_kind, redis_url, settings, issuer, warm)
+
+
+WARM_TITLE = "small JSON, same 8 tokens (cache-warm)"
+# `--targets`: the names to choose from, and the targets they start
+CHOSEN: dict[str, str] = {
+    "direct": "direct",
+    "reference": REFERENCE,
+    "naive": "naive proxy",
+    "gateway": "gateway",
+    "nginx": "nginx",
+    "forward-auth": FORWARD_AUTH,
+}
+
+
+def chosen_benchmark(
+    stack: Stack, wrk: str, plan: Plan, cores: Cores, args: argparse.Namespace
+) -> dict[str, Any]:
+    """`--targets`: the cache-warm scenario alone, for the targets named, in alternating
+    rounds as a whole run measures them (no other scenario, memory or Redis figures)."""
+    upstream, upstream_kind, _, settings, _, warm = setup(stack, cores, args)
+    first_token = warm.read_text().split()[0]
+    started: dict[str, Target | None] = {}
+    for name in args.targets:
+        if name == "direct":
+            started[name] = Target("direct", upstream)
+        elif name == "reference":
+            started[name] = start_reference(stack, upstream, cores.proxy)
+        elif name == "naive":
+            started[name] = start_naive(stack, upstream, cores.proxy)
+        elif name == "gateway":
+            started[name] = start_gateway(stack, "gateway", settings, cores.proxy)
+        elif name == "nginx":
+            started[name] = start_nginx_proxy(stack, upstream, cores.proxy, 1)
+        elif name == "forward-auth":
+            mode = forward_auth_mode(settings)
+            started[name] = start_forward_auth(stack, upstream, mode, cores.proxy)
+    missing = [name for name, target in started.items() if target is None]
+    if missing:
+        raise BenchError(f"cannot start {', '.join(missing)}: nginx is not installed")
+    targets = [t for t in started.values() if t is not None]
+
+    async def preflight() -> None:
+        for target in targets:
+            await check_answers(target, "/small", first_token, 200)
+
+    asyncio.run(preflight())
+    runs: dict[str, list[Run]] = {}
+    for round_index in range(plan.rounds):
+        print(f"round {round_index + 1}/{plan.rounds}", flush=True)
+        for target in rotated(targets, round_index):
+            run = measure(wrk, plan, target, "/small", warm, cores.load, BEARER)
+            runs.setdefault(target.name, []).append(run)
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "pinning": {"proxy_under_test": cores.proxy, "wrk_upstream_redis": cores.load},
+        "plan": plan.__dict__,
+        "upstream": upstream_kind,
+        "wrk": f"-t1 -c{CONNECTIONS}, bearer token on every request (bench/tokens.lua)",
+        "targets": [CHOSEN[name] for name in args.targets],
+        "throughput": {WARM_TITLE: {n: median_run(r) for n, r in runs.items()}},
+    }
+    if "gateway" in started:
+        results["forward_auth"] = forward_auth_figures(results)
+    return results
+
+
+def _benchmark(
+    stack: Stack, wrk: str, plan: Plan, cores: Cores, args: argparse.Namespace
+) -> dict[str, Any]:
+    workdir = stack.workdir
+    upstream, upstream_kind, redis_url, settings, issuer, warm = setup(stack, cores, args)
     cold_count = 1000 if args.smoke else 10_000
     cold = write_tokens(
         workdir / "cold.txt",
@@ -909,7 +995,7 @@ def _benchmark(
     streaming = run_module("bench.measure_streaming", str(plan.stream_mib), limit=600)
     load = run_module("bench.measure_revocations", "load", str(plan.revocations), limit=600)
 
-    results = {
+    results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "pinning": {
@@ -1038,6 +1124,22 @@ def target_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def forward_auth_lines(results: dict[str, Any]) -> list[str]:
+    f = results.get("forward_auth")
+    if not f:
+        return []
+    ratio_ok = "met" if f["vs_nginx_rps"] and f["vs_nginx_rps"] >= 0.4 else "NOT met"
+    p99_ok = "met" if f["p99_ms"] < f["inline_p99_ms"] else "NOT met"
+    return [
+        f"* nginx + forward-auth (nginx and the gateway's decision listener on the proxy's "
+        f"core): {f['vs_nginx_rps']}× nginx alone (≥ 0.4: {ratio_ok}), "
+        f"{f['vs_inline_rps']}× the inline gateway; p99 {f['p99_ms']} ms against the "
+        f"inline gateway's {f['inline_p99_ms']} ms (below: {p99_ok}); "
+        f"{f['decision_cpu_us']} µs of the gateway's CPU per decision (inline: "
+        f"{f['inline_cpu_us']} µs per proxied request)."
+    ]
+
+
 def table(results: dict[str, Any]) -> str:
     pinning, host = results["pinning"], results["machine"]
     lines = [
@@ -1050,14 +1152,17 @@ def table(results: dict[str, Any]) -> str:
         "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | × reference | × nginx |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for title, by_target in [*results["throughput"].items(), ("both cores", results["two_cores"])]:
-        reference = (
-            by_target.get(REFERENCE)
-            or results["throughput"][next(iter(results["throughput"]))][REFERENCE]
-        )
+    rows = list(results["throughput"].items())
+    if "two_cores" in results:
+        rows.append(("both cores", results["two_cores"]))
+    first = results["throughput"][next(iter(results["throughput"]))]
+    for title, by_target in rows:
+        reference = by_target.get(REFERENCE) or first.get(REFERENCE)
         nginx = by_target.get("nginx") or by_target.get("nginx ×2")
         for name, m in by_target.items():
-            vs_reference = f"{m['rps'] / reference['rps']:.2f}" if name != "direct" else ""
+            vs_reference = (
+                f"{m['rps'] / reference['rps']:.2f}" if reference and name != "direct" else ""
+            )
             vs_nginx = f"{m['rps'] / nginx['rps']:.2f}" if nginx and name != "direct" else ""
             cpu = f"{m['cpu_us']:.0f}" if m["cpu_us"] else "—"
             status = (
@@ -1067,6 +1172,8 @@ def table(results: dict[str, Any]) -> str:
                 f"| {title} | {name}{status} | {m['rps']:,} | {m['p50_ms']:.2f} | "
                 f"{m['p99_ms']:.2f} | {cpu} | {vs_reference} | {vs_nginx} |"
             )
+    if "refresh" not in results:  # --targets: the cache-warm rows alone
+        return "\n".join([*lines, "", *forward_auth_lines(results)]) + "\n"
     r, p, s, load = (results[k] for k in ("refresh", "propagation", "streaming", "revocation_load"))
     lines += [
         "",
@@ -1092,18 +1199,7 @@ def table(results: dict[str, Any]) -> str:
             f"route's req/s on the cache-warm path ({p['policy_cpu_us']} against "
             f"{p['plain_cpu_us']} µs CPU per request); within 10 %: {verdict}."
         )
-    f = results.get("forward_auth")
-    if f:
-        ratio_ok = "met" if f["vs_nginx_rps"] and f["vs_nginx_rps"] >= 0.4 else "NOT met"
-        p99_ok = "met" if f["p99_ms"] < f["inline_p99_ms"] else "NOT met"
-        lines.append(
-            f"* nginx + forward-auth (nginx and the gateway's decision listener on the proxy's "
-            f"core): {f['vs_nginx_rps']}× nginx alone (≥ 0.4: {ratio_ok}), "
-            f"{f['vs_inline_rps']}× the inline gateway; p99 {f['p99_ms']} ms against the "
-            f"inline gateway's {f['inline_p99_ms']} ms (below: {p99_ok}); "
-            f"{f['decision_cpu_us']} µs of the gateway's CPU per decision (inline: "
-            f"{f['inline_cpu_us']} µs per proxied request)."
-        )
+    lines += forward_auth_lines(results)
     b = results.get("browser")
     if b:
         lines.append(
@@ -1127,7 +1223,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-port", type=int, help="use an upstream already on this port")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    parser.add_argument(
+        "--targets",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help="only the cache-warm scenario, for these targets (comma-separated: "
+        + ", ".join(CHOSEN)
+        + "); its results never replace latest.*",
+    )
     args = parser.parse_args(argv)
+    unknown = [name for name in args.targets or () if name not in CHOSEN]
+    if unknown:
+        parser.error(f"unknown targets {', '.join(unknown)} (choose from {', '.join(CHOSEN)})")
     if args.rounds < 3 and not args.smoke:
         parser.error("--rounds must be at least 3 (medians of alternating rounds)")
     try:
@@ -1138,6 +1244,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     rendered = table(results)
+    if args.targets:  # a few targets' rows: never the latest whole run
+        (args.out / f"{stamp}-targets.json").write_text(json.dumps(results, indent=2))
+        print(rendered)
+        print(f"written to {args.out}/{stamp}-targets.json")
+        return 0
     (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2))
     (args.out / "latest.md").write_text(rendered)
     (args.out / "latest.json").write_text(json.dumps(results, indent=2))

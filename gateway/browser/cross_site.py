@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
-from aiohttp import web
-
+from gateway.edge.request_view import RequestView
 from gateway.errors import CrossSiteRequest
 from gateway.observability.metrics import Metrics
 
@@ -42,7 +41,7 @@ class CrossSiteCheck:
         self._allowed = frozenset(allowed_origins)
         self._rejections = metrics.csrf_rejections
 
-    def check(self, request: web.Request, rule: CsrfRule = STANDARD) -> None:
+    def check(self, request: RequestView, rule: CsrfRule = STANDARD) -> None:
         """Raise CrossSiteRequest unless the request may act with the browser's cookies."""
         headers = request.headers
         if not rule.all_methods and request.method in SAFE_METHODS:
@@ -61,7 +60,7 @@ class CrossSiteCheck:
         if rule.header and headers.get("X-CSRF") != "1":
             self._refuse("missing_header", "this route requires the header X-CSRF: 1")
 
-    def check_websocket(self, request: web.Request) -> None:
+    def check_websocket(self, request: RequestView) -> None:
         """A cookie-authenticated WebSocket handshake must name an allowed Origin."""
         origin = request.headers.get("Origin")
         if origin is None or origin.lower() not in self._allowed:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs
 from multidict import CIMultiDictProxy
 
 from gateway.browser.cookies import CookieFormat, PresentedCookies, read_cookies
@@ -25,6 +25,7 @@ from gateway.browser.refresh import BrowserSessions, Refreshed, session_ended
 from gateway.browser.seal import ACCESS, REFRESH, CookieSeal
 from gateway.config import BrowserSettings, RouteSettings
 from gateway.edge import Exchange
+from gateway.edge.request_view import RequestView
 from gateway.errors import (
     AuthenticationRequired,
     ClientFault,
@@ -39,7 +40,7 @@ from gateway.tokens.verifier import Principal
 from gateway.typedefs import Clock
 
 PRESENTED_CACHE_SIZE: Final = 4096
-LoginLocator = Callable[[web.Request], str]  # where a navigation without a session goes
+LoginLocator = Callable[[RequestView], str]  # where a navigation without a session goes
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ class CookieGate:
         return route.name in self._routes and hdrs.AUTHORIZATION not in headers
 
     async def authenticate(
-        self, request: web.Request, route: Route, exchange: Exchange
+        self, request: RequestView, route: Route, exchange: Exchange
     ) -> Principal | None:
         """The route's policy applied to the cookies; sets what the answer must carry."""
         presented = self.presented(request)
@@ -129,7 +130,7 @@ class CookieGate:
 
     # -- shared with the endpoints ---------------------------------------------------------
 
-    def presented(self, request: web.Request) -> PresentedCookies:
+    def presented(self, request: RequestView) -> PresentedCookies:
         values = request.headers.getall(hdrs.COOKIE, ())
         if len(values) != 1:
             return read_cookies(values, self._access_name, self._refresh_name)
@@ -194,13 +195,13 @@ class CookieGate:
         lifetime = refreshed.session.expires_at - self._clock()
         return self.format.refresh(self.seal.seal(token, REFRESH), lifetime)
 
-    def login_required(self, request: web.Request) -> ClientFault:
+    def login_required(self, request: RequestView) -> ClientFault:
         """No session at all: navigations go to the login page, the rest get the JSON 401."""
         if self._redirect and is_navigation(request):
             return LoginRedirect(self._login_location(request))
         return AuthenticationRequired()
 
-    def ended(self, request: web.Request, error: InvalidToken) -> ClientFault:
+    def ended(self, request: RequestView, error: InvalidToken) -> ClientFault:
         """A definitive failure as the answer: both cookies cleared, then 401 or the login."""
         answer: ClientFault = error
         if self._redirect and is_navigation(request):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 from urllib.parse import quote, unquote
 
-from aiohttp import web
+from gateway.edge.request_view import RequestView
 
 LOGIN_PATH: Final = "/auth/browser/login"
 MAX_RETURN_TO: Final = 2048
@@ -13,7 +13,7 @@ _HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
 _DECODING_ROUNDS: Final = 4
 
 
-def is_navigation(request: web.Request) -> bool:
+def is_navigation(request: RequestView) -> bool:
     """A top-level navigation: `Sec-Fetch-Mode: navigate` of a document, or (browsers
     without Fetch Metadata) a GET whose Accept prefers HTML."""
     if request.method not in ("GET", "HEAD"):
@@ -70,7 +70,7 @@ def _is_local_path(value: str) -> bool:
     return all(0x20 <= ord(c) != 0x7F for c in value)
 
 
-def login_location(request: web.Request) -> str:
+def login_location(request: RequestView) -> str:
     """The login page, returning to what was asked for."""
     raw = request.rel_url.raw_path_qs
     return f"{LOGIN_PATH}?return_to={quote(safe_return_to(raw), safe='')}"

@@ -46,6 +46,7 @@ from gateway.browser.login_kinds import device_name_from
 from gateway.browser.navigation import LOGIN_PATH, login_location, safe_return_to
 from gateway.edge import NO_STORE, add_cookies
 from gateway.edge.own_routes import own_routes
+from gateway.edge.request_view import RequestView
 from gateway.errors import (
     GatewayError,
     NotFound,
@@ -264,7 +265,7 @@ class ProviderSignIn:
 
     # -- silent re-login and the provider's logout -----------------------------------------
 
-    def login_location(self, request: web.Request) -> str:
+    def login_location(self, request: RequestView) -> str:
         """Where a navigation without a session goes: the provider this browser signed in at
         (silently), or the login page."""
         hint = self._cookies.provider_hint(request.headers.getall(hdrs.COOKIE, ()))

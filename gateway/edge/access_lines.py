@@ -11,9 +11,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Final
 
-from aiohttp import web
-
 from gateway.edge.record import Exchange
+from gateway.edge.request_view import RequestView
 from gateway.errors import InsufficientScope, InvalidToken, PolicyDenied
 from gateway.observability.logs import log_value
 from gateway.observability.tracecontext import incoming_trace_id
@@ -35,7 +34,7 @@ def _json_string(value: str | None) -> str:
 _PLAIN_JSON_STRING: Final = re.compile(r"[ !#-\[\]-~]*").fullmatch
 
 
-def json_line(request: web.Request, exchange: Exchange, status: int, seconds: float) -> str:
+def json_line(request: RequestView, exchange: Exchange, status: int, seconds: float) -> str:
     """The access line as one JSON object, assembled directly (it is written per request)."""
     # request_id (validated or made), remote (an address) and method (llhttp admits known
     # methods only) never need escaping; the path, route and claims may.
@@ -104,7 +103,7 @@ def _principal_fields(principal: Principal) -> str:
     return fields
 
 
-def text_line(request: web.Request, exchange: Exchange, status: int, seconds: float) -> str:
+def text_line(request: RequestView, exchange: Exchange, status: int, seconds: float) -> str:
     """The access line as text: `remote method path status duration`, then `key=value`
     fields; values from outside (the path, sub, sid) are quoted when they are not one plain
     token, so they can never end the line or add a field (`log_value`)."""

@@ -1,20 +1,22 @@
 """A lean HTTP/1.1 server for requests of one fixed shape: a head and no body (forward-auth
-decisions). llhttp (httptools) parses; each request becomes the aiohttp `web.Request` every
-handler of the gateway takes, handed to the edge middleware and its handler as the fast lane
-does (so the checks, the error answers, the record and the access line are the same); the
-answer, never streamed, is written in one piece. Keep-alive, pipelining in order, and the
-edge's deadlines (head within `header_timeout`, idle within `keepalive_timeout`) and header
-size limit. A body is read and dropped (the handler refuses such requests).
+decisions). llhttp (httptools) parses; each request becomes a `LeanRequest` (what the edge
+layer and the admission read of a request: gateway.edge.request_view), handed to the edge
+middleware and its handler as the fast lane does (so the checks, the error answers, the record
+and the access line are the same); the answer, never streamed, is written in one piece: an
+`Answer` whose fixed fields were encoded once (a principal's identity headers), or any
+unprepared `web.Response` (errors). Keep-alive, pipelining in order, and the edge's deadlines
+(head within `header_timeout`, idle within `keepalive_timeout`) and header size limit. A body
+is read and dropped (the handler refuses such requests).
 
-What aiohttp's server would add per request (its RequestHandler, payload streams, the response
-writer) is what this leaves out; `web.Request` is built over a small stand-in for the handler
-it would have (the attributes a Request reads: peer, socket, TLS context, transport).
+What aiohttp's server would add per request (its RequestHandler, `web.Request`, payload
+streams, the response writer) is what this leaves out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,9 +24,8 @@ from http import HTTPStatus
 from typing import Any, Final, cast
 
 import httptools
-from aiohttp import web
-from aiohttp.http import HttpVersion10, HttpVersion11, RawRequestMessage
-from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp import HttpVersion, web
+from aiohttp.http import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -32,12 +33,95 @@ from gateway.edge.connections import raw_error
 
 log = logging.getLogger("gateway")
 
-# (the request, the handler) → the answer: the edge middleware of the configuration served now
-EdgeCall = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (the request) → the answer: the edge middleware of the configuration served now around its
+# handler
+EdgeCall = Callable[["LeanRequest"], Awaitable["Answer | web.StreamResponse"]]
 MAX_TARGET: Final = 16 * 1024  # request-target bytes; the path limit is the router's
 KNOWN_TARGETS: Final = 1024  # request targets whose URL is remembered
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 _FRAMING: Final = frozenset({"content-length", "connection", "transfer-encoding"})  # ours
+
+
+class LeanRequest:
+    """A parsed request as the edge layer and the admission read it (an EdgeRequest, as an
+    aiohttp `web.Request` is one): method, target, version, headers, peer, and the state the
+    edge keeps on it (its Exchange)."""
+
+    __slots__ = ("_state", "headers", "method", "raw_headers", "rel_url", "remote", "version")
+
+    body_exists: Final = False  # a body is never read: its framing headers say it was there
+
+    def __init__(
+        self,
+        method: str,
+        rel_url: URL,
+        version: HttpVersion,
+        headers: CIMultiDictProxy[str],
+        raw_headers: tuple[tuple[bytes, bytes], ...],
+        remote: str | None,
+    ):
+        self.method = method
+        self.rel_url = rel_url
+        self.version = version
+        self.headers = headers
+        self.raw_headers = raw_headers
+        self.remote = remote
+        self._state: dict[object, Any] = {}
+
+    @property
+    def host(self) -> str:
+        """The Host header (as `web.Request.host`: the server's name without one)."""
+        return self.headers.get("Host") or socket.getfqdn()
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        return None if value is None else int(value)
+
+    def __getitem__(self, key: object) -> Any:
+        return self._state[key]
+
+    def __setitem__(self, key: object, value: Any) -> None:
+        self._state[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._state
+
+    def get(self, key: object, default: Any = None) -> Any:
+        return self._state.get(key, default)
+
+
+class Answer:
+    """An answer without a body: its status, fixed fields encoded once (`encoded`, the same
+    fields as `fixed`), and the fields added per request (`headers`: the request id, cookies).
+    The lean server writes it as it is; `response()` makes it aiohttp's for other listeners."""
+
+    __slots__ = ("encoded", "fixed", "headers", "status")
+
+    prepared: Final = False  # as an unprepared web.Response: the edge adds its request id
+    keep_alive: Final = None
+
+    def __init__(self, status: int, fixed: tuple[tuple[str, str], ...], encoded: bytes | None):
+        self.status = status
+        self.fixed = fixed
+        self.encoded = encoded  # None: a value that cannot be written (a line break)
+        self.headers: CIMultiDict[str] = CIMultiDict()
+
+    def response(self) -> web.Response:
+        headers = CIMultiDict(self.fixed)
+        headers.extend(self.headers)
+        return web.Response(status=self.status, headers=headers)
+
+
+def encode_fields(fields: tuple[tuple[str, str], ...]) -> bytes | None:
+    """`Name: value\r\n` lines; None when a value holds a line break (SECURITY: never a
+    header line of its own)."""
+    for _, value in fields:
+        if "\r" in value or "\n" in value:
+            return None
+    return "".join(f"{name}: {value}\r\n" for name, value in fields).encode(
+        "utf-8", "surrogateescape"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +179,8 @@ class LeanConnection(asyncio.Protocol):
         self.peername: Any = None
         self.sockname: Any = None
         self.ssl_context: Any = None
-        self._pending: deque[tuple[RawRequestMessage, bool]] = deque()
+        self._remote: str | None = None
+        self._pending: deque[tuple[LeanRequest, bool]] = deque()
         self._worker: asyncio.Task[None] | None = None
         # One idle timer, re-armed lazily (no timer call per request); a head's deadline only
         # for a head that does not arrive in one piece.
@@ -113,6 +198,10 @@ class LeanConnection(asyncio.Protocol):
         # asyncio's or uvloop's TCP transport (uvloop's are no asyncio.Transport subclasses)
         self.transport = cast(asyncio.Transport, transport)
         self.peername = transport.get_extra_info("peername")
+        if isinstance(self.peername, list | tuple):
+            self._remote = str(self.peername[0])
+        elif self.peername is not None:
+            self._remote = str(self.peername)
         self.sockname = transport.get_extra_info("sockname")
         self._server.connections.add(self)
         self._idle = self._loop.call_later(self._server.limits.keepalive_timeout, self._check_idle)
@@ -185,19 +274,15 @@ class LeanConnection(asyncio.Protocol):
             [(n.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for n, v in raw]
         )
         target = self._target.decode("latin-1")
-        message = RawRequestMessage(
+        request = LeanRequest(
             parser.get_method().decode("ascii"),
-            target,
+            self._server.url(target),
             version,
             CIMultiDictProxy(headers),
             tuple(raw),
-            not parser.should_keep_alive(),
-            None,
-            False,
-            False,
-            self._server.url(target),
+            self._remote,
         )
-        self._pending.append((message, parser.should_keep_alive()))
+        self._pending.append((request, parser.should_keep_alive()))
         if not self.busy:
             self._worker = self._loop.create_task(self._answer_all())
 
@@ -205,8 +290,8 @@ class LeanConnection(asyncio.Protocol):
 
     async def _answer_all(self) -> None:
         while self._pending and self.transport is not None:
-            message, keep_alive = self._pending.popleft()
-            data, keep_alive = await self._answer(message, keep_alive)
+            request, keep_alive = self._pending.popleft()
+            data, keep_alive = await self._answer(request, keep_alive)
             transport = self.transport
             if transport is None:
                 return
@@ -216,26 +301,18 @@ class LeanConnection(asyncio.Protocol):
                 return
         self._idle_since = self._loop.time()
 
-    async def _answer(self, message: RawRequestMessage, keep_alive: bool) -> tuple[bytes, bool]:
-        task = asyncio.current_task()
-        assert task is not None
+    async def _answer(self, request: LeanRequest, keep_alive: bool) -> tuple[bytes, bool]:
         # SECURITY: a target that is no path (`*`, an absolute URL) never reaches a handler
-        if not message.path.startswith("/"):
+        if not request.rel_url.raw_path.startswith("/"):
             return _raw(400, "invalid_request", "invalid request target"), False
-        request = web.Request(
-            message,
-            EMPTY_PAYLOAD,
-            self,  # type: ignore[arg-type]  # what a Request reads of its RequestHandler
-            None,  # type: ignore[arg-type]  # never written through: the answer is ours
-            task,
-            self._loop,
-        )
         try:
             response = await self._server.serving(request)
         except Exception:
             log.exception("unhandled error on the decision listener")
             return _raw(500, "server_error", "internal error"), False
-        return _serialize(response, head=message.method == "HEAD", keep_alive=keep_alive)
+        if isinstance(response, Answer):
+            return serialize_answer(response, keep_alive)
+        return _serialize(response, head=request.method == "HEAD", keep_alive=keep_alive)
 
     # -- deadlines and refusals --------------------------------------------------------------
 
@@ -273,6 +350,25 @@ class LeanConnection(asyncio.Protocol):
 
 def _raw(status: int, code: str, description: str) -> bytes:
     return raw_error(status, HTTPStatus(status).phrase, code, description)
+
+
+_REASONS: Final = {status.value: status.phrase for status in HTTPStatus}
+_NO_BODY: Final = b"Content-Length: 0\r\n\r\n"
+_NO_BODY_CLOSE: Final = b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def serialize_answer(answer: Answer, keep_alive: bool) -> tuple[bytes, bool]:
+    """An Answer on the wire: its status line, the fields encoded once, the request's own."""
+    if answer.encoded is None:
+        return _raw(500, "server_error", "internal error"), False
+    parts = [f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, '')}\r\n".encode()]
+    parts.append(answer.encoded)
+    for name, value in answer.headers.items():
+        if "\r" in value or "\n" in value:  # SECURITY: never a header line of its own
+            return _raw(500, "server_error", "internal error"), False
+        parts.append(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"))
+    parts.append(_NO_BODY if keep_alive else _NO_BODY_CLOSE)
+    return b"".join(parts), keep_alive
 
 
 def _serialize(response: web.StreamResponse, *, head: bool, keep_alive: bool) -> tuple[bytes, bool]:

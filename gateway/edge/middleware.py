@@ -5,6 +5,8 @@ page."""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import time
@@ -17,6 +19,7 @@ from multidict import CIMultiDict
 
 from gateway.appkeys import CLAIMED_VERSION, EXCHANGE
 from gateway.edge.record import Exchange, request_id_from
+from gateway.edge.request_view import RequestView
 from gateway.errors import (
     ExpectationFailed,
     GatewayError,
@@ -30,6 +33,7 @@ from gateway.errors import (
 log = logging.getLogger("gateway")
 
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+JSON_TYPE: Final = "application/json; charset=utf-8"
 # A response that sets a cookie must never be kept by a shared cache (nor by any cache).
 PRIVATE_NO_STORE: Final = "private, no-store"
 HTTP_VERSIONS: Final = (HttpVersion10, HttpVersion11)
@@ -57,15 +61,24 @@ def gateway_error(exc: web.HTTPException) -> GatewayError:
 
 def error_response(exc: GatewayError, realm: str) -> web.Response:
     """The JSON error body of SPEC §3, with its challenge; never tokens, claims or internals."""
-    body = {"error": exc.code, "error_description": exc.description}
     headers = {**NO_STORE, **exc.headers()}
     challenge = www_authenticate(exc, realm)
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
-    response = web.json_response(body, status=exc.status, headers=headers)
+    headers["Content-Type"] = JSON_TYPE
+    response = web.Response(
+        body=error_body(exc.code, exc.description), status=exc.status, headers=headers
+    )
     if exc.cookies:
         add_cookies(response.headers, exc.cookies)
     return response
+
+
+@functools.lru_cache(maxsize=1024)
+def error_body(code: str, description: str) -> bytes:
+    """`{"error": …, "error_description": …}` as `web.json_response` writes it, encoded once
+    per error (codes and descriptions are the gateway's own words; the cache is bounded)."""
+    return json.dumps({"error": code, "error_description": description}).encode()
 
 
 def add_cookies(headers: CIMultiDict[str], cookies: Iterable[str]) -> None:
@@ -96,7 +109,7 @@ class Observer(Protocol):
     def started(self) -> None: ...
 
     def finished(
-        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+        self, request: RequestView, exchange: Exchange, status: int, seconds: float
     ) -> None: ...
 
 
@@ -115,7 +128,8 @@ def edge_middleware(
     X-Request-Id or made, and echoed on every response, errors included. GatewayErrors
     become their JSON bodies (or what `render` makes of them); anything unexpected is a
     logged, opaque 500. The request's Exchange (request[EXCHANGE]) collects what the observer
-    reports once it is over.
+    reports once it is over. The decision listener calls it with requests of its own (an
+    EdgeRequest: gateway.edge.request_view) and gets its handler's answer back as it is.
     """
 
     known_hosts: set[str] = set()  # Host values found well-formed already
@@ -142,7 +156,9 @@ def edge_middleware(
                     raise HeadersTooLarge()
                 response = await handler(request)
             except GatewayError as exc:
-                exchange.error = exc
+                # the record keeps the error, not the frames it went through (which hold the
+                # record: a cycle per refusal for the garbage collector to find)
+                exchange.error = exc.with_traceback(None)
                 response = answer(request, exc)
                 if "Expect" in request.headers or CLAIMED_VERSION in request:
                     # refused before its body was asked for: the client will not send it;

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
-
 from gateway.edge.access_lines import json_line, text_line
 from gateway.edge.record import Exchange
+from gateway.edge.request_view import RequestView
 from gateway.errors import (
     InsufficientScope,
     InvalidToken,
@@ -30,7 +29,7 @@ class InFlight:
         self.in_flight += 1
 
     def finished(
-        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+        self, request: RequestView, exchange: Exchange, status: int, seconds: float
     ) -> None:
         self.in_flight -= 1
 
@@ -50,7 +49,7 @@ class RequestObserver(InFlight):
         self._metrics.in_flight_now += 1
 
     def finished(
-        self, request: web.Request, exchange: Exchange, status: int, seconds: float
+        self, request: RequestView, exchange: Exchange, status: int, seconds: float
     ) -> None:
         self.in_flight -= 1
         metrics = self._metrics
@@ -62,7 +61,7 @@ class RequestObserver(InFlight):
             metrics.count_issuer(principal.provider or "gateway")
         error = exchange.error
         if isinstance(error, InvalidToken):
-            metrics.auth_rejections.labels(error.reason).inc()
+            metrics.count_auth_rejection(error.reason)
         elif isinstance(error, StoreUnavailable):
             metrics.redis_errors.inc()
         elif isinstance(error, RevocationStale):

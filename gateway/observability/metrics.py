@@ -221,6 +221,7 @@ class Metrics:
         self._provider_keys: ProviderKeysCollector | None = None
         self._upstreams: UpstreamsCollector | None = None
         self._latency_children: dict[str, Histogram] = {}
+        self._rejection_children: dict[str, Counter] = {}
 
     def count_request(self, route: str, method: str, status: int) -> None:
         self.served += 1
@@ -231,6 +232,13 @@ class Metrics:
                 key = (route, "OTHER", key[2])
             child = self.requests.labels(*key)
             self._request_children[key] = child
+        child.inc()
+
+    def count_auth_rejection(self, reason: str) -> None:
+        """One refused bearer token (reasons are the gateway's own: a fixed set)."""
+        child = self._rejection_children.get(reason)
+        if child is None:
+            child = self._rejection_children[reason] = self.auth_rejections.labels(reason)
         child.inc()
 
     def count_issuer(self, issuer: str) -> None:

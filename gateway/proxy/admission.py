@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from gateway.edge import Exchange
+from gateway.edge.request_view import RequestView
 from gateway.errors import NotFound
 from gateway.proxy.route_policy import bearer_principal, issuer_principal
 from gateway.proxy.routing import Route, RouteTable
@@ -50,7 +49,7 @@ class Admission:
         self._cookies = cookies  # browser sessions, when enabled (gateway.browser.gate)
         self._issuers = issuers  # routes that take providers' tokens (`routes[].accept`)
 
-    async def admit(self, request: web.Request, exchange: Exchange) -> Admitted:
+    async def admit(self, request: RequestView, exchange: Exchange) -> Admitted:
         """The request's route, forwarded path and principal; records them on `exchange`.
         Raises NotFound, the credential's refusal (401), the policy's (403) or a rate
         limit's (429)."""

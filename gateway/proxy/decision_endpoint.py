@@ -11,15 +11,19 @@ navigation without a session a 401 naming the login page in `X-Gateway-Login`.
 
 from __future__ import annotations
 
-from typing import Final
+import functools
+from typing import Final, Protocol
 
 from aiohttp import hdrs, web
-from multidict import CIMultiDict
+from prometheus_client import Counter
+from yarl import URL
 
 from gateway.appkeys import EXCHANGE
 from gateway.config import ForwardAuthSettings
 from gateway.edge import Exchange
 from gateway.edge.bodies import defer_expectation
+from gateway.edge.lean_server import Answer, LeanRequest, encode_fields
+from gateway.edge.request_view import DescribedRequest, RequestView
 from gateway.errors import (
     AccessDenied,
     AuthenticationRequired,
@@ -53,10 +57,23 @@ OAUTH2_PROXY_HEADERS: Final = (
     ("email", "X-Auth-Request-Email"),
     ("roles", "X-Auth-Request-Groups"),
 )
-_NO_STORE: Final = "no-store"
+_NO_STORE: Final = (hdrs.CACHE_CONTROL, "no-store")
+_PRIVATE_NO_STORE: Final = (hdrs.CACHE_CONTROL, "private, no-store")
 _UNDER_DECISION_PATH: Final = DECISION_PATH + "/"
 _IDENTITY: Final = "decision identity headers"  # the key of what is kept on a Principal
-_PRIVATE_NO_STORE: Final = "private, no-store"
+_ANONYMOUS: Final = ((_NO_STORE,), encode_fields((_NO_STORE,)))
+KNOWN_URLS: Final = 4096  # original targets whose URL is remembered (they are the clients')
+
+
+class DecisionRequest(RequestView, Protocol):
+    """A decision request as the endpoint reads it: a `web.Request`, or the decision
+    listener's own (gateway.edge.lean_server.LeanRequest)."""
+
+    @property
+    def body_exists(self) -> bool: ...
+
+    @property
+    def content_length(self) -> int | None: ...
 
 
 class DecisionEndpoint:
@@ -76,10 +93,12 @@ class DecisionEndpoint:
         self._admission = admission
         self._routes = routes
         self._checked: dict[str, str] = {}  # targets found in normal form → their path
+        self._urls: dict[str, URL] = {}  # those targets as URLs
         self._headers = headers
         self._decisions = metrics.forward_auth_decisions
         self._admitted = metrics.forward_auth_decisions.labels("allowed", "admitted")
         self._untrusted = metrics.forward_auth_untrusted
+        self._denials: dict[str, Counter] = {}  # by reason: error codes, a fixed set
 
     def routes(self) -> list[web.RouteDef]:
         """Any method, on the decision path and under it (Envoy's form)."""
@@ -91,8 +110,16 @@ class DecisionEndpoint:
         ]
 
     async def handle(self, request: web.Request) -> web.Response:
+        """The decision as aiohttp's response (the public listener)."""
+        answer = await self.decide(request, request[EXCHANGE])
+        return answer.response()
+
+    async def answer(self, request: LeanRequest) -> Answer:
+        """The decision as the decision listener writes it (its edge put the Exchange)."""
+        return await self.decide(request, request[EXCHANGE])
+
+    async def decide(self, request: DecisionRequest, exchange: Exchange) -> Answer:
         """The decision; a refusal raises the inline path's error (nginx's form adjusted)."""
-        exchange: Exchange = request[EXCHANGE]
         # SECURITY: whoever may call the decision endpoint chooses the path it is about; only
         # the ingress may, or any client could ask for the answer of a path it picks.
         if not self._trust.trusts(request.remote):
@@ -108,12 +135,12 @@ class DecisionEndpoint:
             admitted = await self._admission.admit(self.described(request, original), exchange)
         except GatewayError as exc:
             reason = "no_credential" if isinstance(exc, AuthenticationRequired) else exc.code
-            self._decisions.labels("denied", reason).inc()
+            self._denied(reason).inc()
             raise self.refusal(exc, nginx=nginx) from None
         self._admitted.inc()
         return self.allowed(request, admitted.principal, exchange)
 
-    def original(self, request: web.Request) -> OriginalRequest:
+    def original(self, request: DecisionRequest) -> OriginalRequest:
         """The original request the ingress describes; a decision request has no body."""
         if (
             request.body_exists
@@ -131,13 +158,25 @@ class DecisionEndpoint:
             self._checked,
         )
 
-    @staticmethod
-    def described(request: web.Request, original: OriginalRequest) -> web.Request:
+    def described(self, request: RequestView, original: OriginalRequest) -> DescribedRequest:
         """The decision request as the original one: its method, target and Host, from the
         same peer, with the same headers (the description in them decides nothing)."""
-        if original.host is None:
-            return request.clone(method=original.method, rel_url=original.target)
-        return request.clone(method=original.method, rel_url=original.target, host=original.host)
+        urls = self._urls
+        url = urls.get(original.target)
+        if url is None:
+            path, _, query = original.target.partition("?")
+            url = URL.build(path=path, query_string=query, encoded=True)
+            if len(urls) >= KNOWN_URLS:
+                urls.clear()
+            urls[original.target] = url
+        host = request.host if original.host is None else original.host
+        return DescribedRequest(original.method, url, host, request.headers, request.remote)
+
+    def _denied(self, reason: str) -> Counter:
+        counter = self._denials.get(reason)
+        if counter is None:
+            counter = self._denials[reason] = self._decisions.labels("denied", reason)
+        return counter
 
     def refusal(self, error: GatewayError, *, nginx: bool) -> GatewayError:
         """The answer to a refused decision: the inline path's, in a form the ingress takes.
@@ -164,9 +203,16 @@ class DecisionEndpoint:
     def identity(self, principal: Principal) -> tuple[tuple[str, str], ...]:
         """The identity headers of an allowed decision, kept on the principal (the verifier
         hands out the same one for every request with a cached token)."""
+        return self._identity_answer(principal)[0][1:]
+
+    def _identity_answer(
+        self, principal: Principal
+    ) -> tuple[tuple[tuple[str, str], ...], bytes | None]:
+        """`Cache-Control: no-store` and the identity headers, and the same encoded, kept on
+        the principal."""
         key = (_IDENTITY, self._oauth2_proxy)
-        fields: tuple[tuple[str, str], ...] | None = principal.derived.get(key)
-        if fields is None:
+        kept: tuple[tuple[tuple[str, str], ...], bytes | None] | None = principal.derived.get(key)
+        if kept is None:
             built = [
                 (name.decode("ascii"), value.decode("ascii"))
                 for name, value in self._headers.identity_fields(principal)
@@ -177,29 +223,32 @@ class DecisionEndpoint:
                     text = header_value(claims.get(claim))
                     if text is not None:
                         built.append((header, text))
-            fields = principal.derived[key] = tuple(built)
-        return fields
+            fields = (_NO_STORE, *built)
+            kept = principal.derived[key] = (fields, encode_fields(fields))
+        return kept
 
     def allowed(
-        self, request: web.Request, principal: Principal | None, exchange: Exchange
-    ) -> web.Response:
+        self, request: RequestView, principal: Principal | None, exchange: Exchange
+    ) -> Answer:
         """200 with who the caller is (nothing on a public route), the access cookie of a
         transparent refresh, and the Cookie header the upstream may get."""
-        headers: CIMultiDict[str] = CIMultiDict({hdrs.CACHE_CONTROL: _NO_STORE})
-        if principal is not None:
-            headers.extend(self.identity(principal))
+        fields, encoded = _ANONYMOUS if principal is None else self._identity_answer(principal)
+        if exchange.set_cookies:  # no cache may keep it
+            fields = (_PRIVATE_NO_STORE, *fields[1:])
+            encoded = encode_fields(fields)
+        answer = Answer(200, fields, encoded)
         cookies = request.headers.getall(hdrs.COOKIE, ())
         if cookies:
             values = [c.encode("utf-8", "surrogateescape") for c in cookies]
             remaining = self._headers.upstream_cookie(values)
-            headers[UPSTREAM_COOKIE] = remaining.decode("utf-8", "surrogateescape")
+            answer.headers[UPSTREAM_COOKIE] = remaining.decode("utf-8", "surrogateescape")
         if exchange.set_cookies:
             # the access cookie only: the refresh cookie never rotates in a decision
-            headers.add(hdrs.SET_COOKIE, exchange.set_cookies[0])
-            headers[hdrs.CACHE_CONTROL] = _PRIVATE_NO_STORE
-        return web.Response(status=200, headers=headers)
+            answer.headers.add(hdrs.SET_COOKIE, exchange.set_cookies[0])
+        return answer
 
 
+@functools.lru_cache(maxsize=1024)  # descriptions are the gateway's own words: few of them
 def _json_safe(text: str) -> str:
     """Text that can stand inside a JSON string and a header value as it is."""
     return "".join(c for c in text.replace('"', "'") if c != "\\" and 0x20 <= ord(c) < 0x7F)

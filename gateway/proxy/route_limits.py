@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from aiohttp import web
-
 from gateway.config import RateLimitingSettings, RouteLimitSettings, RouteSettings
+from gateway.edge.request_view import RequestView
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.observability.metrics import Metrics
 from gateway.proxy.headers import ProxyTrust
@@ -65,7 +64,7 @@ class RouteLimits:
             for limit in self.limits
         }
 
-    def take(self, principal: Principal | None, request: web.Request) -> None:
+    def take(self, principal: Principal | None, request: RequestView) -> None:
         """Count the request against every limit; raises RateLimited (nothing counted) when
         one of them has no token left."""
         now = self._limiter.clock()
@@ -160,7 +159,7 @@ class RouteLimiter:
 
     # -- the request path ------------------------------------------------------------------
 
-    def key(self, limit: Limit, principal: Principal | None, request: web.Request) -> str:
+    def key(self, limit: Limit, principal: Principal | None, request: RequestView) -> str:
         """The value a limit counts this request under; the client's address when the
         request has none (anonymous, or no such claim)."""
         kind = limit.kind

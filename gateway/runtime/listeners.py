@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.appkeys import DECISIONS, EDGE
 from gateway.edge.connections import ConnectionLimits, EdgeServer
-from gateway.edge.lean_server import EdgeCall, LeanLimits, LeanServer
+from gateway.edge.lean_server import Answer, EdgeCall, LeanLimits, LeanRequest, LeanServer
+from gateway.edge.request_view import EdgeRequest
 from gateway.runtime.generations import Generation
 
 DRAIN_POLL_INTERVAL = 0.02
@@ -137,11 +140,14 @@ def _decisions_of(generation: Generation, name: str) -> tuple[EdgeCall, LeanLimi
     """What the lean server calls for `generation`: its edge middleware around its decision
     endpoint, and the edge's limits."""
     app = generation.app(name)
-    edge, handler = app[EDGE], app[DECISIONS].handle
+    edge, handler = app[EDGE], cast(Handler, app[DECISIONS].answer)
     proxy = generation.settings.proxy
 
-    def serving(request: web.Request) -> Awaitable[web.StreamResponse]:
-        return edge(request, handler)
+    def serving(request: LeanRequest) -> Awaitable[Answer | web.StreamResponse]:
+        # The edge layer reads of a request only what an EdgeRequest has (the checker holds
+        # LeanRequest to it here), and hands the handler's Answer back as it is.
+        read: EdgeRequest = request
+        return edge(cast(web.Request, read), handler)
 
     limits = LeanLimits(
         header_timeout=proxy.header_timeout,

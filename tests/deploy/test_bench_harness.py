@@ -170,3 +170,50 @@ def test_plot_draws_every_target_of_a_run(tmp_path: Path) -> None:
     missing = plot("--results", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.png"))
     assert missing.returncode == 2
     assert "run `make bench` first" in missing.stderr
+
+
+def test_unknown_targets_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    result = bench("--smoke", "--targets", "nginx,bogus", tmp=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "unknown targets bogus" in result.stderr
+    assert bench_processes(tmp_path) == []
+
+
+@pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"
+)
+@pytest.mark.timeout(300)
+def test_a_run_of_chosen_targets_never_replaces_the_latest_whole_run(tmp_path: Path) -> None:
+    require("redis-server", install="apt-get install redis-server")
+    out = tmp_path / "out"
+    result = bench(
+        "--smoke", "--no-install", "--targets", "gateway", "--out", str(out), tmp=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (out / "latest.json").exists()
+    (written,) = out.glob("*-targets.json")
+    run = json.loads(written.read_text())
+    assert run["targets"] == ["gateway"]
+    assert set(run["throughput"]["small JSON, same 8 tokens (cache-warm)"]) == {"gateway"}
+    assert "| small JSON, same 8 tokens (cache-warm) | gateway |" in result.stdout
+    assert bench_processes(tmp_path) == []
+
+
+def test_the_decision_harness_measures_answered_decisions() -> None:
+    for scenario, status in (("admitted", "200"), ("no-token", "401")):
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "bench.measure_decisions", "--decisions", "50"),
+                *("--repeat", "1", "--scenario", scenario),
+            ],
+            cwd=ROOT,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        figures = json.loads(result.stdout.splitlines()[-1])
+        assert figures["statuses"] == {status: 50}
+        assert figures["cpu_us_per_decision"] > 0

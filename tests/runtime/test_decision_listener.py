@@ -98,6 +98,34 @@ async def test_the_lean_listener_answers_as_the_public_one(
     assert decided[1]["X-Request-Id"]
 
 
+async def test_an_admitted_decision_answers_as_the_public_one(
+    gw: ReloadableGateway, key_files: dict[str, Path]
+) -> None:
+    token = mint(key_files, sub="alice", sid="s-1", roles=["user", "ops"])
+    headers = {
+        "X-Original-URI": "/api/x?y=1",
+        "X-Original-Method": "POST",
+        "Cookie": "theme=dark; lang=en",
+        **bearer(token),
+    }
+    public, decided = await both(gw, "GET", "/auth/verify", headers)
+    assert public[0] == decided[0] == 200
+    assert public[2] == decided[2] == b""
+    for name in (
+        "X-User-Id",
+        "X-User-Roles",
+        "X-Session-Id",
+        "Cache-Control",
+        "X-Upstream-Cookie",
+        "Set-Cookie",
+        "WWW-Authenticate",
+    ):
+        assert decided[1].getall(name, []) == public[1].getall(name, []), name
+    assert decided[1]["X-User-Roles"] == "user,ops"
+    assert decided[1]["X-Upstream-Cookie"] == "theme=dark; lang=en"
+    assert decided[1]["X-Request-Id"] != public[1]["X-Request-Id"]
+
+
 async def test_identity_headers_and_keep_alive(
     gw: ReloadableGateway, key_files: dict[str, Path]
 ) -> None:
