@@ -9,6 +9,7 @@ name) never go back to the client.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -43,14 +44,14 @@ class Explained:
         return out
 
 
-class Rule:
-    """A node of a rule tree."""
+class Rule(ABC):
+    """A node of a rule tree: each kind says whether it holds for a principal."""
 
     path: str
     text: str
 
-    def holds(self, principal: Principal | None, now: float) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def holds(self, principal: Principal | None, now: float) -> bool: ...
 
     def explain(self, principal: Principal | None, now: float) -> Explained:
         return Explained(self.path, self.text, self.holds(principal, now))
