@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -35,6 +37,19 @@ class FetchFailed(Exception):
         self.reason = reason
 
 
+@contextmanager
+def _as_fetch_failures() -> Iterator[None]:
+    """aiohttp's and the socket's errors, and the deadline, as FetchFailed (cause kept)."""
+    try:
+        yield
+    except FetchFailed:
+        raise
+    except TimeoutError as exc:
+        raise FetchFailed("timeout") from exc
+    except FETCH_ERRORS as exc:
+        raise FetchFailed("unreachable") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
     document: dict[str, Any]
@@ -46,15 +61,9 @@ async def fetch_json(
 ) -> Fetched:
     """GET `url` and parse a JSON object, within `timeout` seconds in all and `max_size`
     bytes; anything else raises FetchFailed."""
-    try:
+    with _as_fetch_failures():
         async with asyncio.timeout(timeout):
             body, cache_control = await _get(session, url, timeout=timeout, max_size=max_size)
-    except FetchFailed:
-        raise
-    except TimeoutError as exc:
-        raise FetchFailed("timeout") from exc
-    except FETCH_ERRORS as exc:
-        raise FetchFailed("unreachable") from exc
     try:
         document = parse_json(body)
     except ValueError as exc:  # also bad UTF-8
@@ -107,7 +116,7 @@ async def post_form(
     """POST `form` (urlencoded) to `url` and read a JSON answer of any status, within
     `timeout` seconds in all and `max_size` bytes; FetchFailed for a redirect, an answer
     too large, a timeout or an unreachable server."""
-    try:
+    with _as_fetch_failures():
         async with asyncio.timeout(timeout):
             async with session.post(
                 url,
@@ -125,12 +134,6 @@ async def post_form(
                     raise FetchFailed("redirect")
                 body = await _bounded_body(response, max_size)
                 status = response.status
-    except FetchFailed:
-        raise
-    except TimeoutError as exc:
-        raise FetchFailed("timeout") from exc
-    except FETCH_ERRORS as exc:
-        raise FetchFailed("unreachable") from exc
     try:
         document = parse_json(body)
     except ValueError:
