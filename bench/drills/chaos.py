@@ -36,6 +36,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.drills.pool_faults import pool_drill
+from bench.drills.wrk_load import wrk_tally
 from gateway.authserver.credentials import hash_password
 from gateway.tokens.keys import generate_key_material, write_secret_file
 from tests.support.processes import clean_env, free_port, stop_processes, wait_for_port
@@ -47,19 +48,6 @@ USER, PASSWORD = "chaos", "chaos-password"
 GRACE = 10  # tokens.refresh_reuse_grace, seconds
 CHAINS = 16
 REFRESH_EVERY = 0.02  # seconds between a chain's refreshes: some are always in flight
-STATUS_LUA = """
-counts = {}
-threads = {}
-setup = function(thread) table.insert(threads, thread) end
-response = function(status, headers, body) counts[status] = (counts[status] or 0) + 1 end
-done = function(summary, latency, requests)
-  local total = {}
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("counts")) do total[k] = (total[k] or 0) + v end
-  end
-  for k, v in pairs(total) do io.write(string.format("STATUS %d %d\\n", k, v)) end
-end
-"""
 
 
 class ChaosError(Exception):
@@ -198,30 +186,10 @@ def gateway_config(workdir: Path, redis_port: int, upstream_port: int) -> Path:
 
 
 async def wrk_phase(wrk: str, base: str, token: str, seconds: float, workdir: Path) -> Counter[int]:
-    script = workdir / "status.lua"
-    script.write_text(STATUS_LUA)
-    process = await asyncio.create_subprocess_exec(
-        wrk,
-        "-t1",
-        "-c8",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(script),
-        "-H",
-        f"Authorization: Bearer {token}",
-        f"{base}/api/items",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+    tally = await wrk_tally(
+        wrk, f"{base}/api/items", token, seconds, workdir, threads=1, connections=8
     )
-    out, _ = await asyncio.wait_for(process.communicate(), seconds + 30)
-    counts: Counter[int] = Counter()
-    for line in out.decode().splitlines():
-        if line.startswith("STATUS "):
-            _, status, count = line.split()
-            counts[int(status)] += int(count)
-    return counts
+    return tally.statuses
 
 
 @dataclass

@@ -38,6 +38,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from bench.drills.wrk_load import wrk_tally
 from gateway.admin.apikeys import admin_key_hash
 from gateway.authserver.credentials import hash_password
 from gateway.tokens.keys import generate_key_material, write_secret_file
@@ -53,24 +54,6 @@ BROKEN_AT: Final = 5  # this reload brings a users file that does not parse
 PASSWORD: Final = "reload-drill-password"
 ADMIN_KEY: Final = "gwadm_reload-drill-key"
 NEW_CONFIG_DEADLINE: Final = 10.0  # seconds a reload may take before the drill gives up on it
-STATUS_LUA: Final = """
-counts = {}
-threads = {}
-setup = function(thread) table.insert(threads, thread) end
-response = function(status, headers, body) counts[status] = (counts[status] or 0) + 1 end
-done = function(summary, latency, requests)
-  local total = {}
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("counts")) do total[k] = (total[k] or 0) + v end
-  end
-  for k, v in pairs(total) do io.write(string.format("STATUS %d %d\\n", k, v)) end
-  local e = summary.errors
-  io.write(string.format("ERRORS %d %d %d %d %d\\n", e.connect, e.read, e.write, e.status,
-    e.timeout))
-  io.write(string.format("LATENCY %d %d %d\\n", latency:percentile(50),
-    latency:percentile(99), latency.max))
-end
-"""
 SERIES: Final = re.compile(r'^(gateway_[a-z_]+)\{pid="(\d+)"\} (\S+)$', re.MULTILINE)
 REFUSED: Final = re.compile(r'^gateway_config_reloads_total\{outcome="refused"\} (\S+)$', re.M)
 
@@ -281,39 +264,10 @@ async def until(condition: Any, what: str, since: float | None = None) -> float:
 async def wrk_run(
     wrk: str, base: str, token: str, seconds: float, workdir: Path
 ) -> tuple[Counter[int], dict[str, int], dict[str, float]]:
-    script = workdir / "status.lua"
-    script.write_text(STATUS_LUA)
-    process = await asyncio.create_subprocess_exec(
-        wrk,
-        "-t2",
-        "-c16",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(script),
-        "-H",
-        f"Authorization: Bearer {token}",
-        f"{base}/api/items",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+    tally = await wrk_tally(
+        wrk, f"{base}/api/items", token, seconds, workdir, threads=2, connections=16
     )
-    out, _ = await asyncio.wait_for(process.communicate(), seconds + 60)
-    counts: Counter[int] = Counter()
-    errors: dict[str, int] = {}
-    latency: dict[str, float] = {}
-    for line in out.decode().splitlines():
-        if line.startswith("STATUS "):
-            _, code, count = line.split()
-            counts[int(code)] += int(count)
-        elif line.startswith("ERRORS "):
-            names = ("connect", "read", "write", "status", "timeout")
-            errors = dict(zip(names, map(int, line.split()[1:]), strict=True))
-        elif line.startswith("LATENCY "):
-            micros = map(int, line.split()[1:])
-            latency = {k: v / 1000 for k, v in zip(("p50", "p99", "max"), micros, strict=True)}
-    errors.pop("status", None)  # non-2xx answers: counted by status above
-    return counts, errors, latency
+    return tally.statuses, tally.errors, tally.latency
 
 
 async def drill(
