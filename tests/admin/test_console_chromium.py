@@ -27,6 +27,7 @@ from tests.support.admin_access import ADMIN_KEY, ADMIN_KEYS, CONSOLE, HOSTILE
 from tests.support.jwt_tokens import bearer
 from tests.support.oauth_clients import password_client
 from tests.support.processes import free_port
+from tests.support.recording_upstream import Upstream
 from tests.support.redis_servers import RedisServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.redis]
@@ -64,7 +65,10 @@ class RunningGateway:
 
 @pytest.fixture
 async def running(
-    settings_factory: Callable[..., Settings], users_file: Path, redis_server: RedisServer
+    settings_factory: Callable[..., Settings],
+    users_file: Path,
+    redis_server: RedisServer,
+    upstream: Upstream,
 ) -> AsyncIterator[RunningGateway]:
     """The gateway's two listeners on free loopback ports, as `gateway serve` runs them."""
     settings = settings_factory(
@@ -72,6 +76,13 @@ async def running(
         admin=ADMIN_KEYS,
         redis={"url": redis_server.url},
         clients=[password_client("web-app")],  # the client its logins name
+        # a pool whose second target never answers: the status page shows it out of rotation
+        upstreams={
+            "legacy": {
+                "targets": [upstream.url, f"http://127.0.0.1:{free_port()}"],
+                "health": {"path": "/", "interval": 1, "timeout": 0.5},
+            }
+        },
     )
     public_app, admin_app = create_apps(settings)
     public = GatewayRunner(public_app, access_log=None)
